@@ -1,0 +1,18 @@
+"""Label Studio ML backend for Ultralytics YOLO.
+
+The top-level ``model.py`` and ``_wsgi.py`` keep the layout label-studio-ml users know; the logic lives here, one
+responsibility per module:
+
+- :mod:`label_studio_yolo.settings`: environment settings (pydantic-settings).
+- :mod:`label_studio_yolo.weights`: finding, loading, caching and versioning YOLO weights.
+- :mod:`label_studio_yolo.label_config`: reading a labelling config into what the model must fill.
+- :mod:`label_studio_yolo.media`: fetching task images from Label Studio, URLs, ``data:`` URIs and local files.
+- :mod:`label_studio_yolo.inference`: running YOLO on one image.
+- :mod:`label_studio_yolo.controls`: one class per control tag, turning detections into Label Studio regions.
+- :mod:`label_studio_yolo.predictor`: predicting a batch of tasks, one failure never failing the batch.
+- :mod:`label_studio_yolo.server`: the Flask app, project-aware on top of label-studio-ml.
+
+Nothing here loads weights or opens a connection at import time.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,185 @@
+"""Read a Label Studio labelling config into what the model has to fill.
+
+The config is parsed by label-studio-sdk's ``LabelInterface``. For every control tag this backend supports (see
+:data:`label_studio_yolo.controls.CONTROL_TYPES`) we read:
+
+- which object tag it labels and which task-data key holds that object's URL (``value="$image"`` -> ``image``);
+- ``model_score_threshold``: the minimum region score, else the ``MODEL_SCORE_THRESHOLD`` setting;
+- for each ``<Label>``: the model classes it takes, from ``predicted_values="car,truck"``, else the class whose name
+  equals the label's value (case-insensitive).
+
+Example:
+    >>> spec = parse_label_config(EXAMPLE_CONFIG, default_threshold=0.5)[0]
+    >>> spec.labels.label_for("truck"), spec.threshold
+    ('Car', 0.25)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from label_studio_sdk.label_interface.control_tags import ControlTag
+from label_studio_sdk.label_interface.interface import LabelInterface
+
+logger = logging.getLogger(__name__)
+
+PREDICTED_VALUES_ATTR = "predicted_values"
+"""``<Label>`` attribute listing the model classes (comma separated) that become this label."""
+
+THRESHOLD_ATTR = "model_score_threshold"
+"""Control-tag attribute with the minimum score (0-1) of a predicted region."""
+
+SUPPORTED_OBJECT_TAGS = frozenset({"Image"})
+"""Object tags whose data this backend can load."""
+
+EXAMPLE_CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image" model_score_threshold="0.25">
+    <Label value="Car" predicted_values="car,truck"/>
+    <Label value="Person" predicted_values="person"/>
+  </RectangleLabels>
+</View>"""
+"""A labelling config this backend fills, shown in error messages."""
+
+
+class LabelConfigError(ValueError):
+    """The labelling config cannot be used; the message shows XML that would work."""
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Model class names (lower-case) to the Label Studio label each becomes."""
+
+    by_class: Mapping[str, str]
+
+    def label_for(self, class_name: str) -> str | None:
+        """The label for a model class, or None when no label claims it."""
+        return self.by_class.get(class_name.lower())
+
+    def restricted_to(self, class_names: Iterable[str]) -> LabelMap:
+        """Only the entries whose class the model actually has."""
+        known = {name.lower() for name in class_names}
+        return LabelMap({name: label for name, label in self.by_class.items() if name in known})
+
+
+@dataclass(frozen=True)
+class ControlSpec:
+    """One control tag to fill: its names, the task-data key of its object, threshold and label mapping."""
+
+    tag: ControlTag
+    from_name: str
+    to_name: str
+    object_type: str
+    value_key: str
+    threshold: float
+    labels: LabelMap
+
+    @property
+    def control_type(self) -> str:
+        """The tag name, e.g. ``RectangleLabels``."""
+        return str(self.tag.tag)
+
+
+def parse_label_config(
+    config: str, default_threshold: float, supported_controls: Iterable[str] = ()
+) -> list[ControlSpec]:
+    """Return a spec for every supported control of ``config`` that labels a supported object.
+
+    Raises:
+        LabelConfigError: the XML is invalid, a threshold is not a number in 0-1, or no control can be filled.
+    """
+    supported = set(supported_controls) or {"RectangleLabels"}
+    try:
+        interface = LabelInterface(config)
+    except Exception as error:  # the SDK raises lxml, KeyError or its own errors for broken XML
+        raise LabelConfigError(f"The labelling config could not be parsed ({error}). {_example_hint()}") from error
+    specs = [
+        _control_spec(control, default_threshold)
+        for control in interface.controls
+        if control.tag in supported and _labels_supported_object(control)
+    ]
+    if not specs:
+        found = ", ".join(sorted({f"<{c.tag} name={c.name!r}>" for c in interface.controls})) or "no control tags"
+        raise LabelConfigError(
+            f"This YOLO backend can fill {', '.join(sorted(supported))} on "
+            f"{', '.join(sorted(SUPPORTED_OBJECT_TAGS))}, but the labelling config has {found}. {_example_hint()}"
+        )
+    return specs
+
+
+def _labels_supported_object(control: ControlTag) -> bool:
+    return any(obj.tag in SUPPORTED_OBJECT_TAGS for obj in control.objects or [])
+
+
+def _control_spec(control: ControlTag, default_threshold: float) -> ControlSpec:
+    image = next(obj for obj in control.objects or [] if obj.tag in SUPPORTED_OBJECT_TAGS)
+    if not image.value_name:
+        raise LabelConfigError(
+            f'<{image.tag} name="{image.name}"> must take its URL from task data, e.g. value="$image". '
+            f"{_example_hint()}"
+        )
+    return ControlSpec(
+        tag=control,
+        from_name=str(control.name),
+        to_name=image.name,
+        object_type=image.tag,
+        value_key=image.value_name,
+        threshold=_threshold(control, default_threshold),
+        labels=_label_map(control),
+    )
+
+
+def _threshold(control: ControlTag, default: float) -> float:
+    raw = (control.attr or {}).get(THRESHOLD_ATTR)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise LabelConfigError(
+            f'<{control.tag} name="{control.name}"> has {THRESHOLD_ATTR}="{raw}"; it must be a number from 0 to 1, '
+            f'e.g. <{control.tag} name="{control.name}" toName="..." {THRESHOLD_ATTR}="0.25">.'
+        )
+    return value
+
+
+def _label_map(control: ControlTag) -> LabelMap:
+    """Model class -> label; when two labels claim one class, the first in the config wins."""
+    by_class: dict[str, str] = {}
+    for label in control.labels or []:
+        attrs = control.labels_attrs[label].attr if control.labels_attrs and label in control.labels_attrs else {}
+        raw = attrs.get(PREDICTED_VALUES_ATTR)
+        classes = [name.strip() for name in raw.split(",")] if raw else [label]
+        for class_name in filter(None, classes):
+            claimed = by_class.setdefault(class_name.lower(), label)
+            if claimed != label:
+                logger.warning(
+                    "Model class %r is claimed by labels %r and %r of <%s name=%r>; using %r",
+                    class_name,
+                    claimed,
+                    label,
+                    control.tag,
+                    control.name,
+                    claimed,
+                )
+    return LabelMap(by_class)
+
+
+def unmapped_control_hint(spec: ControlSpec, class_names: Iterable[str]) -> str:
+    """Explain, with XML, how to map a control's labels to the model's classes."""
+    classes = sorted(set(class_names))
+    shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
+    first = spec.tag.labels[0] if spec.tag.labels else "MyLabel"
+    return (
+        f'No <Label> of <{spec.control_type} name="{spec.from_name}"> matches a class of the model ({shown}). '
+        f"Name a label after a class, or list classes in predicted_values, e.g. "
+        f'<Label value="{first}" predicted_values="{classes[0] if classes else "car"}"/>.'
+    )
+
+
+def _example_hint() -> str:
+    return f"A config this backend fills:\n{EXAMPLE_CONFIG}"

@@ -1,0 +1,88 @@
+"""Predict a batch of Label Studio tasks: one image per task, every control filled, failures isolated.
+
+A task whose image cannot be loaded (or that fails in any other way) gets no prediction: its entry in the answer
+is an empty list, which Label Studio accepts and stores nothing for, so "Retrieve predictions" tries that task
+again later. The reason is logged with the task id; the other tasks of the batch are predicted as usual.
+
+Example:
+    >>> predictor = TaskPredictor(weights, controls, loader, imgsz=None, threads=2)   # doctest: +SKIP
+    >>> predictor.predict([{"id": 1, "data": {"image": "/data/upload/1/a.jpg"}}])
+    [{'result': [...], 'score': 0.87, 'model_version': 'best-1a2b3c4d'}]
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from label_studio_yolo.controls import ControlPredictor
+from label_studio_yolo.inference import detect
+from label_studio_yolo.media import ImageLoader, MediaError
+from label_studio_yolo.regions import ImageSize
+from label_studio_yolo.weights import LoadedWeights
+
+logger = logging.getLogger(__name__)
+
+TaskPrediction = dict[str, Any] | list[Any]
+"""One entry of ``/predict``'s ``results``: a prediction dict, or ``[]`` for a task that got none."""
+
+
+@dataclass
+class TaskPredictor:
+    """Runs one model for the controls of one labelling config."""
+
+    weights: LoadedWeights
+    controls: Sequence[ControlPredictor]
+    loader: ImageLoader
+    imgsz: int | None = None
+    threads: int | None = None
+
+    @property
+    def model_version(self) -> str:
+        """The version every prediction carries (the one ``/setup`` reports)."""
+        return self.weights.version
+
+    def predict(self, tasks: Sequence[object]) -> list[TaskPrediction]:
+        """One entry per task, in task order."""
+        return [self.predict_task(task) for task in tasks]
+
+    def predict_task(self, task: object) -> TaskPrediction:
+        """The prediction for one task, or ``[]`` (with a logged reason) when it cannot be made."""
+        task_id = task.get("id") if isinstance(task, dict) else None
+        try:
+            regions = self._regions(task)
+        except MediaError as error:
+            logger.error("Task %s: no prediction, image not loaded: %s", task_id, error)
+            return []
+        except Exception:
+            logger.exception("Task %s: no prediction, unexpected error", task_id)
+            return []
+        score = sum(region["score"] for region in regions) / len(regions) if regions else 0.0
+        return {"result": regions, "score": round(score, 4), "model_version": self.model_version}
+
+    def _regions(self, task: object) -> list[dict[str, Any]]:
+        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(data, dict):
+            raise MediaError("task has no 'data' object")
+        regions: list[dict[str, Any]] = []
+        for value_key, controls in self._controls_by_data_key().items():
+            if value_key not in data:
+                raise MediaError(f"task data has no {value_key!r} key (keys: {sorted(data)})")
+            image = self.loader.load(data[value_key])
+            size = ImageSize(*image.size)
+            conf = min(control.spec.threshold for control in controls)
+            detections = detect(self.weights, image, conf=conf, imgsz=self.imgsz, threads=self.threads)
+            del image  # decoded pixels are not needed past inference
+            for control in controls:
+                regions.extend(control.regions(detections, size))
+        return regions
+
+    def _controls_by_data_key(self) -> dict[str, list[ControlPredictor]]:
+        """Controls grouped by the image they label, so each image is loaded and run once."""
+        groups: dict[str, list[ControlPredictor]] = defaultdict(list)
+        for control in self.controls:
+            groups[control.spec.value_key].append(control)
+        return groups

@@ -1,0 +1,58 @@
+"""Backend settings, read from the environment (and a ``.env`` file) with pydantic-settings.
+
+A labelling config can override some of them per control tag (``model_score_threshold``); those attributes are
+read in :mod:`label_studio_yolo.label_config`, with these values as the fallback.
+
+Example:
+    >>> BackendSettings(model_score_threshold=0.3).model_score_threshold
+    0.3
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_threads() -> int:
+    """All cores this process may use (a container's CPU set, not the host's)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class BackendSettings(BaseSettings):
+    """Every setting of the backend; each field is the upper-case environment variable of the same name."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
+
+    model_root: Path = Field(Path("models"), description="Folder that holds weight files; MODEL_PATH resolves here.")
+    model_path: str = Field("yolo11n.pt", description="Weight file, relative to MODEL_ROOT.")
+    model_score_threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="Minimum confidence of a region, unless the control tag sets its own."
+    )
+    model_imgsz: int | None = Field(
+        None, gt=0, description="Inference image size; unset uses the size the weights were trained at."
+    )
+    device: str = Field("cpu", description="Torch device for inference: cpu, cuda, cuda:0, mps.")
+    torch_threads: int = Field(
+        default_factory=_default_threads, gt=0, description="Torch CPU threads per process (default: all cores)."
+    )
+    label_studio_url: str | None = Field(
+        None, description="Base URL of Label Studio for /data/upload/ images; else the hostname /setup sends."
+    )
+    label_studio_api_key: str | None = Field(
+        None, description="Legacy token or personal access token; else the access_token /setup sends."
+    )
+    local_files_document_root: Path | None = Field(
+        None, description="Folder that /data/local-files/?d=... paths may be read from; unset refuses them."
+    )
+    media_timeout: float = Field(15.0, gt=0, description="Seconds to wait for one image download.")
+    media_max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest image (bytes) the backend accepts.")
+    log_level: str = Field("INFO", description="Python logging level of the backend.")
+
+    @property
+    def resolved_model_root(self) -> Path:
+        """MODEL_ROOT as an absolute path."""
+        return self.model_root.expanduser().resolve()

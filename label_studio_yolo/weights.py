@@ -1,0 +1,136 @@
+"""Find, load, cache and version YOLO weight files.
+
+Weights are named relative to ``MODEL_ROOT`` and never outside it. Each file is read once per process: the cache is
+keyed by the resolved path and the file's size and modification time, so a second ``setup()`` or a second project
+reuses the loaded model, while a replaced file is loaded again.
+
+Example:
+    >>> loaded = load_weights(BackendSettings())      # doctest: +SKIP
+    >>> loaded.version
+    'yolo11n-3f2a9c1d'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ultralytics import YOLO
+
+logger = logging.getLogger(__name__)
+
+VERSION_HASH_LENGTH = 8
+"""Hex digits of the weights' SHA-256 in a model version (``<stem>-<hash>``)."""
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be found, downloaded or loaded; the message says how to fix it."""
+
+
+@dataclass
+class LoadedWeights:
+    """A YOLO model loaded from one file, with the lock that serialises its (not thread-safe) predictor."""
+
+    path: Path
+    version: str
+    model: YOLO
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        """Model class id to class name."""
+        return dict(self.model.names)
+
+
+_cache: dict[tuple[Path, int, int], LoadedWeights] = {}
+_cache_lock = threading.Lock()
+
+
+def resolve_weights_path(model_root: Path, name: str) -> Path:
+    """Return ``name`` resolved inside ``model_root``; absolute paths and ``..`` escapes are refused."""
+    if not name or PurePosixPath(name).is_absolute() or Path(name).is_absolute():
+        raise WeightsError(f"Weights must be named relative to MODEL_ROOT ({model_root}), got {name!r}.")
+    root = model_root.expanduser().resolve()
+    candidate = (root / name).resolve()
+    if not candidate.is_relative_to(root):
+        raise WeightsError(f"Weights {name!r} resolve outside MODEL_ROOT ({root}); name a file inside it.")
+    return candidate
+
+
+def file_version(path: Path) -> str:
+    """Model version for a weight file: its stem and a short SHA-256 of its content."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return f"{path.stem}-{digest.hexdigest()[:VERSION_HASH_LENGTH]}"
+
+
+def _download_official(path: Path) -> None:
+    """Fetch an official Ultralytics release asset (``yolo11n.pt`` ...) into ``path``, or raise WeightsError."""
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
+
+    how_to = f"Put the file at {path} (MODEL_ROOT={path.parent}), or set MODEL_PATH to a weight file inside MODEL_ROOT."
+    if path.name not in GITHUB_ASSETS_NAMES:
+        raise WeightsError(f"Weights {path.name!r} not found at {path}. {how_to}")
+    logger.info("Weights %s not found locally; downloading the official Ultralytics release", path.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        attempt_download_asset(path)
+    except Exception as error:  # ultralytics raises several kinds for offline machines and bad answers
+        raise WeightsError(
+            f"Weights {path.name!r} not found at {path} and download failed ({error}). {how_to}"
+        ) from error
+    if not path.is_file():
+        raise WeightsError(f"Weights {path.name!r} not found at {path} and could not be downloaded. {how_to}")
+
+
+def load_weights(model_root: Path, name: str, device: str = "cpu") -> LoadedWeights:
+    """Load the weights named ``name`` in ``model_root``, downloading official ones if missing; cached per file."""
+    path = resolve_weights_path(model_root, name)
+    if not path.is_file():
+        _download_official(path)
+    stat = path.stat()
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is None:
+            cached = _load(path, device)
+            _cache[key] = cached
+    return cached
+
+
+def _load(path: Path, device: str) -> LoadedWeights:
+    """Read one weight file into a YOLO model on ``device``."""
+    from ultralytics import YOLO
+
+    try:
+        model = YOLO(str(path))
+        if device != "cpu":
+            model.to(device)
+    except Exception as error:  # a corrupt or foreign file raises anything from pickle to KeyError
+        raise WeightsError(f"Weights at {path} could not be loaded as a YOLO model: {error}") from error
+    version = file_version(path)
+    logger.info("Loaded weights %s as model version %s (%d classes)", path, version, len(model.names))
+    return LoadedWeights(path=path, version=version, model=model)
+
+
+def loaded_weight_files() -> list[Path]:
+    """Weight files currently held in this process's cache (for diagnostics and tests)."""
+    with _cache_lock:
+        return [loaded.path for loaded in _cache.values()]
+
+
+def weights_fingerprint(model_root: Path, name: str) -> tuple[Path, int, int] | None:
+    """Path, size and mtime of the named weights (no read); None when they are missing or the name is refused."""
+    try:
+        path = resolve_weights_path(model_root, name)
+        stat = path.stat()
+    except (WeightsError, OSError):
+        return None
+    return (path, stat.st_size, stat.st_mtime_ns)

@@ -1,0 +1,91 @@
+"""The label-studio-ml model class: YOLO predictions for a Label Studio project.
+
+label-studio-ml creates one instance per project and labelling config (see ``label_studio_yolo.server``). Creating
+one is cheap after the first: the weights are read once per process and shared.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from label_studio_ml.model import LabelStudioMLBase
+
+from label_studio_yolo.controls import control_for, supported_control_types
+from label_studio_yolo.label_config import ControlSpec, LabelConfigError, parse_label_config, unmapped_control_hint
+from label_studio_yolo.media import ImageLoader, MediaSettings
+from label_studio_yolo.predictor import TaskPrediction, TaskPredictor
+from label_studio_yolo.settings import BackendSettings
+from label_studio_yolo.weights import load_weights
+
+logger = logging.getLogger(__name__)
+
+
+class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml ships no type hints
+    """Pre-labels Label Studio tasks with an Ultralytics YOLO model.
+
+    Example:
+        >>> backend = YOLOBackend(label_config=config, hostname="http://localhost:8080", access_token="...")
+        >>> backend.model_version                                      # doctest: +SKIP
+        'yolo11n-5b3a2f0c'
+        >>> backend.predict([{"id": 1, "data": {"image": "/data/upload/1/a.jpg"}}])   # doctest: +SKIP
+    """
+
+    def __init__(
+        self, label_config: str | None = None, train_output: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(label_config=label_config, train_output=train_output, **kwargs)
+        self.settings = BackendSettings()
+        self.setup()
+
+    def setup(self) -> None:
+        """Load the weights (cached per process) and map the labelling config onto the model's classes.
+
+        Raises:
+            WeightsError: the weight file is missing and cannot be downloaded, or is not a YOLO model.
+            LabelConfigError: the config has no control this backend can fill.
+        """
+        settings = self.settings
+        self.weights = load_weights(settings.model_root, settings.model_path, settings.device)
+        self.model_version = self.weights.version
+        all_specs = parse_label_config(
+            self.label_config or "", settings.model_score_threshold, supported_control_types()
+        )
+        class_names = list(self.weights.class_names.values())
+        specs = [spec for spec in all_specs if self._maps_some_class(spec, class_names)]
+        if not specs:
+            raise LabelConfigError(
+                f"No label of the config matches a class of {self.weights.path.name}. "
+                + unmapped_control_hint(all_specs[0], class_names)
+            )
+        media = MediaSettings(
+            label_studio_url=settings.label_studio_url or self.hostname or None,
+            api_key=settings.label_studio_api_key or self.access_token or None,
+            document_root=settings.local_files_document_root,
+            timeout=settings.media_timeout,
+            max_bytes=settings.media_max_bytes,
+        )
+        self.predictor = TaskPredictor(
+            weights=self.weights,
+            controls=[control_for(spec) for spec in specs],
+            loader=ImageLoader(media),
+            imgsz=settings.model_imgsz,
+            threads=settings.torch_threads,
+        )
+
+    @staticmethod
+    def _maps_some_class(spec: ControlSpec, class_names: list[str]) -> bool:
+        """Whether any label of the control claims one of the model's classes (else it is skipped, with a log)."""
+        if spec.labels.restricted_to(class_names).by_class:
+            return True
+        hint = unmapped_control_hint(spec, class_names)
+        logger.warning("Skipping <%s name=%r>: %s", spec.control_type, spec.from_name, hint)
+        return False
+
+    def predict(self, tasks: list[dict[str, Any]], **kwargs: Any) -> list[TaskPrediction]:
+        """One prediction per task, in order; a task whose image fails gets ``[]`` and a logged reason."""
+        return self.predictor.predict(tasks)
+
+    def fit(self, tasks: Any, workdir: str | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Training is not available yet: events are accepted and nothing is trained."""
+        return {}

@@ -1,0 +1,146 @@
+"""Synthetic images of coloured boxes with known ground truth, and a tiny YOLO model trained on them.
+
+The tests never download weights: they train their own detector here. Two classes, ``red`` and ``blue``
+filled rectangles on a noisy grey background, are easy enough that a yolo11n trained from scratch for a minute on
+the CPU finds them with high confidence and tight boxes.
+
+Example:
+    >>> boxes = draw_image(Path("img.png"), random.Random(0))
+    >>> boxes[0].label
+    'red'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+CLASS_NAMES: tuple[str, ...] = ("red", "blue")
+"""Model class names, in class-id order."""
+
+CLASS_COLOURS: dict[str, tuple[int, int, int]] = {"red": (220, 30, 30), "blue": (30, 60, 220)}
+"""Fill colour of each class."""
+
+IMAGE_SIZE: tuple[int, int] = (192, 144)
+"""Width and height of every synthetic image (not square on purpose: percent coordinates must use both)."""
+
+TRAIN_IMGSZ = 192
+"""Image size the tiny model is trained and served at."""
+
+
+@dataclass(frozen=True)
+class GroundTruthBox:
+    """One drawn box in pixels (x0, y0 inclusive; x1, y1 exclusive)."""
+
+    label: str
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    def iou(self, x0: float, y0: float, x1: float, y1: float) -> float:
+        """Intersection over union with another pixel box."""
+        ix = max(0.0, min(self.x1, x1) - max(self.x0, x0))
+        iy = max(0.0, min(self.y1, y1) - max(self.y0, y0))
+        inter = ix * iy
+        union = (self.x1 - self.x0) * (self.y1 - self.y0) + (x1 - x0) * (y1 - y0) - inter
+        return inter / union if union > 0 else 0.0
+
+
+def _place_boxes(rng: random.Random, count: int) -> list[tuple[int, int, int, int]]:
+    """Non-overlapping random boxes inside the image."""
+    width, height = IMAGE_SIZE
+    placed: list[tuple[int, int, int, int]] = []
+    while len(placed) < count:
+        w, h = rng.randint(24, 64), rng.randint(24, 56)
+        x0, y0 = rng.randint(2, width - w - 2), rng.randint(2, height - h - 2)
+        box = (x0, y0, x0 + w, y0 + h)
+        if all(box[2] + 4 < p[0] or p[2] + 4 < box[0] or box[3] + 4 < p[1] or p[3] + 4 < box[1] for p in placed):
+            placed.append(box)
+    return placed
+
+
+def draw_image(path: Path, rng: random.Random, labels: list[str] | None = None) -> list[GroundTruthBox]:
+    """Draw one image with 1-3 boxes (or one box per given label) and return its ground truth."""
+    width, height = IMAGE_SIZE
+    noise = np.random.default_rng(rng.randint(0, 2**31)).integers(90, 160, size=(height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(noise, "RGB")
+    draw = ImageDraw.Draw(image)
+    labels = labels or [rng.choice(CLASS_NAMES) for _ in range(rng.randint(1, 3))]
+    truth = []
+    for label, (x0, y0, x1, y1) in zip(labels, _place_boxes(rng, len(labels)), strict=True):
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=CLASS_COLOURS[label])
+        truth.append(GroundTruthBox(label, x0, y0, x1, y1))
+    image.save(path)
+    return truth
+
+
+def write_yolo_dataset(root: Path, train_count: int = 48, val_count: int = 12, seed: int = 0) -> Path:
+    """Write an ultralytics detection dataset (images, YOLO txt labels, data.yaml) and return the yaml path."""
+    rng = random.Random(seed)
+    width, height = IMAGE_SIZE
+    for split, count in (("train", train_count), ("val", val_count)):
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        for index in range(count):
+            truth = draw_image(root / "images" / split / f"{index:04d}.png", rng)
+            lines = [
+                f"{CLASS_NAMES.index(b.label)} {(b.x0 + b.x1) / 2 / width:.6f} {(b.y0 + b.y1) / 2 / height:.6f} "
+                f"{(b.x1 - b.x0) / width:.6f} {(b.y1 - b.y0) / height:.6f}"
+                for b in truth
+            ]
+            (root / "labels" / split / f"{index:04d}.txt").write_text("\n".join(lines) + "\n")
+    names = "\n".join(f"  {i}: {name}" for i, name in enumerate(CLASS_NAMES))
+    data_yaml = root / "data.yaml"
+    data_yaml.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}\n")
+    return data_yaml
+
+
+def _recipe_hash() -> str:
+    """Changes whenever this file changes, so a cached model is retrained after an edit."""
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
+def train_tiny_model(cache_dir: Path, epochs: int = 60) -> Path:
+    """Train (or reuse from ``cache_dir``) a yolo11n detector of ``red``/``blue`` boxes and return its ``.pt``."""
+    target = cache_dir / f"tiny-boxes-{_recipe_hash()}.pt"
+    if target.exists():
+        return target
+    import ultralytics.utils.torch_utils as torch_utils
+    from ultralytics import YOLO
+
+    # select_device() drops torch to cpu_count - 1 threads (1 on a 2-core CI machine): train on every core.
+    torch_utils.NUM_THREADS = max(1, os.cpu_count() or 1)
+    work = cache_dir.resolve() / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    data_yaml = write_yolo_dataset(work / "dataset")
+    model = YOLO("yolo11n.yaml")
+    model.train(
+        data=str(data_yaml),
+        epochs=epochs,
+        imgsz=TRAIN_IMGSZ,
+        batch=16,
+        workers=0,
+        amp=False,
+        device="cpu",
+        project=str(work / "runs"),
+        name="train",
+        exist_ok=True,
+        plots=False,
+        verbose=False,
+        seed=0,
+        deterministic=True,
+        mosaic=1.0,
+        close_mosaic=10,
+    )
+    best = work / "runs" / "train" / "weights" / "best.pt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(best, target)
+    return target
