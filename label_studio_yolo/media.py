@@ -25,7 +25,7 @@ import threading
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urljoin, urlsplit
+from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -101,7 +101,7 @@ class ImageLoader:
     def _read_local_file(self, query: str) -> bytes:
         root = self.settings.document_root
         assert root is not None
-        relative = unquote(parse_qs(query).get("d", [""])[0])
+        relative = parse_qs(query).get("d", [""])[0]  # parse_qs decodes once, as Label Studio does
         if not relative:
             raise MediaError("Local-files URL has no ?d=<path>")
         base = root.expanduser().resolve()

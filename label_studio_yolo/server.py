@@ -33,7 +33,7 @@ ML_BACKEND_V2 = "true"
 
 
 class ProjectModels:
-    """One model per Label Studio project, rebuilt when its config, credentials or weight file change."""
+    """One model per Label Studio project, rebuilt when its config, credentials, settings or weight file change."""
 
     def __init__(self, model_class: type[Any]) -> None:
         self.model_class = model_class
@@ -51,7 +51,8 @@ class ProjectModels:
         settings = BackendSettings()
         with self._lock:
             hostname, access_token = self._credentials.get(project, (None, None))
-            key = (label_config, hostname, access_token, weights_fingerprint(settings.model_root, settings.model_path))
+            weights = weights_fingerprint(settings.model_root, settings.model_path)
+            key = (label_config, hostname, access_token, settings.model_dump_json(), weights)
             cached = self._models.get(project)
             if cached is not None and cached[0] == key:
                 return cached[1]

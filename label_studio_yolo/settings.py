@@ -25,7 +25,7 @@ def _default_threads() -> int:
 class BackendSettings(BaseSettings):
     """Every setting of the backend; each field is the upper-case environment variable of the same name."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", protected_namespaces=())
+    model_config = SettingsConfigDict(env_file=".env", env_ignore_empty=True, extra="ignore", protected_namespaces=())
 
     model_root: Path = Field(Path("models"), description="Folder that holds weight files; MODEL_PATH resolves here.")
     model_path: str = Field("yolo11n.pt", description="Weight file, relative to MODEL_ROOT.")

@@ -12,14 +12,14 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
-import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock
 from PIL import Image, ImageDraw
 
 CLASS_NAMES: tuple[str, ...] = ("red", "blue")
@@ -33,6 +33,9 @@ IMAGE_SIZE: tuple[int, int] = (192, 144)
 
 TRAIN_IMGSZ = 192
 """Image size the tiny model is trained and served at."""
+
+RECIPE_VERSION = 1
+"""Bump when the images or the training change: cached models of another version are not reused."""
 
 
 @dataclass(frozen=True)
@@ -103,23 +106,28 @@ def write_yolo_dataset(root: Path, train_count: int = 48, val_count: int = 12, s
     return data_yaml
 
 
-def _recipe_hash() -> str:
-    """Changes whenever this file changes, so a cached model is retrained after an edit."""
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
-
-
 def train_tiny_model(cache_dir: Path, epochs: int = 60) -> Path:
-    """Train (or reuse from ``cache_dir``) a yolo11n detector of ``red``/``blue`` boxes and return its ``.pt``."""
-    target = cache_dir / f"tiny-boxes-{_recipe_hash()}.pt"
-    if target.exists():
-        return target
+    """Train (or reuse from ``cache_dir``) a yolo11n detector of ``red``/``blue`` boxes and return its ``.pt``.
+
+    Safe to call from several processes at once: one trains under a file lock, the others wait and reuse.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / f"tiny-boxes-v{RECIPE_VERSION}-{epochs}ep.pt"
+    with FileLock(str(target) + ".lock"):
+        if not target.exists():
+            with tempfile.TemporaryDirectory(dir=cache_dir) as work:
+                best = _train(Path(work).resolve(), epochs)
+                os.replace(best, target)
+    return target
+
+
+def _train(work: Path, epochs: int) -> Path:
+    """Train in ``work`` and return the best weights' path there."""
     import ultralytics.utils.torch_utils as torch_utils
     from ultralytics import YOLO
 
     # select_device() drops torch to cpu_count - 1 threads (1 on a 2-core CI machine): train on every core.
     torch_utils.NUM_THREADS = max(1, os.cpu_count() or 1)
-    work = cache_dir.resolve() / "work"
-    shutil.rmtree(work, ignore_errors=True)
     data_yaml = write_yolo_dataset(work / "dataset")
     model = YOLO("yolo11n.yaml")
     model.train(
@@ -140,7 +148,4 @@ def train_tiny_model(cache_dir: Path, epochs: int = 60) -> Path:
         mosaic=1.0,
         close_mosaic=10,
     )
-    best = work / "runs" / "train" / "weights" / "best.pt"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(best, target)
-    return target
+    return work / "runs" / "train" / "weights" / "best.pt"

@@ -1,0 +1,82 @@
+"""Fixtures shared by ``test_api.py`` and ``tests/``: a tiny YOLO model trained here, images with known boxes.
+
+Nothing downloads weights: the model is trained on synthetic images on first use (about two minutes on two
+cores) and cached in ``.cache/models`` keyed by the recipe, so later runs start at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(__file__).parent / ".cache" / "ultralytics"))
+
+from tests.support.synthetic import GroundTruthBox, draw_image, train_tiny_model
+
+PROJECT_ROOT = Path(__file__).parent
+MODEL_CACHE = PROJECT_ROOT / ".cache" / "models"
+WEIGHTS_NAME = "boxes.pt"
+
+BOXES_CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="label" toName="image" model_score_threshold="0.4">
+    <Label value="Red box" predicted_values="red"/>
+    <Label value="Blue"/>
+  </RectangleLabels>
+</View>"""
+"""A project config: 'Red box' takes class red through predicted_values, 'Blue' takes class blue by its name."""
+
+
+@dataclass(frozen=True)
+class SampleImage:
+    """A synthetic image on disk with its ground-truth boxes."""
+
+    path: Path
+    truth: list[GroundTruthBox]
+
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.path.read_bytes()).decode()
+
+
+@pytest.fixture(scope="session")
+def tiny_weights() -> Path:
+    """A yolo11n detector of red and blue boxes, trained on synthetic images (cached across runs)."""
+    return train_tiny_model(MODEL_CACHE)
+
+
+@pytest.fixture(scope="session")
+def model_root(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MODEL_ROOT holding the tiny model as ``boxes.pt``."""
+    root = tmp_path_factory.mktemp("model-root")
+    shutil.copy2(tiny_weights, root / WEIGHTS_NAME)
+    return root
+
+
+@pytest.fixture
+def backend_env(model_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Environment of a backend serving ``boxes.pt`` from ``model_root``."""
+    monkeypatch.setenv("MODEL_ROOT", str(model_root))
+    monkeypatch.setenv("MODEL_PATH", WEIGHTS_NAME)
+    monkeypatch.setenv("TORCH_THREADS", "2")
+    for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "MODEL_SCORE_THRESHOLD", "LOCAL_FILES_DOCUMENT_ROOT"):
+        monkeypatch.delenv(name, raising=False)
+    return model_root
+
+
+@pytest.fixture(scope="session")
+def sample_images(tmp_path_factory: pytest.TempPathFactory) -> list[SampleImage]:
+    """Six unseen images: each has one red and one blue box, in random places."""
+    folder = tmp_path_factory.mktemp("samples")
+    rng = random.Random(1234)
+    samples = []
+    for index in range(6):
+        path = folder / f"sample{index}.png"
+        samples.append(SampleImage(path, draw_image(path, rng, labels=["red", "blue"])))
+    return samples

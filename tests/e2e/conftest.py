@@ -1,0 +1,112 @@
+"""A real Label Studio (its own virtualenv, started once per session) and the backend served by gunicorn.
+
+Label Studio is installed by ``make test`` into ``.venv-label-studio`` (``LABEL_STUDIO_BIN`` overrides the path).
+It runs headless on a free port with a throwaway data folder and an admin with a legacy API token.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from label_studio_sdk.client import LabelStudio
+
+from conftest import PROJECT_ROOT, WEIGHTS_NAME
+from tests.support.processes import free_port, running_server
+
+ADMIN_TOKEN = "e2e-admin-legacy-token-0123456789"
+"""Legacy API token of the Label Studio admin the tests create."""
+
+LABEL_STUDIO_START_TIMEOUT = 240.0
+"""Seconds allowed for Label Studio's first start (about 25 s of migrations here; more on a busy CI machine)."""
+
+
+@dataclass(frozen=True)
+class LabelStudioServer:
+    """A running Label Studio: its URL, admin token and SDK client."""
+
+    url: str
+    token: str
+    client: LabelStudio
+    log: Path
+
+
+@dataclass(frozen=True)
+class BackendServer:
+    """The backend under gunicorn: its URL and log file."""
+
+    url: str
+    log: Path
+
+
+def _label_studio_bin() -> Path:
+    path = Path(os.environ.get("LABEL_STUDIO_BIN", PROJECT_ROOT / ".venv-label-studio" / "bin" / "label-studio"))
+    if not path.exists():
+        pytest.fail(f"Label Studio is not installed at {path}: run `make test`, which installs it (see README)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
+    """Label Studio 1.23 on a free port, started once for the whole session."""
+    data_dir = tmp_path_factory.mktemp("label-studio-data")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+        "LABEL_STUDIO_USERNAME": "admin@example.com",
+        "LABEL_STUDIO_PASSWORD": "e2e-password-123",
+        "LABEL_STUDIO_USER_TOKEN": ADMIN_TOKEN,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "ML_BLOCK_LOCAL_IP": "false",
+        "SSRF_PROTECTION_ENABLED": "false",
+        "LATEST_VERSION_CHECK": "false",
+        "COLLECT_ANALYTICS": "false",
+        "SENTRY_DSN": "",
+        "FRONTEND_SENTRY_DSN": "",
+        "LABEL_STUDIO_HOST": url,
+    }
+    command = [str(_label_studio_bin()), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)]
+    log = data_dir / "label-studio.log"
+    with running_server(command, f"{url}/health", log, env, data_dir, LABEL_STUDIO_START_TIMEOUT):
+        yield LabelStudioServer(url, ADMIN_TOKEN, LabelStudio(base_url=url, api_key=ADMIN_TOKEN), log)
+
+
+@pytest.fixture(scope="session")
+def backend(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendServer]:
+    """The backend as users run it: gunicorn serving ``_wsgi:app``, with only MODEL_ROOT and MODEL_PATH set.
+
+    No LABEL_STUDIO_URL or API key: images are fetched with the hostname and token Label Studio sends to /setup.
+    """
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path_factory.mktemp("backend") / "backend.log"
+    env = {
+        "MODEL_ROOT": str(model_root),
+        "MODEL_PATH": WEIGHTS_NAME,
+        "TORCH_THREADS": "1",
+        "LOG_LEVEL": "INFO",
+        "YOLO_OFFLINE": "1",
+        "YOLO_CONFIG_DIR": str(PROJECT_ROOT / ".cache" / "ultralytics"),
+    }
+    for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LOCAL_FILES_DOCUMENT_ROOT"):
+        env[name] = ""
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    command = [
+        gunicorn,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "--threads",
+        "2",
+        "--timeout",
+        "120",
+        "_wsgi:app",
+    ]
+    with running_server(command, f"{url}/health", log, env, PROJECT_ROOT, 120.0):
+        yield BackendServer(url, log)

@@ -1,0 +1,60 @@
+"""A local HTTP server that plays Label Studio's file storage for tests: real HTTP on a free loopback port.
+
+Paths under ``/data/upload/`` need ``Authorization: Token <token>`` (as Label Studio with legacy tokens); other
+paths are public. Every request's path and Authorization header is recorded, so tests can check where
+credentials were sent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class FileServer:
+    """Files to serve (path -> (status, body)) and the requests seen."""
+
+    token: str
+    files: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+    url: str = ""
+
+    def add(self, path: str, body: bytes, status: int = 200) -> str:
+        """Serve ``body`` at ``path``; returns the absolute URL."""
+        self.files[path] = (status, body)
+        return self.url + path
+
+
+@contextmanager
+def serve_files(token: str = "test-token") -> Iterator[FileServer]:
+    """Run a :class:`FileServer` on 127.0.0.1 for the duration of the block."""
+    state = FileServer(token=token)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            auth = self.headers.get("Authorization")
+            state.requests.append((self.path, auth))
+            status, body = state.files.get(self.path, (404, b"not found"))
+            if self.path.startswith("/data/upload/") and auth != f"Token {state.token}":
+                status, body = 401, b'{"detail": "Authentication credentials were not provided."}'
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
