@@ -56,8 +56,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODEL_DIR=/data/model-versions \
     PORT=9090 \
     WORKERS=1 \
-    THREADS=4 \
-    LABEL_STUDIO_ML_BACKEND_V2=true
+    THREADS=4
 
 WORKDIR /app
 COPY --chown=app:app . /app
@@ -72,4 +71,4 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '9090'), timeout=5)"
 
 # sh -c so that ${PORT}/${WORKERS}/${THREADS} expand at run time; exec so gunicorn is PID 1 and gets signals.
-CMD ["sh", "-c", "exec gunicorn --bind :${PORT} --workers ${WORKERS} --threads ${THREADS} --timeout 0 _wsgi:app"]
+CMD ["sh", "-c", "exec gunicorn --bind :${PORT} --workers ${WORKERS} --threads ${THREADS} --timeout 300 _wsgi:app"]

@@ -177,10 +177,6 @@ def test_missing_local_file_fails(tmp_path):
         loader.load("/data/local-files/?d=sub/missing.png")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="media.py _read_local_file decodes ?d= twice (parse_qs, then unquote); Label Studio decodes once",
-)
 def test_local_file_with_percent_in_its_name_is_found(tmp_path):
     write_png(tmp_path / "a%20b.png", 10, 10)
     loader = ImageLoader(MediaSettings(document_root=tmp_path))
