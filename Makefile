@@ -18,16 +18,16 @@ export YOLO_CONFIG_DIR ?= $(CURDIR)/.cache/ultralytics
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements.txt
+	$(VENV)/bin/pip install --disable-pip-version-check -qq -r requirements.txt
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime requirements-test.txt
-	$(VENV)/bin/pip install --disable-pip-version-check -q -r requirements-test.txt
+	$(VENV)/bin/pip install --disable-pip-version-check -qq -r requirements-test.txt
 	touch $@
 
 $(LS_VENV)/.installed:
 	$(PYTHON) -m venv $(LS_VENV)
-	$(LS_VENV)/bin/pip install --disable-pip-version-check -q label-studio==$(LABEL_STUDIO_VERSION)
+	$(LS_VENV)/bin/pip install --disable-pip-version-check -qq label-studio==$(LABEL_STUDIO_VERSION)
 	touch $@
 
 install: $(VENV)/.runtime

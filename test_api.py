@@ -8,6 +8,9 @@ Label Studio skip tasks it already has predictions for.
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -227,3 +230,16 @@ def test_training_events_are_accepted_quietly(client) -> None:
     for action in ("ANNOTATION_CREATED", "START_TRAINING", "SOMETHING_NEW"):
         response = client.post("/webhook", json={"action": action, "project": {"id": 1}})
         assert response.status_code == 200
+
+
+def test_the_app_starts_without_loading_weights(tmp_path: Path) -> None:
+    """gunicorn can import the app and answer /health before any weights exist; /setup is where they load."""
+    script = (
+        "import _wsgi\n"
+        "from label_studio_yolo.weights import loaded_weight_files\n"
+        "assert _wsgi.app.test_client().get('/health').status_code == 200\n"
+        "assert loaded_weight_files() == []\n"
+    )
+    env = {**os.environ, "MODEL_ROOT": str(tmp_path), "MODEL_PATH": "not-there-yet.pt"}
+    completed = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent, env=env, capture_output=True)
+    assert completed.returncode == 0, completed.stderr.decode()[-2000:]

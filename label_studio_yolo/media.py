@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -176,8 +177,17 @@ def _limited_chunks(response: requests.Response, max_bytes: int) -> list[bytes]:
     return chunks
 
 
+@functools.cache
+def _register_heif() -> None:
+    """Teach Pillow HEIC/HEIF (phone photos) once per process."""
+    from pi_heif import register_heif_opener
+
+    register_heif_opener()
+
+
 def decode_image(data: bytes) -> Image.Image:
-    """Decode bytes into an RGB image with its EXIF orientation applied."""
+    """Decode bytes (any format Pillow reads, plus HEIC/HEIF) into an RGB image with its EXIF orientation applied."""
+    _register_heif()
     try:
         with Image.open(io.BytesIO(data)) as opened:
             image = ImageOps.exif_transpose(opened)

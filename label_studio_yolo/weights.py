@@ -113,11 +113,23 @@ def _load(path: Path, device: str) -> LoadedWeights:
         model = YOLO(str(path))
         if device != "cpu":
             model.to(device)
+        _warm_up(model, device)
     except Exception as error:  # a corrupt or foreign file raises anything from pickle to KeyError
         raise WeightsError(f"Weights at {path} could not be loaded as a YOLO model: {error}") from error
     version = file_version(path)
     logger.info("Loaded weights %s as model version %s (%d classes)", path, version, len(model.names))
     return LoadedWeights(path=path, version=version, model=model)
+
+
+def _warm_up(model: YOLO, device: str) -> None:
+    """Run one tiny prediction so the predictor is built now, not inside the first user request.
+
+    Building it calls ultralytics' ``select_device()``, which resets torch to ``cpu_count - 1`` threads; after the
+    warm-up that happens no more, and inference sets its thread count itself.
+    """
+    import numpy as np
+
+    model.predict(np.zeros((32, 32, 3), dtype=np.uint8), device=device, verbose=False)
 
 
 def loaded_weight_files() -> list[Path]:

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import BOXES_CONFIG
 from label_studio_yolo.controls import RectangleLabelsControl, control_for
 from label_studio_yolo.inference import Detection
 from label_studio_yolo.label_config import ControlSpec, parse_label_config
 from label_studio_yolo.regions import ImageSize, build_region, rectangle_percent
-
-CONFIG = """<View>
-  <Image name="image" value="$image"/>
-  <RectangleLabels name="label" toName="image" model_score_threshold="0.5">
-    <Label value="Red box" predicted_values="red"/>
-    <Label value="Blue"/>
-  </RectangleLabels>
-</View>"""
 
 SIZE = ImageSize(width=200, height=100)
 
 
 @pytest.fixture
 def spec() -> ControlSpec:
-    return parse_label_config(CONFIG, default_threshold=0.25)[0]
+    return parse_label_config(BOXES_CONFIG, default_threshold=0.25)[0]  # model_score_threshold=0.4
 
 
 def test_rectangle_percent_uses_width_for_x_and_height_for_y():
@@ -70,14 +63,14 @@ def test_control_for_picks_the_rectangle_control(spec):
 def test_rectangle_control_keeps_claimed_classes_at_or_above_threshold(spec):
     detections = [
         Detection("red", 0.9, 20, 10, 120, 60),
-        Detection("blue", 0.5, 0, 0, 50, 50),  # exactly at the threshold: kept
-        Detection("blue", 0.49, 0, 0, 50, 50),  # below the threshold
+        Detection("blue", 0.4, 0, 0, 50, 50),  # exactly at the threshold: kept
+        Detection("blue", 0.39, 0, 0, 50, 50),  # below the threshold
         Detection("green", 0.99, 0, 0, 50, 50),  # no label claims it
     ]
 
     regions = RectangleLabelsControl(spec).regions(detections, SIZE)
 
-    assert [(r["value"]["rectanglelabels"], r["score"]) for r in regions] == [(["Red box"], 0.9), (["Blue"], 0.5)]
+    assert [(r["value"]["rectanglelabels"], r["score"]) for r in regions] == [(["Red box"], 0.9), (["Blue"], 0.4)]
     assert regions[0]["value"]["x"] == pytest.approx(10.0)
     assert regions[0]["value"]["height"] == pytest.approx(50.0)
 

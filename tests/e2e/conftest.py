@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,15 +77,12 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
         yield LabelStudioServer(url, ADMIN_TOKEN, LabelStudio(base_url=url, api_key=ADMIN_TOKEN), log)
 
 
-@pytest.fixture(scope="session")
-def backend(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendServer]:
-    """The backend as users run it: gunicorn serving ``_wsgi:app``, with only MODEL_ROOT and MODEL_PATH set.
-
-    No LABEL_STUDIO_URL or API key: images are fetched with the hostname and token Label Studio sends to /setup.
-    """
+@contextmanager
+def backend_server(model_root: Path, log_dir: Path, **settings: str) -> Iterator[BackendServer]:
+    """The backend as users run it: gunicorn serving ``_wsgi:app`` with MODEL_ROOT, MODEL_PATH and ``settings``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("backend") / "backend.log"
+    log = log_dir / "backend.log"
     env = {
         "MODEL_ROOT": str(model_root),
         "MODEL_PATH": WEIGHTS_NAME,
@@ -92,21 +90,19 @@ def backend(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "LOG_LEVEL": "INFO",
         "YOLO_OFFLINE": "1",
         "YOLO_CONFIG_DIR": str(PROJECT_ROOT / ".cache" / "ultralytics"),
+        "LABEL_STUDIO_URL": "",
+        "LABEL_STUDIO_API_KEY": "",
+        "LOCAL_FILES_DOCUMENT_ROOT": "",
+        **settings,
     }
-    for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "LOCAL_FILES_DOCUMENT_ROOT"):
-        env[name] = ""
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    command = [
-        gunicorn,
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "--threads",
-        "2",
-        "--timeout",
-        "120",
-        "_wsgi:app",
-    ]
+    command = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "2", "_wsgi:app"]
     with running_server(command, f"{url}/health", log, env, PROJECT_ROOT, 120.0):
         yield BackendServer(url, log)
+
+
+@pytest.fixture(scope="session")
+def backend(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendServer]:
+    """The backend with no Label Studio settings: images come with the hostname and token sent to /setup."""
+    with backend_server(model_root, tmp_path_factory.mktemp("backend")) as server:
+        yield server

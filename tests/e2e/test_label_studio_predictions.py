@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from conftest import BOXES_CONFIG, SampleImage
-from tests.e2e.conftest import BackendServer, LabelStudioServer
+from tests.e2e.conftest import BackendServer, LabelStudioServer, backend_server
 
 pytestmark = pytest.mark.e2e
 
@@ -59,6 +59,24 @@ def pixel_box(region: dict[str, Any]) -> tuple[float, float, float, float]:
     return x0, y0, x0 + value["width"] / 100 * width, y0 + value["height"] / 100 * height
 
 
+def assert_prediction_matches(prediction: Any, sample: SampleImage, version: str) -> None:
+    """The stored prediction has the backend's version and one correctly labelled box per object."""
+    assert prediction.model_version == version
+    regions = prediction.result
+    assert len(regions) == len(sample.truth), regions
+    for truth in sample.truth:
+        best = max(regions, key=lambda region: truth.iou(*pixel_box(region)))
+        assert truth.iou(*pixel_box(best)) >= 0.7
+        assert best["value"]["rectanglelabels"] == [LABELS[truth.label]]
+        assert (best["from_name"], best["to_name"]) == ("label", "image")
+    assert 0.4 <= prediction.score <= 1.0
+
+
+def backend_version(backend: BackendServer) -> str:
+    response = requests.post(f"{backend.url}/setup", json={"project": "probe", "schema": BOXES_CONFIG}, timeout=10)
+    return str(response.json()["model_version"])
+
+
 def test_retrieve_predictions_stores_correct_boxes_once(
     label_studio: LabelStudioServer, backend: BackendServer, sample_images: list[SampleImage]
 ) -> None:
@@ -69,28 +87,41 @@ def test_retrieve_predictions_stores_correct_boxes_once(
 
     ml = client.ml.create(project=project.id, url=backend.url, title="YOLO", is_interactive=False)
     assert ml.state in (None, "CO", "CONNECTED"), ml
-    version = requests.post(f"{backend.url}/setup", json={"project": "x", "schema": BOXES_CONFIG}, timeout=10).json()[
-        "model_version"
-    ]
+    version = backend_version(backend)
 
     retrieve_predictions(label_studio, project.id)
 
     for sample in sample_images:
         predictions = stored_predictions(label_studio, task_ids[sample.path.name])
         assert len(predictions) == 1, f"{sample.path.name}: {predictions}"
-        prediction = predictions[0]
-        assert prediction.model_version == version
-        regions = prediction.result
-        assert len(regions) == len(sample.truth), regions
-        for truth in sample.truth:
-            best = max(regions, key=lambda region: truth.iou(*pixel_box(region)))
-            assert truth.iou(*pixel_box(best)) >= 0.7
-            assert best["value"]["rectanglelabels"] == [LABELS[truth.label]]
-            assert (best["from_name"], best["to_name"]) == ("label", "image")
-        assert 0.4 <= prediction.score <= 1.0
+        assert_prediction_matches(predictions[0], sample, version)
     assert stored_predictions(label_studio, broken.id) == [], "a task whose image fails gets no prediction"
     assert "unreachable.png" in backend.log.read_text(), "the backend log names the task image that failed"
 
     retrieve_predictions(label_studio, project.id)
     for task_id in task_ids.values():
         assert len(stored_predictions(label_studio, task_id)) == 1, "retrieving again must not duplicate predictions"
+
+
+def test_images_are_fetched_with_a_personal_access_token(
+    label_studio: LabelStudioServer, model_root, tmp_path, sample_images: list[SampleImage]
+) -> None:
+    """LABEL_STUDIO_URL + a personal access token: the backend refreshes it into access tokens through the SDK."""
+    client = label_studio.client
+    client.jwt_settings.update(api_token_ttl_days=30, api_tokens_enabled=True, legacy_api_tokens_enabled=True)
+    personal_token = client.tokens.create().token
+    project = client.projects.create(title="E2E personal access token", label_config=BOXES_CONFIG)
+    samples = sample_images[:2]
+    task_ids = upload_images(label_studio, project.id, samples)
+
+    settings = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": personal_token}
+    with backend_server(model_root, tmp_path, **settings) as backend:
+        client.ml.create(project=project.id, url=backend.url, title="YOLO with PAT", is_interactive=False)
+        retrieve_predictions(label_studio, project.id)
+        version = backend_version(backend)
+
+    for sample in samples:
+        predictions = stored_predictions(label_studio, task_ids[sample.path.name])
+        assert len(predictions) == 1, predictions
+        assert_prediction_matches(predictions[0], sample, version)
+    assert "POST /api/token/refresh/" in label_studio.log.read_text(), "the PAT was exchanged for an access token"
