@@ -78,14 +78,15 @@ def _json_body() -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def _model_or_error(models: ProjectModels, project: str, label_config: str) -> Any:
-    """The model, or a Flask error answer naming what to fix."""
-    try:
-        return models.get(project, label_config)
-    except WeightsError as error:
-        return _error(f"Project {project}: {error}", 500)
-    except LabelConfigError as error:
-        return _error(f"Project {project}: {error}", 400)
+def _project_of_request() -> str:
+    body = _json_body() or {}
+    return str(body.get("project") or "?")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Configuration errors answer with their message (and are logged), instead of a bare 500."""
+    app.register_error_handler(WeightsError, lambda error: _error(f"Project {_project_of_request()}: {error}", 500))
+    app.register_error_handler(LabelConfigError, lambda error: _error(f"Project {_project_of_request()}: {error}", 400))
 
 
 def register_views(app: Flask, models: ProjectModels) -> None:
@@ -97,10 +98,7 @@ def register_views(app: Flask, models: ProjectModels) -> None:
             return _error("/setup expects a JSON object with 'project' and 'schema' (the labelling config)", 400)
         project = str(body.get("project") or "")
         models.remember_credentials(project, body.get("hostname"), body.get("access_token"))
-        model = _model_or_error(models, project, body["schema"])
-        if isinstance(model, tuple):
-            return model
-        return jsonify({"model_version": model.model_version})
+        return jsonify({"model_version": models.get(project, body["schema"]).model_version})
 
     def predict() -> Any:
         body = _json_body()
@@ -110,9 +108,7 @@ def register_views(app: Flask, models: ProjectModels) -> None:
         label_config = body.get("label_config") or models.label_config_of(project)
         if not isinstance(label_config, str):
             return _error(f"Project {project}: /predict has no 'label_config' and /setup was not called", 400)
-        model = _model_or_error(models, project, label_config)
-        if isinstance(model, tuple):
-            return model
+        model = models.get(project, label_config)
         results = model.predict(body["tasks"])
         predicted = sum(1 for entry in results if entry)
         logger.info("Project %s: predicted %d of %d tasks", project, predicted, len(results))
@@ -142,4 +138,5 @@ def create_app(model_class: type[Any]) -> Flask:
 
     app: Flask = init_app(model_class=model_class)
     register_views(app, ProjectModels(model_class))
+    register_error_handlers(app)
     return app
