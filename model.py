@@ -58,19 +58,23 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
                 f"No label of the config matches a class of {self.weights.path.name}. "
                 + unmapped_control_hint(all_specs[0], class_names)
             )
-        media = MediaSettings(
+        self.predictor = TaskPredictor(
+            weights=self.weights,
+            controls=[control_for(spec) for spec in specs],
+            loader=ImageLoader(self._media_settings()),
+            imgsz=settings.model_imgsz,
+            threads=settings.torch_threads,
+        )
+
+    def _media_settings(self) -> MediaSettings:
+        """Where images come from: the settings first, else what Label Studio sent to /setup."""
+        settings = self.settings
+        return MediaSettings(
             label_studio_url=settings.label_studio_url or self.hostname or None,
             api_key=settings.label_studio_api_key or self.access_token or None,
             document_root=settings.local_files_document_root,
             timeout=settings.media_timeout,
             max_bytes=settings.media_max_bytes,
-        )
-        self.predictor = TaskPredictor(
-            weights=self.weights,
-            controls=[control_for(spec) for spec in specs],
-            loader=ImageLoader(media),
-            imgsz=settings.model_imgsz,
-            threads=settings.torch_threads,
         )
 
     @staticmethod
