@@ -12,11 +12,19 @@ from typing import Any
 from label_studio_ml.model import LabelStudioMLBase
 
 from label_studio_yolo.controls import control_for, supported_control_types
-from label_studio_yolo.label_config import ControlSpec, LabelConfigError, parse_label_config, unmapped_control_hint
+from label_studio_yolo.label_config import (
+    ControlSpec,
+    LabelConfigError,
+    parse_label_config,
+    unmapped_control_hint,
+    with_own_labels,
+)
 from label_studio_yolo.media import ImageLoader, MediaSettings
 from label_studio_yolo.predictor import TaskPrediction, TaskPredictor
 from label_studio_yolo.settings import BackendSettings
-from label_studio_yolo.weights import load_weights
+from label_studio_yolo.training.factory import scheduler_for
+from label_studio_yolo.versions import VersionStore
+from label_studio_yolo.weights import load_weights, load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -35,22 +43,31 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
         self, label_config: str | None = None, train_output: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
         super().__init__(label_config=label_config, train_output=train_output, **kwargs)
+        self.project_id: int | None = kwargs.get("project_id")
         self.settings = BackendSettings()
         self.setup()
 
     def setup(self) -> None:
-        """Load the weights (cached per process) and map the labelling config onto the model's classes.
+        """Load the project's published version, else the base weights, and map the config onto their classes.
+
+        Weights are cached per process. A version trained here has the project's labels as its classes.
 
         Raises:
             WeightsError: the weight file is missing and cannot be downloaded, or is not a YOLO model.
             LabelConfigError: the config has no control this backend can fill.
         """
         settings = self.settings
-        self.weights = load_weights(settings.model_root, settings.model_path, settings.device)
+        version = VersionStore(settings.model_dir).current(self.project_id) if self.project_id is not None else None
+        if version is not None:
+            self.weights = load_weights_file(version.weights, settings.device, version=version.name)
+        else:
+            self.weights = load_weights(settings.model_root, settings.model_path, settings.device)
         self.model_version = self.weights.version
         all_specs = parse_label_config(
             self.label_config or "", settings.model_score_threshold, supported_control_types()
         )
+        if version is not None:
+            all_specs = [with_own_labels(spec) for spec in all_specs]
         class_names = list(self.weights.class_names.values())
         specs = [spec for spec in all_specs if self._maps_some_class(spec, class_names)]
         if not specs:
@@ -90,6 +107,9 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
         """One prediction per task, in order; a task whose image fails gets ``[]`` and a logged reason."""
         return self.predictor.predict(tasks)
 
-    def fit(self, tasks: Any, workdir: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        """Training is not available yet: events are accepted and nothing is trained."""
-        return {}
+    def fit(self, event: Any, data: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+        """Hand a Label Studio event (``START_TRAINING``, ``ANNOTATION_CREATED``, ...) to the training scheduler.
+
+        Returns at once; training runs in an rq worker (or a local background process without ``REDIS_URL``).
+        """
+        return scheduler_for(self.settings).on_event(str(event), data or {})

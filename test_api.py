@@ -226,10 +226,11 @@ def test_malformed_requests_get_a_clear_400(client) -> None:
     assert predict(client, []).json["results"] == []
 
 
-def test_training_events_are_accepted_quietly(client) -> None:
-    for action in ("ANNOTATION_CREATED", "START_TRAINING", "SOMETHING_NEW"):
+def test_events_that_do_not_train_are_accepted_quietly(client) -> None:
+    for action in ("PROJECT_UPDATED", "TASKS_CREATED", "SOMETHING_NEW"):
         response = client.post("/webhook", json={"action": action, "project": {"id": 1}})
         assert response.status_code == 200
+        assert response.json["status"] == "ignored"
 
 
 def test_the_app_starts_without_loading_weights(tmp_path: Path) -> None:

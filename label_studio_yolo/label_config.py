@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from label_studio_sdk.label_interface.control_tags import ControlTag
 from label_studio_sdk.label_interface.interface import LabelInterface
@@ -167,6 +167,11 @@ def _label_map(control: ControlTag) -> LabelMap:
                     claimed,
                 )
     return LabelMap(by_class)
+
+
+def with_own_labels(spec: ControlSpec) -> ControlSpec:
+    """The spec for a model trained on this project: its classes are the labels themselves."""
+    return replace(spec, labels=LabelMap({str(label).lower(): str(label) for label in spec.tag.labels or []}))
 
 
 def unmapped_control_hint(spec: ControlSpec, class_names: Iterable[str]) -> str:

@@ -3,8 +3,9 @@
 label-studio-ml 1.0.9 in its V2 mode (the one Label Studio >= 1.5 speaks) keeps ONE model object for every project
 and does not hand ``/predict``'s ``label_config`` to it, so two projects with different configs would get each
 other's labels. We keep its app (routes, ``/health``, error handling) and replace the ``/setup`` and ``/predict``
-views with ones that keep a model per project, built from that project's config. ``/webhook`` and ``/train``
-accept Label Studio's events and train nothing yet.
+views with ones that keep a model per project, built from that project's config and serving that project's
+published version. ``/webhook`` (and the older ``/train``) hand Label Studio's events to the training scheduler;
+``/training/status`` shows versions and jobs.
 
 Example:
     >>> app = create_app(YOLOBackend)
@@ -24,6 +25,11 @@ from flask.wrappers import Response
 
 from label_studio_yolo.label_config import LabelConfigError
 from label_studio_yolo.settings import BackendSettings
+from label_studio_yolo.training.factory import scheduler_for
+from label_studio_yolo.training.local import LocalScheduler
+from label_studio_yolo.training.scheduler import START_TRAINING, RedisScheduler, Scheduler, project_id_of
+from label_studio_yolo.training.status import redis_jobs, versions_status
+from label_studio_yolo.versions import VersionStore
 from label_studio_yolo.weights import WeightsError, weights_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -47,16 +53,23 @@ class ProjectModels:
             self._credentials[project] = (hostname or None, access_token or None)
 
     def get(self, project: str, label_config: str) -> Any:
-        """The project's model for ``label_config``, built on first use or after a change."""
+        """The project's model for ``label_config``, built on first use or after a change.
+
+        A change is cheap to see: the published version's pointer and the base weights are only ``stat``-ed.
+        """
         settings = BackendSettings()
+        project_id = project_id_of({"project": project})
         with self._lock:
             hostname, access_token = self._credentials.get(project, (None, None))
             weights = weights_fingerprint(settings.model_root, settings.model_path)
-            key = (label_config, hostname, access_token, settings.model_dump_json(), weights)
+            published = VersionStore(settings.model_dir).current_stamp(project_id) if project_id is not None else None
+            key = (label_config, hostname, access_token, settings.model_dump_json(), weights, published)
             cached = self._models.get(project)
             if cached is not None and cached[0] == key:
                 return cached[1]
-            model = self.model_class(label_config=label_config, hostname=hostname, access_token=access_token)
+            model = self.model_class(
+                label_config=label_config, hostname=hostname, access_token=access_token, project_id=project_id
+            )
             self._models[project] = (key, model)
             logger.info("Project %s: serving model version %s", project, model.model_version)
             return model
@@ -89,7 +102,7 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(LabelConfigError, lambda error: _error(f"Project {_project_of_request()}: {error}", 400))
 
 
-def register_views(app: Flask, models: ProjectModels) -> None:
+def register_views(app: Flask, models: ProjectModels, scheduler: Scheduler) -> None:
     """Replace label-studio-ml's model views with project-aware ones."""
 
     def setup() -> Any:
@@ -114,19 +127,55 @@ def register_views(app: Flask, models: ProjectModels) -> None:
         logger.info("Project %s: predicted %d of %d tasks", project, predicted, len(results))
         return jsonify({"results": results, "model_version": model.model_version})
 
+    def handle_event(action: str, body: dict[str, Any]) -> Any:
+        try:
+            answer = scheduler.on_event(action, body)
+        except Exception as error:  # Redis down or slow: answer at once, Label Studio keeps the annotations
+            return _error(f"Training request {action} for project {project_id_of(body)} failed: {error!r}", 503)
+        logger.info("Event %s: %s", action, answer)
+        return jsonify(answer), 200
+
     def webhook() -> Any:
-        body = _json_body() or {}
-        logger.info("Event %s accepted; training is not available in this version", body.get("action"))
-        return jsonify({"status": "ignored", "reason": "training is not available in this version"}), 200
+        body = _json_body()
+        if body is None or not isinstance(body.get("action"), str):
+            return _error("/webhook expects a JSON object with an 'action'", 400)
+        return handle_event(body["action"], body)
+
+    def train() -> Any:
+        return handle_event(START_TRAINING, _json_body() or {})
 
     def is_training() -> Any:
-        return jsonify({"is_training": False})
+        project = project_id_of({"project": request.args.get("project")})
+        jobs = _jobs(scheduler, project) if project is not None else []
+        return jsonify({"is_training": any(job.get("status") == "started" for job in jobs)})
+
+    def training_status() -> Any:
+        settings = BackendSettings()
+        store = VersionStore(settings.model_dir)
+        asked = project_id_of({"project": request.args.get("project")})
+        projects = [asked] if asked is not None else store.projects()
+        return jsonify({str(p): {**versions_status(store, p), "jobs": _jobs(scheduler, p)} for p in projects})
 
     app.view_functions["_setup"] = setup
     app.view_functions["_predict"] = predict
     app.view_functions["webhook"] = webhook
-    app.view_functions["_train"] = webhook
+    app.view_functions["_train"] = train
     app.view_functions["_is_training"] = is_training
+    if "training_status" not in app.view_functions:  # label-studio-ml's app is a module-level singleton
+        app.add_url_rule("/training/status", "training_status", methods=["GET"])
+    app.view_functions["training_status"] = training_status
+
+
+def _jobs(scheduler: Scheduler, project: int) -> list[dict[str, Any]]:
+    """The scheduler's jobs for ``project``; an unreachable Redis shows as an error entry, not a failed request."""
+    try:
+        if isinstance(scheduler, RedisScheduler):
+            return redis_jobs(scheduler.redis, project)
+        if isinstance(scheduler, LocalScheduler):
+            return scheduler.jobs(project)
+    except Exception as error:  # status must work while Redis is down
+        return [{"status": "unknown", "error": repr(error)}]
+    return []
 
 
 def create_app(model_class: type[Any]) -> Flask:
@@ -137,6 +186,6 @@ def create_app(model_class: type[Any]) -> Flask:
     from label_studio_ml.api import init_app  # imports torch and rq: keep it out of module import
 
     app: Flask = init_app(model_class=model_class)
-    register_views(app, ProjectModels(model_class))
+    register_views(app, ProjectModels(model_class), scheduler_for(settings))
     register_error_handlers(app)
     return app

@@ -52,6 +52,24 @@ class BackendSettings(BaseSettings):
     media_max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest image (bytes) the backend accepts.")
     log_level: str = Field("INFO", description="Python logging level of the backend.")
 
+    redis_url: str | None = Field(None, description="Redis for the training queue; unset trains in a local process.")
+    training_queue: str = Field("training", description="rq queue that training jobs go to.")
+    model_dir: Path = Field(Path("data/model-versions"), description="Trained versions: MODEL_DIR/<project>/<version>.")
+    train_min_new_annotations: int = Field(
+        10, ge=1, description="Annotation events that start training (Start Training always does)."
+    )
+    train_epochs: int = Field(30, gt=0, description="Fine-tuning epochs per training job.")
+    train_imgsz: int = Field(640, gt=0, description="Training image size.")
+    train_batch: int = Field(8, gt=0, description="Training batch size.")
+    train_device: str = Field("cpu", description="Torch device for training.")
+    train_val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Share of annotated tasks kept for validation.")
+    train_publish_policy: str = Field(
+        "not_worse",
+        pattern="^(not_worse|always)$",
+        description="Publish a new version if its val mAP50 is not worse, or always.",
+    )
+    train_job_timeout: int = Field(6 * 3600, gt=0, description="Seconds a training job may run before rq stops it.")
+
     @property
     def resolved_model_root(self) -> Path:
         """MODEL_ROOT as an absolute path."""

@@ -95,17 +95,22 @@ def load_weights(model_root: Path, name: str, device: str = "cpu") -> LoadedWeig
     path = resolve_weights_path(model_root, name)
     if not path.is_file():
         _download_official(path)
+    return load_weights_file(path, device)
+
+
+def load_weights_file(path: Path, device: str = "cpu", version: str | None = None) -> LoadedWeights:
+    """Load an existing weight file (a trained version), cached per file; ``version`` overrides the file's."""
     stat = path.stat()
     key = (path, stat.st_size, stat.st_mtime_ns)
     with _cache_lock:
         cached = _cache.get(key)
         if cached is None:
-            cached = _load(path, device)
+            cached = _load(path, device, version)
             _cache[key] = cached
     return cached
 
 
-def _load(path: Path, device: str) -> LoadedWeights:
+def _load(path: Path, device: str, version: str | None = None) -> LoadedWeights:
     """Read one weight file into a YOLO model on ``device``."""
     from ultralytics import YOLO
 
@@ -116,7 +121,7 @@ def _load(path: Path, device: str) -> LoadedWeights:
         _warm_up(model, device)
     except Exception as error:  # a corrupt or foreign file raises anything from pickle to KeyError
         raise WeightsError(f"Weights at {path} could not be loaded as a YOLO model: {error}") from error
-    version = file_version(path)
+    version = version or file_version(path)
     logger.info("Loaded weights %s as model version %s (%d classes)", path, version, len(model.names))
     return LoadedWeights(path=path, version=version, model=model)
 

@@ -38,10 +38,11 @@ class LabelStudioServer:
 
 @dataclass(frozen=True)
 class BackendServer:
-    """The backend under gunicorn: its URL and log file."""
+    """The backend under gunicorn: its URL, log file and environment."""
 
     url: str
     log: Path
+    env: dict[str, str]
 
 
 def _label_studio_bin() -> Path:
@@ -98,7 +99,7 @@ def backend_server(model_root: Path, log_dir: Path, **settings: str) -> Iterator
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     command = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "2", "_wsgi:app"]
     with running_server(command, f"{url}/health", log, env, PROJECT_ROOT, 120.0):
-        yield BackendServer(url, log)
+        yield BackendServer(url, log, {**os.environ, **env})
 
 
 @pytest.fixture(scope="session")

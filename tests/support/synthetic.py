@@ -70,13 +70,15 @@ def _place_boxes(rng: random.Random, count: int) -> list[tuple[int, int, int, in
     return placed
 
 
-def draw_image(path: Path, rng: random.Random, labels: list[str] | None = None) -> list[GroundTruthBox]:
-    """Draw one image with 1-3 boxes (or one box per given label) and return its ground truth."""
+def draw_image(
+    path: Path, rng: random.Random, labels: list[str] | None = None, classes: tuple[str, ...] = CLASS_NAMES
+) -> list[GroundTruthBox]:
+    """Draw one image with 1-3 boxes of ``classes`` (or one box per given label) and return its ground truth."""
     width, height = IMAGE_SIZE
     noise = np.random.default_rng(rng.randint(0, 2**31)).integers(90, 160, size=(height, width, 3), dtype=np.uint8)
     image = Image.fromarray(noise, "RGB")
     draw = ImageDraw.Draw(image)
-    labels = labels or [rng.choice(CLASS_NAMES) for _ in range(rng.randint(1, 3))]
+    labels = labels or [rng.choice(classes) for _ in range(rng.randint(1, 3))]
     truth = []
     for label, (x0, y0, x1, y1) in zip(labels, _place_boxes(rng, len(labels)), strict=True):
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=CLASS_COLOURS[label])
@@ -85,7 +87,9 @@ def draw_image(path: Path, rng: random.Random, labels: list[str] | None = None) 
     return truth
 
 
-def write_yolo_dataset(root: Path, train_count: int = 48, val_count: int = 12, seed: int = 0) -> Path:
+def write_yolo_dataset(
+    root: Path, train_count: int = 48, val_count: int = 12, seed: int = 0, classes: tuple[str, ...] = CLASS_NAMES
+) -> Path:
     """Write an ultralytics detection dataset (images, YOLO txt labels, data.yaml) and return the yaml path."""
     rng = random.Random(seed)
     width, height = IMAGE_SIZE
@@ -93,42 +97,43 @@ def write_yolo_dataset(root: Path, train_count: int = 48, val_count: int = 12, s
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         for index in range(count):
-            truth = draw_image(root / "images" / split / f"{index:04d}.png", rng)
+            truth = draw_image(root / "images" / split / f"{index:04d}.png", rng, classes=classes)
             lines = [
-                f"{CLASS_NAMES.index(b.label)} {(b.x0 + b.x1) / 2 / width:.6f} {(b.y0 + b.y1) / 2 / height:.6f} "
+                f"{classes.index(b.label)} {(b.x0 + b.x1) / 2 / width:.6f} {(b.y0 + b.y1) / 2 / height:.6f} "
                 f"{(b.x1 - b.x0) / width:.6f} {(b.y1 - b.y0) / height:.6f}"
                 for b in truth
             ]
             (root / "labels" / split / f"{index:04d}.txt").write_text("\n".join(lines) + "\n")
-    names = "\n".join(f"  {i}: {name}" for i, name in enumerate(CLASS_NAMES))
+    names = "\n".join(f"  {i}: {name}" for i, name in enumerate(classes))
     data_yaml = root / "data.yaml"
     data_yaml.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}\n")
     return data_yaml
 
 
-def train_tiny_model(cache_dir: Path, epochs: int = 60) -> Path:
+def train_tiny_model(cache_dir: Path, epochs: int = 60, classes: tuple[str, ...] = CLASS_NAMES) -> Path:
     """Train (or reuse from ``cache_dir``) a yolo11n detector of ``red``/``blue`` boxes and return its ``.pt``.
 
     Safe to call from several processes at once: one trains under a file lock, the others wait and reuse.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    target = cache_dir / f"tiny-boxes-v{RECIPE_VERSION}-{epochs}ep.pt"
+    suffix = "" if classes == CLASS_NAMES else "-" + "-".join(classes)
+    target = cache_dir / f"tiny-boxes-v{RECIPE_VERSION}-{epochs}ep{suffix}.pt"
     with FileLock(str(target) + ".lock"):
         if not target.exists():
             with tempfile.TemporaryDirectory(dir=cache_dir) as work:
-                best = _train(Path(work).resolve(), epochs)
+                best = _train(Path(work).resolve(), epochs, classes)
                 os.replace(best, target)
     return target
 
 
-def _train(work: Path, epochs: int) -> Path:
+def _train(work: Path, epochs: int, classes: tuple[str, ...]) -> Path:
     """Train in ``work`` and return the best weights' path there."""
     import ultralytics.utils.torch_utils as torch_utils
     from ultralytics import YOLO
 
     # select_device() drops torch to cpu_count - 1 threads (1 on a 2-core CI machine): train on every core.
     torch_utils.NUM_THREADS = max(1, os.cpu_count() or 1)
-    data_yaml = write_yolo_dataset(work / "dataset")
+    data_yaml = write_yolo_dataset(work / "dataset", classes=classes)
     model = YOLO("yolo11n.yaml")
     model.train(
         data=str(data_yaml),

@@ -1,0 +1,1 @@
+"""Learning from annotations: exporting them as an ultralytics dataset, training, evaluating, queueing jobs."""

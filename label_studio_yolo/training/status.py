@@ -1,0 +1,84 @@
+"""What a person wants to know about training: each project's versions and its jobs.
+
+Served at ``GET /training/status[?project=N]`` and printed by ``python -m label_studio_yolo.training.status``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from label_studio_yolo.settings import BackendSettings
+from label_studio_yolo.training.scheduler import key
+from label_studio_yolo.versions import VersionStore
+
+
+def versions_status(store: VersionStore, project: int) -> dict[str, Any]:
+    """The served version and every stored version's summary."""
+    current = store.current(project)
+    return {
+        "current": current.name if current else None,
+        "versions": [
+            {
+                "version": v.name,
+                "parent": v.meta.get("parent"),
+                "annotations": v.meta.get("annotations"),
+                "map50": v.meta.get("map50"),
+                "timings": v.meta.get("timings"),
+                "plot": str(v.path / "results.png") if (v.path / "results.png").exists() else None,
+            }
+            for v in store.versions(project)
+        ],
+    }
+
+
+def redis_jobs(redis: Any, project: int) -> list[dict[str, Any]]:
+    """rq jobs of ``project``, newest first: status, progress meta, times, and the error of failed ones."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    jobs = []
+    for raw_id in redis.lrange(key(project, "jobs"), 0, -1):
+        try:
+            job = Job.fetch(raw_id.decode(), connection=redis)
+        except NoSuchJobError:
+            continue
+        entry: dict[str, Any] = {
+            "job_id": job.id,
+            "status": job.get_status().value,
+            "enqueued_at": job.enqueued_at,
+            "started_at": job.started_at,
+            "ended_at": job.ended_at,
+            "progress": job.meta,
+        }
+        if entry["status"] == "failed":
+            entry["error"] = (job.exc_info or "").strip().splitlines()[-1:] or ["unknown (worker died?)"]
+        elif entry["status"] == "finished":
+            entry["result"] = job.return_value()
+        jobs.append(entry)
+    return jobs
+
+
+def main() -> None:
+    """CLI: print versions and jobs of one project, or of every project in MODEL_DIR."""
+    parser = argparse.ArgumentParser(description="Training status of the YOLO backend")
+    parser.add_argument("--project", type=int, help="project id (default: every project in MODEL_DIR)")
+    args = parser.parse_args()
+    settings = BackendSettings()
+    store = VersionStore(settings.model_dir)
+    redis = None
+    if settings.redis_url:
+        from redis import Redis
+
+        redis = Redis.from_url(settings.redis_url)
+    projects = [args.project] if args.project else store.projects()
+    report = {
+        str(project): {**versions_status(store, project), "jobs": redis_jobs(redis, project) if redis else []}
+        for project in projects
+    }
+    print(json.dumps(report, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
