@@ -163,6 +163,14 @@ def test_the_project_lock_does_not_block_other_projects(redis_url) -> None:
     assert waited < 0.5
 
 
+def test_the_project_lock_is_renewed_while_a_long_job_runs(redis_url) -> None:
+    redis = Redis.from_url(redis_url)
+    with project_lock(redis, 7, ttl=1, renew_every=0.3):
+        time.sleep(2.5)  # far past the lock's 1 s life: only renewal keeps it
+        assert redis.exists("label-studio-yolo:project:7:training_lock")
+    assert not redis.exists("label-studio-yolo:project:7:training_lock"), "released at the end"
+
+
 @pytest.fixture
 def client(backend_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Iterator[FlaskClient]:
     monkeypatch.setenv("REDIS_URL", redis_url)

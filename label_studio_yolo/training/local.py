@@ -13,6 +13,7 @@ import multiprocessing
 import threading
 import time
 from collections import deque
+from multiprocessing.connection import Connection
 from typing import Any
 
 from label_studio_yolo.settings import BackendSettings
@@ -21,10 +22,14 @@ from label_studio_yolo.training.scheduler import ANNOTATION_EVENTS, JOB_HISTORY,
 logger = logging.getLogger(__name__)
 
 
-def _run_job(project: int) -> None:
+def _run_job(project: int, report: Connection) -> None:
+    """Child process: train, and send back ("finished", result) or ("failed", reason)."""
     from label_studio_yolo.training.job import train_project
 
-    train_project(project)
+    try:
+        report.send(("finished", train_project(project)))
+    except Exception as error:  # reported to the parent, which logs it and keeps the web server up
+        report.send(("failed", f"{type(error).__name__}: {error}"))
 
 
 class LocalScheduler:
@@ -79,12 +84,25 @@ class LocalScheduler:
                 self._new_annotations[project] = 0
                 entry = self._history[project][0]
                 entry.update(status="started", started_at=time.time())
-            process = multiprocessing.get_context("spawn").Process(target=_run_job, args=(project,), daemon=True)
-            process.start()
-            process.join()
+            status, detail = self._run_in_child(project)
             with self._condition:
-                failed = process.exitcode != 0
-                entry.update(status="failed" if failed else "finished", ended_at=time.time(), exitcode=process.exitcode)
-            logger.log(
-                logging.ERROR if failed else logging.INFO, "Project %s: local training %s", project, entry["status"]
-            )
+                entry.update(
+                    status=status, ended_at=time.time(), **{"error" if status == "failed" else "result": detail}
+                )
+            level = logging.ERROR if status == "failed" else logging.INFO
+            logger.log(level, "Project %s: local training %s: %s", project, status, detail)
+
+    @staticmethod
+    def _run_in_child(project: int) -> tuple[str, Any]:
+        """Run one job in a fresh process; a crash of that process is a failure too."""
+        context = multiprocessing.get_context("spawn")
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_run_job, args=(project, sender), daemon=True)
+        process.start()
+        sender.close()
+        try:
+            outcome: tuple[str, Any] = receiver.recv()
+        except EOFError:
+            outcome = ("failed", "the training process died")
+        process.join()
+        return outcome

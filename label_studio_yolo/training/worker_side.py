@@ -31,14 +31,17 @@ def claim(redis: Any, project: int, job_id: str) -> None:
 
 
 @contextmanager
-def project_lock(redis: Any, project: int) -> Iterator[None]:
+def project_lock(
+    redis: Any, project: int, ttl: float = LOCK_TTL, renew_every: float = LOCK_RENEW_EVERY
+) -> Iterator[None]:
     """Hold the project's training lock (waiting for another worker's job to finish first)."""
-    lock = redis.lock(key(project, "training_lock"), timeout=LOCK_TTL)
+    # thread_local=False: the renewing thread must see the token the job thread acquired.
+    lock = redis.lock(key(project, "training_lock"), timeout=ttl, thread_local=False)
     lock.acquire(blocking=True)
     stop = threading.Event()
 
     def renew() -> None:
-        while not stop.wait(LOCK_RENEW_EVERY):
+        while not stop.wait(renew_every):
             lock.reacquire()
 
     renewer = threading.Thread(target=renew, daemon=True)
