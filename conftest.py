@@ -70,13 +70,17 @@ def backend_env(model_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return model_root
 
 
+def draw_samples(folder: Path, prefix: str, count: int, seed: int) -> list[SampleImage]:
+    """``count`` images named ``<prefix><n>.png``, each with one red and one blue box in random places."""
+    rng = random.Random(seed)
+    samples = []
+    for index in range(count):
+        path = folder / f"{prefix}{index:02d}.png"
+        samples.append(SampleImage(path, draw_image(path, rng, labels=["red", "blue"])))
+    return samples
+
+
 @pytest.fixture(scope="session")
 def sample_images(tmp_path_factory: pytest.TempPathFactory) -> list[SampleImage]:
     """Six unseen images: each has one red and one blue box, in random places."""
-    folder = tmp_path_factory.mktemp("samples")
-    rng = random.Random(1234)
-    samples = []
-    for index in range(6):
-        path = folder / f"sample{index}.png"
-        samples.append(SampleImage(path, draw_image(path, rng, labels=["red", "blue"])))
-    return samples
+    return draw_samples(tmp_path_factory.mktemp("samples"), "sample", 6, seed=1234)

@@ -163,7 +163,9 @@ def _fine_tune(settings: BackendSettings, dataset: Dataset, base: Path | None, r
 
 def _epoch_progress(trainer: Any) -> None:
     metrics = {k: round(float(v), 4) for k, v in (trainer.metrics or {}).items()}
-    report_progress(stage="training", epoch=trainer.epoch + 1, epochs=trainer.epochs, metrics=metrics)
+    # ultralytics calls this once more for the final validation of the best weights (epoch == epochs then).
+    epoch = min(trainer.epoch + 1, trainer.epochs)
+    report_progress(stage="training", epoch=epoch, epochs=trainer.epochs, metrics=metrics)
 
 
 def _compare(

@@ -8,7 +8,6 @@ predictions" on held-out tasks now finds blue boxes. mAP50 on the held-out tasks
 
 from __future__ import annotations
 
-import random
 import shutil
 import subprocess
 import sys
@@ -19,12 +18,12 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import MODEL_CACHE, PROJECT_ROOT, SampleImage
+from conftest import MODEL_CACHE, PROJECT_ROOT, SampleImage, draw_samples
 from label_studio_yolo.training.evaluate import map50_of_predictions
 from tests.e2e.conftest import BackendServer, LabelStudioServer, backend_server
 from tests.e2e.test_label_studio_predictions import pixel_box, retrieve_predictions, stored_predictions, upload_images
 from tests.support.redis_server import running_redis
-from tests.support.synthetic import draw_image, train_tiny_model
+from tests.support.synthetic import train_tiny_model
 
 pytestmark = pytest.mark.e2e
 
@@ -50,13 +49,7 @@ def red_only_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def training_images(tmp_path_factory: pytest.TempPathFactory) -> list[SampleImage]:
-    folder = tmp_path_factory.mktemp("training-images")
-    rng = random.Random(99)
-    samples = []
-    for index in range(TRAINING_TASKS):
-        path = folder / f"train{index:02d}.png"
-        samples.append(SampleImage(path, draw_image(path, rng, labels=["red", "blue"])))
-    return samples
+    return draw_samples(tmp_path_factory.mktemp("training-images"), "train", TRAINING_TASKS, seed=99)
 
 
 def annotation_result(sample: SampleImage) -> list[dict[str, Any]]:
@@ -155,6 +148,8 @@ def test_start_training_learns_a_new_class_and_serves_it_without_restart(
             project_status = status[str(project.id)]
             assert project_status["current"] == new_version
             assert [job["status"] for job in project_status["jobs"]] == ["finished"], project_status["jobs"]
+            progress = project_status["jobs"][0]["progress"]
+            assert (progress["epoch"], progress["epochs"]) == (60, 60) and "metrics/mAP50(B)" in progress["metrics"]
             version_meta = project_status["versions"][0]
             assert version_meta["annotations"] == TRAINING_TASKS
             assert version_meta["plot"] and Path(version_meta["plot"]).is_file()

@@ -35,6 +35,16 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path, ti
     raise TimeoutError(f"{url} not healthy after {timeout} s:\n{log.read_text()[-4000:]}")
 
 
+def stop(process: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """Terminate ``process``, killing it if it has not exited after ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def running_server(
     command: list[str], health_url: str, log: Path, env: Mapping[str, str], cwd: Path, timeout: float
@@ -48,9 +58,4 @@ def running_server(
             wait_until_healthy(health_url, process, log, timeout)
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)

@@ -21,7 +21,7 @@ from typing import IO
 from redis import Redis
 from redis.exceptions import RedisError
 
-from tests.support.processes import free_port
+from tests.support.processes import free_port, stop
 
 START_TIMEOUT = 15.0
 """Seconds ``redis-server`` may take to answer PING."""
@@ -42,12 +42,7 @@ def running_redis() -> Iterator[str]:
             _wait_for_ping(url, process, log)
             yield url
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, grace=10)
 
 
 def _wait_for_ping(url: str, process: subprocess.Popen[bytes], log: IO[bytes]) -> None:
