@@ -170,7 +170,7 @@ def _jobs(scheduler: Scheduler, project: int) -> list[dict[str, Any]]:
     """The scheduler's jobs for ``project``; an unreachable Redis shows as an error entry, not a failed request."""
     try:
         if isinstance(scheduler, RedisScheduler):
-            return redis_jobs(scheduler.redis, project)
+            return redis_jobs(scheduler.redis, project, scheduler.queue.name)
         if isinstance(scheduler, LocalScheduler):
             return scheduler.jobs(project)
     except Exception as error:  # status must work while Redis is down

@@ -33,11 +33,16 @@ def versions_status(store: VersionStore, project: int) -> dict[str, Any]:
     }
 
 
-def redis_jobs(redis: Any, project: int) -> list[dict[str, Any]]:
-    """rq jobs of ``project``, newest first: status, progress meta, times, and the error of failed ones."""
+def redis_jobs(redis: Any, project: int, queue: str = "training") -> list[dict[str, Any]]:
+    """rq jobs of ``project``, newest first: status, progress meta, times, and the error of failed ones.
+
+    Jobs whose worker died (no heartbeat for rq's TTL) are moved to failed first, so they never look running.
+    """
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
+    from rq.registry import StartedJobRegistry
 
+    StartedJobRegistry(queue, connection=redis).cleanup()
     jobs = []
     for raw_id in redis.lrange(key(project, "jobs"), 0, -1):
         try:
@@ -74,7 +79,10 @@ def main() -> None:
         redis = Redis.from_url(settings.redis_url)
     projects = [args.project] if args.project else store.projects()
     report = {
-        str(project): {**versions_status(store, project), "jobs": redis_jobs(redis, project) if redis else []}
+        str(project): {
+            **versions_status(store, project),
+            "jobs": redis_jobs(redis, project, settings.training_queue) if redis else [],
+        }
         for project in projects
     }
     print(json.dumps(report, indent=2, default=str))
