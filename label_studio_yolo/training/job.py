@@ -94,19 +94,29 @@ def _train(project: int) -> dict[str, Any]:
             "settings": {
                 k: getattr(settings, k) for k in ("train_epochs", "train_imgsz", "train_batch", "train_device")
             },
-            "timings": {"train_s": round(trained_at - started, 1), "total_s": round(time.time() - started, 1)},
+            "timings": {
+                "export_and_train_s": round(trained_at - started, 1),
+                "total_s": round(time.time() - started, 1),
+            },
         }
-        with store.new_version(project, name) as folder:
-            shutil.copy2(best, folder / WEIGHTS_FILE)
-            for artefact in ("results.csv", "results.png"):
-                if (run_dir / artefact).exists():
-                    shutil.copy2(run_dir / artefact, folder / artefact)
-            (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        _store_version(store, project, name, best, run_dir, meta)
     published = settings.train_publish_policy == "always" or scores["new"] >= scores["old"]
     if published:
         store.publish(project, name)
     logger.info("Project %s: version %s, mAP50 %s, published=%s", project, name, scores, published)
     return {"project": project, "version": name, "published": published, "map50": scores, "annotations": len(tasks)}
+
+
+def _store_version(
+    store: VersionStore, project: int, name: str, best: Path, run_dir: Path, meta: dict[str, Any]
+) -> None:
+    """Write the version folder atomically: weights, metadata, and ultralytics' metrics table and plot."""
+    with store.new_version(project, name) as folder:
+        shutil.copy2(best, folder / WEIGHTS_FILE)
+        for artefact in ("results.csv", "results.png"):
+            if (run_dir / artefact).exists():
+                shutil.copy2(run_dir / artefact, folder / artefact)
+        (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
 
 
 def _label_studio_client(settings: BackendSettings) -> Any:
