@@ -79,7 +79,7 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
 
 
 @contextmanager
-def backend_server(model_root: Path, log_dir: Path, **settings: str) -> Iterator[BackendServer]:
+def backend_server(model_root: Path, log_dir: Path, workers: int = 1, **settings: str) -> Iterator[BackendServer]:
     """The backend as users run it: gunicorn serving ``_wsgi:app`` with MODEL_ROOT, MODEL_PATH and ``settings``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -97,7 +97,7 @@ def backend_server(model_root: Path, log_dir: Path, **settings: str) -> Iterator
         **settings,
     }
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    command = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "2", "_wsgi:app"]
+    command = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "2", "_wsgi:app"]
     with running_server(command, f"{url}/health", log, env, PROJECT_ROOT, 120.0):
         yield BackendServer(url, log, {**os.environ, **env})
 
