@@ -11,7 +11,7 @@ from typing import Any
 
 from label_studio_ml.model import LabelStudioMLBase
 
-from label_studio_yolo.controls import control_for, supported_control_types
+from label_studio_yolo.controls import ControlPredictor, control_for, supported_control_types
 from label_studio_yolo.label_config import (
     ControlSpec,
     LabelConfigError,
@@ -24,7 +24,7 @@ from label_studio_yolo.predictor import TaskPrediction, TaskPredictor
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.factory import scheduler_for
 from label_studio_yolo.versions import VersionStore
-from label_studio_yolo.weights import load_weights, load_weights_file
+from label_studio_yolo.weights import LoadedWeights, load_weights, load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -62,26 +62,32 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
             self.weights = load_weights_file(version.weights, settings.device, version=version.name)
         else:
             self.weights = load_weights(settings.model_root, settings.model_path, settings.device)
-        self.model_version = self.weights.version
         all_specs = parse_label_config(
             self.label_config or "", settings.model_score_threshold, supported_control_types()
         )
         if version is not None:
-            all_specs = [with_own_labels(spec) for spec in all_specs]
-        class_names = list(self.weights.class_names.values())
-        specs = [spec for spec in all_specs if self._maps_some_class(spec, class_names)]
-        if not specs:
+            all_specs = [with_own_labels(spec) if spec.model_path is None else spec for spec in all_specs]
+        controls = [control_for(spec, self._weights_for(spec)) for spec in all_specs]
+        controls = [control for control in controls if self._maps_some_class(control)]
+        if not controls:
             raise LabelConfigError(
                 f"No label of the config matches a class of {self.weights.path.name}. "
-                + unmapped_control_hint(all_specs[0], class_names)
+                + unmapped_control_hint(all_specs[0], list(self.weights.class_names.values()))
             )
+        self.model_version = "+".join(dict.fromkeys(control.weights.version for control in controls))
         self.predictor = TaskPredictor(
-            weights=self.weights,
-            controls=[control_for(spec) for spec in specs],
+            model_version=self.model_version,
+            controls=controls,
             loader=ImageLoader(self._media_settings()),
             imgsz=settings.model_imgsz,
             threads=settings.torch_threads,
         )
+
+    def _weights_for(self, spec: ControlSpec) -> LoadedWeights:
+        """The tag's own ``model_path`` weights (inside MODEL_ROOT), else the project's weights."""
+        if spec.model_path is None:
+            return self.weights
+        return load_weights(self.settings.model_root, spec.model_path, self.settings.device)
 
     def _media_settings(self) -> MediaSettings:
         """Where images come from: the settings first, else what Label Studio sent to /setup."""
@@ -95,8 +101,9 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
         )
 
     @staticmethod
-    def _maps_some_class(spec: ControlSpec, class_names: list[str]) -> bool:
-        """Whether any label of the control claims one of the model's classes (else it is skipped, with a log)."""
+    def _maps_some_class(control: ControlPredictor) -> bool:
+        """Whether any label of the control claims one of its model's classes (else it is skipped, with a log)."""
+        spec, class_names = control.spec, list(control.weights.class_names.values())
         if spec.labels.restricted_to(class_names).by_class:
             return True
         hint = unmapped_control_hint(spec, class_names)

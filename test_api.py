@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -244,3 +245,41 @@ def test_the_app_starts_without_loading_weights(tmp_path: Path) -> None:
     env = {**os.environ, "MODEL_ROOT": str(tmp_path), "MODEL_PATH": "not-there-yet.pt"}
     completed = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent, env=env, capture_output=True)
     assert completed.returncode == 0, completed.stderr.decode()[-2000:]
+
+
+MULTI_TAG_CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <RectangleLabels name="box" toName="image" model_score_threshold="0.4">
+    <Label value="Red box" predicted_values="red"/>
+    <Label value="Blue"/>
+  </RectangleLabels>
+  <PolygonLabels name="outline" toName="image" model_score_threshold="0.4" model_path="extra/second.pt">
+    <Label value="Red shape" predicted_values="red"/>
+  </PolygonLabels>
+</View>"""
+
+
+def test_several_tags_each_with_its_own_weights_are_filled_in_one_request(client, backend_env, sample_images):
+    (backend_env / "extra").mkdir(exist_ok=True)
+    shutil.copy2(backend_env / "boxes.pt", backend_env / "extra" / "second.pt")
+    version = setup_project(client, config=MULTI_TAG_CONFIG, project="12.1").json["model_version"]
+    assert version == f"{file_version(backend_env / 'boxes.pt')}+{file_version(backend_env / 'extra' / 'second.pt')}"
+
+    sample = sample_images[4]
+    task = [{"id": 1, "data": {"image": sample.data_uri()}}]
+    entry = predict(client, task, config=MULTI_TAG_CONFIG, project="12.1").json["results"][0]
+    boxes = [r for r in entry["result"] if r["from_name"] == "box"]
+    outlines = [r for r in entry["result"] if r["from_name"] == "outline"]
+    assert_matches_truth(boxes, sample, {"red": "Red box", "blue": "Blue"})
+    assert [r["value"]["polygonlabels"] for r in outlines] == [["Red shape"]]
+    red = next(box for box in sample.truth if box.label == "red")
+    xs = [x / 100 * 192 for x, _ in outlines[0]["value"]["points"]]
+    ys = [y / 100 * 144 for _, y in outlines[0]["value"]["points"]]
+    assert red.iou(min(xs), min(ys), max(xs), max(ys)) >= 0.7
+
+
+def test_a_model_path_outside_model_root_is_refused(client) -> None:
+    config = MULTI_TAG_CONFIG.replace('model_path="extra/second.pt"', 'model_path="../boxes.pt"')
+    response = setup_project(client, config=config, project="13.1")
+    assert response.status_code == 500
+    assert "outside MODEL_ROOT" in response.json["error"]

@@ -31,6 +31,9 @@ PREDICTED_VALUES_ATTR = "predicted_values"
 THRESHOLD_ATTR = "model_score_threshold"
 """Control-tag attribute with the minimum score (0-1) of a predicted region."""
 
+MODEL_PATH_ATTR = "model_path"
+"""Control-tag attribute naming the weights (inside MODEL_ROOT) for this tag; else MODEL_PATH."""
+
 SUPPORTED_OBJECT_TAGS = frozenset({"Image"})
 """Object tags whose data this backend can load."""
 
@@ -75,6 +78,7 @@ class ControlSpec:
     value_key: str
     threshold: float
     labels: LabelMap
+    model_path: str | None = None
 
     @property
     def control_type(self) -> str:
@@ -128,6 +132,7 @@ def _control_spec(control: ControlTag, default_threshold: float) -> ControlSpec:
         value_key=image.value_name,
         threshold=_threshold(control, default_threshold),
         labels=_label_map(control),
+        model_path=(control.attr or {}).get(MODEL_PATH_ATTR) or None,
     )
 
 

@@ -5,7 +5,7 @@ is an empty list, which Label Studio accepts and stores nothing for, so "Retriev
 again later. The reason is logged with the task id; the other tasks of the batch are predicted as usual.
 
 Example:
-    >>> predictor = TaskPredictor(weights, controls, loader, imgsz=None, threads=2)   # doctest: +SKIP
+    >>> predictor = TaskPredictor("best-1a2b3c4d", controls, loader, imgsz=None, threads=2)   # doctest: +SKIP
     >>> predictor.predict([{"id": 1, "data": {"image": "/data/upload/1/a.jpg"}}])
     [{'result': [...], 'score': 0.87, 'model_version': 'best-1a2b3c4d'}]
 """
@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from label_studio_yolo.controls import ControlPredictor
-from label_studio_yolo.inference import detect
+from label_studio_yolo.inference import run_model
 from label_studio_yolo.media import ImageLoader, MediaError
 from label_studio_yolo.regions import ImageSize
-from label_studio_yolo.weights import LoadedWeights
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +31,13 @@ TaskPrediction = dict[str, Any] | list[Any]
 
 @dataclass
 class TaskPredictor:
-    """Runs one model for the controls of one labelling config."""
+    """Fills the controls of one labelling config, each with its model; every prediction carries ``model_version``."""
 
-    weights: LoadedWeights
+    model_version: str
     controls: Sequence[ControlPredictor]
     loader: ImageLoader
     imgsz: int | None = None
     threads: int | None = None
-
-    @property
-    def model_version(self) -> str:
-        """The version every prediction carries (the one ``/setup`` reports)."""
-        return self.weights.version
 
     def predict(self, tasks: Sequence[object]) -> list[TaskPrediction]:
         """One entry per task, in task order."""
@@ -68,21 +62,22 @@ class TaskPredictor:
         if not isinstance(data, dict):
             raise MediaError("task has no 'data' object")
         regions: list[dict[str, Any]] = []
-        for value_key, controls in self._controls_by_data_key().items():
+        for value_key, by_model in self._controls_by_image().items():
             if value_key not in data:
                 raise MediaError(f"task data has no {value_key!r} key (keys: {sorted(data)})")
             image = self.loader.load(data[value_key])
             size = ImageSize(*image.size)
-            conf = min(control.spec.threshold for control in controls)
-            detections = detect(self.weights, image, conf=conf, imgsz=self.imgsz, threads=self.threads)
+            for controls in by_model.values():
+                conf = min(control.spec.threshold for control in controls)
+                output = run_model(controls[0].weights, image, conf=conf, imgsz=self.imgsz, threads=self.threads)
+                for control in controls:
+                    regions.extend(control.regions(output, size))
             del image  # decoded pixels are not needed past inference
-            for control in controls:
-                regions.extend(control.regions(detections, size))
         return regions
 
-    def _controls_by_data_key(self) -> dict[str, list[ControlPredictor]]:
-        """Controls grouped by the image they label, so each image is loaded and run once."""
-        groups: dict[str, list[ControlPredictor]] = defaultdict(list)
+    def _controls_by_image(self) -> dict[str, dict[int, list[ControlPredictor]]]:
+        """Controls grouped by the image they label, then by model: each image is loaded once, each model run once."""
+        groups: dict[str, dict[int, list[ControlPredictor]]] = defaultdict(lambda: defaultdict(list))
         for control in self.controls:
-            groups[control.spec.value_key].append(control)
+            groups[control.spec.value_key][id(control.weights)].append(control)
         return groups

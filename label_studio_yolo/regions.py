@@ -38,9 +38,21 @@ def rectangle_percent(x0: float, y0: float, x1: float, y1: float, size: ImageSiz
     return {"x": left, "y": top, "width": right - left, "height": bottom - top, "rotation": 0}
 
 
-def build_region(spec: ControlSpec, label: str, value: dict[str, Any], score: float, size: ImageSize) -> dict[str, Any]:
-    """One prediction region of ``spec``'s control with ``label``, geometry ``value`` and ``score``."""
+def percent_point(x: float, y: float, size: ImageSize) -> tuple[float, float]:
+    """A pixel point as percent of the image, clipped to it."""
+    return (_clamp_percent(x / size.width * 100), _clamp_percent(y / size.height * 100))
+
+
+def build_region(
+    spec: ControlSpec, label: str | list[str], value: dict[str, Any], score: float, size: ImageSize | None
+) -> dict[str, Any]:
+    """One prediction region of ``spec``'s control with ``label``, geometry ``value`` and ``score``.
+
+    ``size`` is the image's, for regions with geometry; whole-image regions (choices) have none.
+    """
     sdk_region = spec.tag.label(label=label, to_name=spec.to_name, **value)
     region: dict[str, Any] = json.loads(sdk_region.to_json())  # type: ignore[no-untyped-call]
-    region.update(score=round(score, 4), original_width=size.width, original_height=size.height, image_rotation=0)
+    region["score"] = round(score, 4)
+    if size is not None:
+        region.update(original_width=size.width, original_height=size.height, image_rotation=0)
     return region

@@ -5,10 +5,17 @@ from __future__ import annotations
 import pytest
 
 from conftest import BOXES_CONFIG
-from label_studio_yolo.controls import RectangleLabelsControl, control_for
-from label_studio_yolo.inference import Detection
+from label_studio_yolo.controls import (
+    ChoicesControl,
+    PolygonLabelsControl,
+    RectangleLabelsControl,
+    control_for,
+    supported_control_types,
+)
+from label_studio_yolo.inference import ClassScore, Detection, ModelOutput
 from label_studio_yolo.label_config import ControlSpec, parse_label_config
 from label_studio_yolo.regions import ImageSize, build_region, rectangle_percent
+from label_studio_yolo.weights import load_weights
 
 SIZE = ImageSize(width=200, height=100)
 
@@ -56,11 +63,16 @@ def test_build_region_refuses_a_label_missing_from_the_config(spec):
         build_region(spec, "Dog", rectangle_percent(0, 0, 10, 10, SIZE), 0.9, SIZE)
 
 
-def test_control_for_picks_the_rectangle_control(spec):
-    assert isinstance(control_for(spec), RectangleLabelsControl)
+@pytest.fixture(scope="module")
+def weights(model_root):
+    return load_weights(model_root, "boxes.pt")
 
 
-def test_rectangle_control_keeps_claimed_classes_at_or_above_threshold(spec):
+def test_control_for_picks_the_rectangle_control(spec, weights):
+    assert isinstance(control_for(spec, weights), RectangleLabelsControl)
+
+
+def test_rectangle_control_keeps_claimed_classes_at_or_above_threshold(spec, weights):
     detections = [
         Detection("red", 0.9, 20, 10, 120, 60),
         Detection("blue", 0.4, 0, 0, 50, 50),  # exactly at the threshold: kept
@@ -68,14 +80,74 @@ def test_rectangle_control_keeps_claimed_classes_at_or_above_threshold(spec):
         Detection("green", 0.99, 0, 0, 50, 50),  # no label claims it
     ]
 
-    regions = RectangleLabelsControl(spec).regions(detections, SIZE)
+    regions = RectangleLabelsControl(spec, weights).regions(ModelOutput(detections), SIZE)
 
     assert [(r["value"]["rectanglelabels"], r["score"]) for r in regions] == [(["Red box"], 0.9), (["Blue"], 0.4)]
     assert regions[0]["value"]["x"] == pytest.approx(10.0)
     assert regions[0]["value"]["height"] == pytest.approx(50.0)
 
 
-def test_rectangle_control_returns_nothing_when_all_detections_are_dropped(spec):
+def test_rectangle_control_returns_nothing_when_all_detections_are_dropped(spec, weights):
     detections = [Detection("red", 0.1, 0, 0, 10, 10), Detection("person", 0.95, 0, 0, 10, 10)]
 
-    assert RectangleLabelsControl(spec).regions(detections, SIZE) == []
+    assert RectangleLabelsControl(spec, weights).regions(ModelOutput(detections), SIZE) == []
+
+
+POLYGON_CONFIG = """<View>
+  <Image name="image" value="$image"/>
+  <PolygonLabels name="outline" toName="image" model_score_threshold="0.5">
+    <Label value="Red box" predicted_values="red"/>
+  </PolygonLabels>
+</View>"""
+
+
+def test_polygon_control_gives_the_outline_in_percent(weights):
+    spec = parse_label_config(POLYGON_CONFIG, 0.25, supported_control_types())[0]
+    outline = ((20.0, 10.0), (120.0, 10.0), (70.0, 90.0))
+    output = ModelOutput([Detection("red", 0.8, 20, 10, 120, 90, outline), Detection("red", 0.3, 0, 0, 5, 5)])
+
+    regions = PolygonLabelsControl(spec, weights).regions(output, SIZE)
+
+    assert len(regions) == 1
+    assert regions[0]["type"] == "polygonlabels"
+    assert regions[0]["value"]["polygonlabels"] == ["Red box"]
+    assert regions[0]["value"]["points"] == [[10.0, 10.0], [60.0, 10.0], [35.0, 90.0]]
+
+
+def test_polygon_control_uses_box_corners_from_a_detection_model(weights):
+    spec = parse_label_config(POLYGON_CONFIG, 0.25, supported_control_types())[0]
+
+    regions = PolygonLabelsControl(spec, weights).regions(ModelOutput([Detection("red", 0.8, 20, 10, 120, 60)]), SIZE)
+
+    assert regions[0]["value"]["points"] == [[10.0, 10.0], [60.0, 10.0], [60.0, 60.0], [10.0, 60.0]]
+
+
+def choices_spec(multiple: bool):
+    choice = ' choice="multiple"' if multiple else ""
+    config = f"""<View><Image name="image" value="$image"/>
+      <Choices name="kind" toName="image" model_score_threshold="0.2"{choice}>
+        <Choice value="Reddish" predicted_values="red"/><Choice value="Blue"/><Choice value="Green"/>
+      </Choices></View>"""
+    return parse_label_config(config, 0.5, supported_control_types())[0]
+
+
+CLASS_SCORES = ModelOutput(classes=[ClassScore("blue", 0.6), ClassScore("red", 0.3), ClassScore("green", 0.1)])
+
+
+def test_single_choice_takes_the_best_class_above_threshold(weights):
+    regions = ChoicesControl(choices_spec(multiple=False), weights).regions(CLASS_SCORES, SIZE)
+
+    assert [(r["type"], r["value"]["choices"], r["score"]) for r in regions] == [("choices", ["Blue"], 0.6)]
+    assert "original_width" not in regions[0]
+
+
+def test_multiple_choice_takes_every_class_above_threshold(weights):
+    regions = ChoicesControl(choices_spec(multiple=True), weights).regions(CLASS_SCORES, SIZE)
+
+    assert regions[0]["value"]["choices"] == ["Blue", "Reddish"]
+
+
+def test_choices_give_no_region_when_no_class_passes(weights):
+    low = ModelOutput(classes=[ClassScore("blue", 0.1), ClassScore("red", 0.05)])
+
+    assert ChoicesControl(choices_spec(multiple=True), weights).regions(low, SIZE) == []

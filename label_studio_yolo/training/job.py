@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from label_studio_yolo.controls import supported_control_types
 from label_studio_yolo.label_config import ControlSpec, parse_label_config, with_own_labels
 from label_studio_yolo.media import ImageLoader, MediaSettings
 from label_studio_yolo.regions import ImageSize
@@ -36,6 +35,10 @@ from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, VersionStore
 from label_studio_yolo.weights import file_version, load_weights, load_weights_file
 
 logger = logging.getLogger(__name__)
+
+
+TRAINABLE_CONTROLS = ("RectangleLabels",)
+"""Control tags whose annotations training turns into a dataset."""
 
 
 class TrainingError(RuntimeError):
@@ -60,7 +63,7 @@ def _train(project: int) -> dict[str, Any]:
     started = time.time()
     client = _label_studio_client(settings)
     label_config = client.projects.get(id=project).label_config
-    spec = parse_label_config(label_config, settings.model_score_threshold, supported_control_types())[0]
+    spec = _trainable_control(label_config, settings)
     store = VersionStore(settings.model_dir)
     parent = store.current(project)
     tasks = annotated_tasks(client.tasks.list(project=project, fields="all"), spec)
@@ -105,6 +108,12 @@ def _train(project: int) -> dict[str, Any]:
         store.publish(project, name)
     logger.info("Project %s: version %s, mAP50 %s, published=%s", project, name, scores, published)
     return {"project": project, "version": name, "published": published, "map50": scores, "annotations": len(tasks)}
+
+
+def _trainable_control(label_config: str, settings: BackendSettings) -> ControlSpec:
+    """The first control training supports (boxes, for now) of the project's config."""
+    specs = parse_label_config(label_config, settings.model_score_threshold, TRAINABLE_CONTROLS)
+    return specs[0]
 
 
 def _store_version(
