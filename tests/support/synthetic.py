@@ -87,22 +87,42 @@ def draw_image(
     return truth
 
 
-def write_yolo_dataset(
-    root: Path, train_count: int = 48, val_count: int = 12, seed: int = 0, classes: tuple[str, ...] = CLASS_NAMES
-) -> Path:
-    """Write an ultralytics detection dataset (images, YOLO txt labels, data.yaml) and return the yaml path."""
-    rng = random.Random(seed)
+def _label_line(box: GroundTruthBox, classes: tuple[str, ...], task: str) -> str:
+    """One YOLO label line: a box (detect) or the box's outline as a polygon (segment), normalised."""
     width, height = IMAGE_SIZE
+    x0, y0, x1, y1 = box.x0 / width, box.y0 / height, box.x1 / width, box.y1 / height
+    if task == "segment":
+        return f"{classes.index(box.label)} {x0:.6f} {y0:.6f} {x1:.6f} {y0:.6f} {x1:.6f} {y1:.6f} {x0:.6f} {y1:.6f}"
+    return f"{classes.index(box.label)} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}"
+
+
+def write_classify_dataset(root: Path, classes: tuple[str, ...], train_count: int = 24, val_count: int = 8) -> Path:
+    """An ImageFolder dataset (``split/class/*.png``): every box of an image has the image's class."""
+    rng = random.Random(0)
+    for split, count in (("train", train_count), ("val", val_count)):
+        for name in classes:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                draw_image(root / split / name / f"{index:04d}.png", rng, labels=[name] * rng.randint(1, 2))
+    return root
+
+
+def write_yolo_dataset(
+    root: Path,
+    train_count: int = 48,
+    val_count: int = 12,
+    seed: int = 0,
+    classes: tuple[str, ...] = CLASS_NAMES,
+    task: str = "detect",
+) -> Path:
+    """Write an ultralytics detection or segmentation dataset (images, YOLO labels, data.yaml); returns the yaml."""
+    rng = random.Random(seed)
     for split, count in (("train", train_count), ("val", val_count)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         for index in range(count):
             truth = draw_image(root / "images" / split / f"{index:04d}.png", rng, classes=classes)
-            lines = [
-                f"{classes.index(b.label)} {(b.x0 + b.x1) / 2 / width:.6f} {(b.y0 + b.y1) / 2 / height:.6f} "
-                f"{(b.x1 - b.x0) / width:.6f} {(b.y1 - b.y0) / height:.6f}"
-                for b in truth
-            ]
+            lines = [_label_line(box, classes, task) for box in truth]
             (root / "labels" / split / f"{index:04d}.txt").write_text("\n".join(lines) + "\n")
     names = "\n".join(f"  {i}: {name}" for i, name in enumerate(classes))
     data_yaml = root / "data.yaml"
@@ -110,33 +130,45 @@ def write_yolo_dataset(
     return data_yaml
 
 
-def train_tiny_model(cache_dir: Path, epochs: int = 60, classes: tuple[str, ...] = CLASS_NAMES) -> Path:
-    """Train (or reuse from ``cache_dir``) a yolo11n detector of ``red``/``blue`` boxes and return its ``.pt``.
+def train_tiny_model(
+    cache_dir: Path, epochs: int = 60, classes: tuple[str, ...] = CLASS_NAMES, task: str = "detect"
+) -> Path:
+    """Train (or reuse from ``cache_dir``) a yolo11n model of ``red``/``blue`` boxes and return its ``.pt``.
+
+    ``task`` is ``detect`` (boxes), ``segment`` (box outlines as masks) or ``classify`` (the colour of the image's
+    boxes).
 
     Safe to call from several processes at once: one trains under a file lock, the others wait and reuse.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    suffix = "" if classes == CLASS_NAMES else "-" + "-".join(classes)
+    suffix = ("" if classes == CLASS_NAMES else "-" + "-".join(classes)) + ("" if task == "detect" else f"-{task}")
     target = cache_dir / f"tiny-boxes-v{RECIPE_VERSION}-{epochs}ep{suffix}.pt"
     with FileLock(str(target) + ".lock"):
         if not target.exists():
             with tempfile.TemporaryDirectory(dir=cache_dir) as work:
-                best = _train(Path(work).resolve(), epochs, classes)
+                best = _train(Path(work).resolve(), epochs, classes, task)
                 os.replace(best, target)
     return target
 
 
-def _train(work: Path, epochs: int, classes: tuple[str, ...]) -> Path:
+MODEL_YAML = {"detect": "yolo11n.yaml", "segment": "yolo11n-seg.yaml", "classify": "yolo11n-cls.yaml"}
+"""Architecture each task trains from scratch."""
+
+
+def _train(work: Path, epochs: int, classes: tuple[str, ...], task: str) -> Path:
     """Train in ``work`` and return the best weights' path there."""
     import ultralytics.utils.torch_utils as torch_utils
     from ultralytics import YOLO
 
     # select_device() drops torch to cpu_count - 1 threads (1 on a 2-core CI machine): train on every core.
     torch_utils.NUM_THREADS = max(1, os.cpu_count() or 1)
-    data_yaml = write_yolo_dataset(work / "dataset", classes=classes)
-    model = YOLO("yolo11n.yaml")
+    if task == "classify":
+        data = write_classify_dataset(work / "dataset", classes)
+    else:
+        data = write_yolo_dataset(work / "dataset", classes=classes, task=task)
+    model = YOLO(MODEL_YAML[task])
     model.train(
-        data=str(data_yaml),
+        data=str(data),
         epochs=epochs,
         imgsz=TRAIN_IMGSZ,
         batch=16,
