@@ -10,10 +10,13 @@ import base64
 import os
 import random
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(__file__).parent / ".cache" / "ultralytics"))
@@ -43,6 +46,25 @@ class SampleImage:
 
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.path.read_bytes()).decode()
+
+
+@contextmanager
+def app_client() -> Iterator[FlaskClient]:
+    """A Flask test client of the backend app, built from the environment as it is now."""
+    from label_studio_yolo.server import create_app
+    from model import YOLOBackend
+
+    app = create_app(YOLOBackend)
+    app.testing = True
+    with app.test_client() as client:
+        yield client
+
+
+@pytest.fixture
+def client(backend_env: Path) -> Iterator[FlaskClient]:
+    """The backend app serving the tiny model (no Redis: training would run in a local process)."""
+    with app_client() as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="session")

@@ -21,20 +21,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from conftest import BOXES_CONFIG, SampleImage
-from label_studio_yolo.server import create_app
 from label_studio_yolo.weights import file_version
-from model import YOLOBackend
 from tests.support.image_server import FileServer, serve_files
 
 PROJECT = "7.1700000000"
-
-
-@pytest.fixture
-def client(backend_env: Path) -> Iterator[FlaskClient]:
-    app = create_app(YOLOBackend)
-    app.testing = True
-    with app.test_client() as test_client:
-        yield test_client
 
 
 @pytest.fixture

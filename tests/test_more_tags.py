@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
 from conftest import MODEL_CACHE, SampleImage
-from label_studio_yolo.server import create_app
-from model import YOLOBackend
 from tests.support.synthetic import draw_image, train_tiny_model
 
 ALL_TAGS_CONFIG = """<View>
@@ -45,12 +42,9 @@ def extra_weights(model_root: Path) -> Path:
     return model_root
 
 
-@pytest.fixture
-def client(extra_weights: Path, backend_env: Path) -> Iterator[FlaskClient]:
-    app = create_app(YOLOBackend)
-    app.testing = True
-    with app.test_client() as test_client:
-        yield test_client
+@pytest.fixture(autouse=True)
+def _models_present(extra_weights: Path) -> None:
+    """Every test here needs the segmentation and classification weights in MODEL_ROOT."""
 
 
 @pytest.fixture(scope="module")

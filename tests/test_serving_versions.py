@@ -14,10 +14,8 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from conftest import SampleImage
-from label_studio_yolo.server import create_app
+from conftest import SampleImage, app_client
 from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, VersionStore
-from model import YOLOBackend
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -36,9 +34,7 @@ def store(backend_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.fixture
 def client(store: VersionStore) -> Iterator[FlaskClient]:
-    app = create_app(YOLOBackend)
-    app.testing = True
-    with app.test_client() as test_client:
+    with app_client() as test_client:
         yield test_client
 
 

@@ -18,12 +18,10 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job
 
-from conftest import BOXES_CONFIG, SampleImage
-from label_studio_yolo.server import create_app
+from conftest import BOXES_CONFIG, SampleImage, app_client
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.scheduler import RedisScheduler
 from label_studio_yolo.training.worker_side import claim, project_lock
-from model import YOLOBackend
 from tests.support.processes import free_port
 from tests.support.redis_server import running_redis
 
@@ -175,9 +173,7 @@ def test_the_project_lock_is_renewed_while_a_long_job_runs(redis_url) -> None:
 def client(backend_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_url: str) -> Iterator[FlaskClient]:
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "model-versions"))
-    app = create_app(YOLOBackend)
-    app.testing = True
-    with app.test_client() as test_client:
+    with app_client() as test_client:
         yield test_client
 
 
@@ -205,9 +201,7 @@ def test_the_status_says_the_job_is_queued(client) -> None:
 def client_without_redis(backend_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlaskClient]:
     monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "model-versions"))
-    app = create_app(YOLOBackend)
-    app.testing = True
-    with app.test_client() as test_client:
+    with app_client() as test_client:
         yield test_client
 
 
