@@ -7,6 +7,7 @@ one is cheap after the first: the weights are read once per process and shared.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from label_studio_ml.model import LabelStudioMLBase
@@ -82,6 +83,11 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
             imgsz=settings.model_imgsz,
             threads=settings.torch_threads,
         )
+
+    @property
+    def weight_files(self) -> list[Path]:
+        """Every weight file this model's controls use (the server watches them for changes)."""
+        return sorted({control.weights.path for control in self.predictor.controls})
 
     def _weights_for(self, spec: ControlSpec) -> LoadedWeights:
         """The tag's own ``model_path`` weights (inside MODEL_ROOT), else the project's weights."""

@@ -273,3 +273,15 @@ def test_a_model_path_outside_model_root_is_refused(client) -> None:
     response = setup_project(client, config=config, project="13.1")
     assert response.status_code == 500
     assert "outside MODEL_ROOT" in response.json["error"]
+
+
+def test_a_replaced_tag_weight_file_is_served_on_the_next_setup(client, backend_env) -> None:
+    from ultralytics import YOLO
+
+    (backend_env / "extra").mkdir(exist_ok=True)
+    shutil.copy2(backend_env / "boxes.pt", backend_env / "extra" / "second.pt")
+    first = setup_project(client, config=MULTI_TAG_CONFIG, project="14.1").json["model_version"]
+    YOLO(str(backend_env / "boxes.pt")).save(str(backend_env / "extra" / "second.pt"))  # new bytes, same model
+    second = setup_project(client, config=MULTI_TAG_CONFIG, project="14.1").json["model_version"]
+    assert first.split("+")[0] == second.split("+")[0], "the unchanged default weights keep their version"
+    assert first.split("+")[1] != second.split("+")[1] == file_version(backend_env / "extra" / "second.pt")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from label_studio_yolo.controls import ControlPredictor
@@ -38,6 +38,10 @@ class TaskPredictor:
     loader: ImageLoader
     imgsz: int | None = None
     threads: int | None = None
+    _by_image: dict[str, list[list[ControlPredictor]]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_image = _group_by_image_and_model(self.controls)
 
     def predict(self, tasks: Sequence[object]) -> list[TaskPrediction]:
         """One entry per task, in task order."""
@@ -62,12 +66,12 @@ class TaskPredictor:
         if not isinstance(data, dict):
             raise MediaError("task has no 'data' object")
         regions: list[dict[str, Any]] = []
-        for value_key, by_model in self._controls_by_image().items():
+        for value_key, by_model in self._by_image.items():
             if value_key not in data:
                 raise MediaError(f"task data has no {value_key!r} key (keys: {sorted(data)})")
             image = self.loader.load(data[value_key])
             size = ImageSize(*image.size)
-            for controls in by_model.values():
+            for controls in by_model:
                 conf = min(control.spec.threshold for control in controls)
                 output = run_model(controls[0].weights, image, conf=conf, imgsz=self.imgsz, threads=self.threads)
                 for control in controls:
@@ -75,9 +79,10 @@ class TaskPredictor:
             del image  # decoded pixels are not needed past inference
         return regions
 
-    def _controls_by_image(self) -> dict[str, dict[int, list[ControlPredictor]]]:
-        """Controls grouped by the image they label, then by model: each image is loaded once, each model run once."""
-        groups: dict[str, dict[int, list[ControlPredictor]]] = defaultdict(lambda: defaultdict(list))
-        for control in self.controls:
-            groups[control.spec.value_key][id(control.weights)].append(control)
-        return groups
+
+def _group_by_image_and_model(controls: Sequence[ControlPredictor]) -> dict[str, list[list[ControlPredictor]]]:
+    """Controls grouped by the image they label, then by model: each image is loaded once, each model run once."""
+    groups: dict[str, dict[int, list[ControlPredictor]]] = defaultdict(lambda: defaultdict(list))
+    for control in controls:
+        groups[control.spec.value_key][id(control.weights)].append(control)
+    return {value_key: list(by_model.values()) for value_key, by_model in groups.items()}

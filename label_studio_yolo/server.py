@@ -26,11 +26,10 @@ from flask.wrappers import Response
 from label_studio_yolo.label_config import LabelConfigError
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.factory import scheduler_for
-from label_studio_yolo.training.local import LocalScheduler
-from label_studio_yolo.training.scheduler import START_TRAINING, RedisScheduler, Scheduler, project_id_of
-from label_studio_yolo.training.status import redis_jobs, versions_status
+from label_studio_yolo.training.scheduler import START_TRAINING, Scheduler, project_id_of
+from label_studio_yolo.training.status import versions_status
 from label_studio_yolo.versions import VersionStore
-from label_studio_yolo.weights import WeightsError, weights_fingerprint
+from label_studio_yolo.weights import WeightsError, file_stamps
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +38,11 @@ ML_BACKEND_V2 = "true"
 
 
 class ProjectModels:
-    """One model per Label Studio project, rebuilt when its config, credentials, settings or weight file change."""
+    """One model per Label Studio project, rebuilt when its config, credentials, settings or weight files change."""
 
     def __init__(self, model_class: type[Any]) -> None:
         self.model_class = model_class
-        self._models: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        self._models: dict[str, tuple[tuple[Any, ...], Any, tuple[Any, ...]]] = {}
         self._credentials: dict[str, tuple[str | None, str | None]] = {}
         self._lock = threading.Lock()
 
@@ -55,22 +54,21 @@ class ProjectModels:
     def get(self, project: str, label_config: str) -> Any:
         """The project's model for ``label_config``, built on first use or after a change.
 
-        A change is cheap to see: the published version's pointer and the base weights are only ``stat``-ed.
+        A change is cheap to see: the published version's pointer and every weight file in use are only ``stat``-ed.
         """
         settings = BackendSettings()
         project_id = project_id_of({"project": project})
         with self._lock:
             hostname, access_token = self._credentials.get(project, (None, None))
-            weights = weights_fingerprint(settings.model_root, settings.model_path)
             published = VersionStore(settings.model_dir).current_stamp(project_id) if project_id is not None else None
-            key = (label_config, hostname, access_token, settings.model_dump_json(), weights, published)
+            key = (label_config, hostname, access_token, settings.model_dump_json(), published)
             cached = self._models.get(project)
-            if cached is not None and cached[0] == key:
+            if cached is not None and cached[0] == key and cached[2] == file_stamps(cached[1].weight_files):
                 return cached[1]
             model = self.model_class(
                 label_config=label_config, hostname=hostname, access_token=access_token, project_id=project_id
             )
-            self._models[project] = (key, model)
+            self._models[project] = (key, model, file_stamps(model.weight_files))
             logger.info("Project %s: serving model version %s", project, model.model_version)
             return model
 
@@ -169,13 +167,9 @@ def register_views(app: Flask, models: ProjectModels, scheduler: Scheduler) -> N
 def _jobs(scheduler: Scheduler, project: int) -> list[dict[str, Any]]:
     """The scheduler's jobs for ``project``; an unreachable Redis shows as an error entry, not a failed request."""
     try:
-        if isinstance(scheduler, RedisScheduler):
-            return redis_jobs(scheduler.redis, project, scheduler.queue.name)
-        if isinstance(scheduler, LocalScheduler):
-            return scheduler.jobs(project)
+        return scheduler.jobs(project)
     except Exception as error:  # status must work while Redis is down
         return [{"status": "unknown", "error": repr(error)}]
-    return []
 
 
 def create_app(model_class: type[Any]) -> Flask:

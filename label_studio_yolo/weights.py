@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -143,11 +144,14 @@ def loaded_weight_files() -> list[Path]:
         return [loaded.path for loaded in _cache.values()]
 
 
-def weights_fingerprint(model_root: Path, name: str) -> tuple[Path, int, int] | None:
-    """Path, size and mtime of the named weights (no read); None when they are missing or the name is refused."""
-    try:
-        path = resolve_weights_path(model_root, name)
-        stat = path.stat()
-    except (WeightsError, OSError):
-        return None
-    return (path, stat.st_size, stat.st_mtime_ns)
+def file_stamps(paths: Iterable[Path]) -> tuple[tuple[Path, int, int] | None, ...]:
+    """Size and mtime of each file (None for a missing one), read with ``stat`` only: a cheap change detector."""
+    stamps: list[tuple[Path, int, int] | None] = []
+    for path in paths:
+        try:
+            stat = path.stat()
+        except OSError:
+            stamps.append(None)
+            continue
+        stamps.append((path, stat.st_size, stat.st_mtime_ns))
+    return tuple(stamps)

@@ -12,11 +12,11 @@ import pytest
 
 from label_studio_yolo.weights import (
     WeightsError,
+    file_stamps,
     file_version,
     load_weights,
     loaded_weight_files,
     resolve_weights_path,
-    weights_fingerprint,
 )
 
 
@@ -126,19 +126,14 @@ def test_file_version_is_stem_and_short_hash_that_follows_content(tmp_path):
     assert file_version(path) == first
 
 
-def test_weights_fingerprint_tracks_size_and_mtime_without_loading(tmp_path):
+def test_file_stamps_track_size_and_mtime_without_loading(tmp_path):
     path = tmp_path / "w.pt"
     path.write_bytes(b"12345")
-    before = weights_fingerprint(tmp_path, "w.pt")
+    before = file_stamps([path, tmp_path / "missing.pt"])
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
-    after = weights_fingerprint(tmp_path, "w.pt")
+    after = file_stamps([path, tmp_path / "missing.pt"])
 
-    assert before is not None and after is not None
-    assert before[:2] == (path.resolve(), 5)
+    assert before[0] is not None and before[0][:2] == (path, 5)
+    assert before[1] is None and after[1] is None
     assert after != before
-    assert path.resolve() not in loaded_weight_files()
-
-
-@pytest.mark.parametrize("name", ["missing.pt", "../escape.pt", "/abs.pt"])
-def test_weights_fingerprint_is_none_for_missing_or_refused_names(tmp_path, name):
-    assert weights_fingerprint(tmp_path, name) is None
+    assert path not in loaded_weight_files()

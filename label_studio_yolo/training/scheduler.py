@@ -51,6 +51,10 @@ class Scheduler(Protocol):
 
     def on_event(self, action: str, data: dict[str, Any]) -> dict[str, Any]: ...
 
+    def jobs(self, project: int) -> list[dict[str, Any]]:
+        """The project's training jobs, newest first, for status views."""
+        ...
+
 
 def project_id_of(data: dict[str, Any]) -> int | None:
     """The numeric project id in a webhook payload (``project`` is a dict, an id, or ``"<id>.<epoch>"``)."""
@@ -91,6 +95,11 @@ class RedisScheduler:
             if count < self.settings.train_min_new_annotations:
                 return {"status": "waiting", "project": project, "new_annotations": count}
         return self.enqueue(project, action)
+
+    def jobs(self, project: int) -> list[dict[str, Any]]:
+        from label_studio_yolo.training.status import redis_jobs  # status imports this module
+
+        return redis_jobs(self.redis, project, self.queue.name)
 
     def enqueue(self, project: int, reason: str) -> dict[str, Any]:
         """Queue a job for ``project``, or fold into the one already queued."""
