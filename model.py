@@ -12,12 +12,11 @@ from typing import Any
 
 from label_studio_ml.model import LabelStudioMLBase
 
-from label_studio_yolo.controls import ControlPredictor, control_for, supported_control_types
+from label_studio_yolo.controls import ControlPredictor, control_for, supported_controls
 from label_studio_yolo.label_config import (
     ControlSpec,
     LabelConfigError,
     parse_label_config,
-    unmapped_control_hint,
     with_own_labels,
 )
 from label_studio_yolo.media import ImageLoader, MediaSettings
@@ -63,18 +62,11 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
             self.weights = load_weights_file(version.weights, settings.device, version=version.name)
         else:
             self.weights = load_weights(settings.model_root, settings.model_path, settings.device)
-        all_specs = parse_label_config(
-            self.label_config or "", settings.model_score_threshold, supported_control_types()
-        )
+        all_specs = parse_label_config(self.label_config or "", settings.model_score_threshold, supported_controls())
         if version is not None:
             all_specs = [with_own_labels(spec) if spec.model_path is None else spec for spec in all_specs]
         controls = [control_for(spec, self._weights_for(spec)) for spec in all_specs]
-        controls = [control for control in controls if self._maps_some_class(control)]
-        if not controls:
-            raise LabelConfigError(
-                f"No label of the config matches a class of {self.weights.path.name}. "
-                + unmapped_control_hint(all_specs[0], list(self.weights.class_names.values()))
-            )
+        controls = _usable(controls)
         self.model_version = "+".join(dict.fromkeys(control.weights.version for control in controls))
         self.predictor = TaskPredictor(
             model_version=self.model_version,
@@ -106,16 +98,6 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
             max_bytes=settings.media_max_bytes,
         )
 
-    @staticmethod
-    def _maps_some_class(control: ControlPredictor) -> bool:
-        """Whether any label of the control claims one of its model's classes (else it is skipped, with a log)."""
-        spec, class_names = control.spec, list(control.weights.class_names.values())
-        if spec.labels.restricted_to(class_names).by_class:
-            return True
-        hint = unmapped_control_hint(spec, class_names)
-        logger.warning("Skipping <%s name=%r>: %s", spec.control_type, spec.from_name, hint)
-        return False
-
     def predict(self, tasks: list[dict[str, Any]], **kwargs: Any) -> list[TaskPrediction]:
         """One prediction per task, in order; a task whose image fails gets ``[]`` and a logged reason."""
         return self.predictor.predict(tasks)
@@ -126,3 +108,19 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
         Returns at once; training runs in an rq worker (or a local background process without ``REDIS_URL``).
         """
         return scheduler_for(self.settings).on_event(str(event), data or {})
+
+
+def _usable(controls: list[ControlPredictor]) -> list[ControlPredictor]:
+    """The controls their weights can fill; the others are skipped with a logged reason.
+
+    Raises:
+        LabelConfigError: no control can be filled (the message gives each reason, with XML that would work).
+    """
+    problems = [(control, control.unusable_reason()) for control in controls]
+    for control, problem in problems:
+        if problem:
+            logger.warning("Skipping <%s name=%r>: %s", control.spec.control_type, control.spec.from_name, problem)
+    usable = [control for control, problem in problems if not problem]
+    if not usable:
+        raise LabelConfigError("No control of the config can be filled. " + " ".join(str(p) for _, p in problems))
+    return usable

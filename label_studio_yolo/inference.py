@@ -1,8 +1,12 @@
-"""Run a YOLO model on one image and return typed detections.
+"""Run a YOLO model on one image and return typed results, whatever the model's task.
+
+ultralytics gives ``boxes`` (detect, segment, pose), ``masks`` (segment), ``keypoints`` (pose), ``obb`` (rotated
+boxes) or ``probs`` (classify). :func:`run_model` turns them into one :class:`ModelOutput` of plain Python values
+in pixels of the original image, so each control tag reads only what it needs.
 
 Example:
-    >>> detections = detect(loaded, image, conf=0.25)          # doctest: +SKIP
-    >>> detections[0].class_name, round(detections[0].score, 2)
+    >>> output = run_model(loaded, image, conf=0.25)          # doctest: +SKIP
+    >>> output.detections[0].class_name, round(output.detections[0].score, 2)
     ('person', 0.88)
 """
 
@@ -11,17 +15,41 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
+from label_studio_yolo.regions import ImageSize
 from label_studio_yolo.weights import LoadedWeights
+
+
+@dataclass(frozen=True)
+class Keypoint:
+    """One keypoint of a detected object, in pixels, with the model's visibility score."""
+
+    x: float
+    y: float
+    score: float
+
+
+@dataclass(frozen=True)
+class RotatedBox:
+    """An oriented box in pixels: centre, width and height, and clockwise rotation in radians (y points down)."""
+
+    cx: float
+    cy: float
+    width: float
+    height: float
+    angle: float
 
 
 @dataclass(frozen=True)
 class Detection:
     """One detected object in pixels of the original image (x0, y0 top-left; x1, y1 bottom-right).
 
-    Segmentation models also give the object's outline (``polygon``, pixel points); detection models leave it empty.
+    ``index`` is the object's position in the model's output (its mask in :attr:`ModelOutput.masks`). Segmentation
+    models also give the outline (``polygon``), pose models the ``keypoints``, OBB models the ``rotated`` box (then
+    x0..y1 bound it).
     """
 
     class_name: str
@@ -31,6 +59,9 @@ class Detection:
     x1: float
     y1: float
     polygon: tuple[tuple[float, float], ...] = ()
+    keypoints: tuple[Keypoint, ...] = ()
+    rotated: RotatedBox | None = None
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -42,11 +73,59 @@ class ClassScore:
 
 
 @dataclass(frozen=True)
-class ModelOutput:
-    """What one model says about one image: objects (detect/segment) and/or class probabilities (classify)."""
+class TrackedBox:
+    """Where a tracked object is on one video frame (0-based), in pixels, with its class and score there."""
 
+    frame: int
+    class_name: str
+    score: float
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+@dataclass(frozen=True)
+class Track:
+    """One object followed through a video by the tracker: its id and its box on each frame it was seen."""
+
+    track_id: int
+    boxes: tuple[TrackedBox, ...]
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """A video's frame count and frame rate (its duration is ``frames / fps`` seconds)."""
+
+    frames: int
+    fps: float
+
+
+class InstanceMasks:
+    """A segmentation model's masks, scaled to the original image only when a control asks for one."""
+
+    def __init__(self, masks: torch.Tensor, size: ImageSize) -> None:
+        self._masks = masks
+        self._size = size
+
+    def full_size(self, index: int) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Object ``index``'s mask as a boolean array of the original image's height and width."""
+        from ultralytics.utils.ops import scale_masks
+
+        scaled = scale_masks(self._masks[index][None, None].float(), (self._size.height, self._size.width))
+        return np.asarray(scaled[0, 0].cpu().numpy() > 0.5)
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """What one model says about one image (objects and/or class probabilities) or one video (tracks)."""
+
+    size: ImageSize
     detections: list[Detection] = field(default_factory=list)
     classes: list[ClassScore] = field(default_factory=list)
+    masks: InstanceMasks | None = None
+    tracks: list[Track] = field(default_factory=list)
+    video: VideoInfo | None = None
 
 
 def run_model(
@@ -64,7 +143,9 @@ def run_model(
         if threads:
             torch.set_num_threads(threads)  # ultralytics' select_device() resets it to cpu_count - 1
         result = weights.model.predict(image, **options)[0]
-    return ModelOutput(detections=_detections(result), classes=_class_scores(result))
+    size = ImageSize(*image.size)
+    masks = InstanceMasks(result.masks.data, size) if result.masks is not None else None
+    return ModelOutput(size, _detections(result), _class_scores(result), masks)
 
 
 def detect(
@@ -75,17 +156,41 @@ def detect(
 
 
 def _detections(result: Any) -> list[Detection]:
+    if result.obb is not None:
+        return _rotated_detections(result)
     boxes = result.boxes
     if boxes is None:
         return []
-    outlines = result.masks.xy if result.masks is not None else [()] * len(boxes)
-    names = result.names
+    count = len(boxes)
+    outlines = result.masks.xy if result.masks is not None else [()] * count
+    keypoints = _keypoints(result.keypoints) if result.keypoints is not None else [()] * count
+    detections = []
+    rows = zip(boxes.cls.tolist(), boxes.conf.tolist(), boxes.xyxy.tolist(), outlines, keypoints, strict=True)
+    for index, (cls, score, xyxy, outline, points) in enumerate(rows):
+        x0, y0, x1, y1 = _box(xyxy)
+        name = result.names[int(cls)]
+        detections.append(Detection(name, float(score), x0, y0, x1, y1, _points(outline), points, index=index))
+    return detections
+
+
+def _rotated_detections(result: Any) -> list[Detection]:
+    obb = result.obb
     return [
-        Detection(names[int(cls)], float(score), xyxy[0], xyxy[1], xyxy[2], xyxy[3], _points(outline))
-        for cls, score, xyxy, outline in zip(
-            boxes.cls.tolist(), boxes.conf.tolist(), boxes.xyxy.tolist(), outlines, strict=True
+        Detection(result.names[int(cls)], float(score), *_box(xyxy), rotated=RotatedBox(*xywhr), index=index)
+        for index, (cls, score, xyxy, xywhr) in enumerate(
+            zip(obb.cls.tolist(), obb.conf.tolist(), obb.xyxy.tolist(), obb.xywhr.tolist(), strict=True)
         )
     ]
+
+
+def _keypoints(keypoints: Any) -> list[tuple[Keypoint, ...]]:
+    """Per object, its keypoints; a model without visibility scores gives every point score 1."""
+    data = keypoints.data.tolist()  # (objects, points, 2 or 3)
+    return [tuple(Keypoint(p[0], p[1], p[2] if len(p) > 2 else 1.0) for p in points) for points in data]
+
+
+def _box(xyxy: list[float]) -> tuple[float, float, float, float]:
+    return (float(xyxy[0]), float(xyxy[1]), float(xyxy[2]), float(xyxy[3]))
 
 
 def _points(outline: Any) -> tuple[tuple[float, float], ...]:

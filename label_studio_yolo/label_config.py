@@ -6,7 +6,8 @@ The config is parsed by label-studio-sdk's ``LabelInterface``. For every control
 - which object tag it labels and which task-data key holds that object's URL (``value="$image"`` -> ``image``);
 - ``model_score_threshold``: the minimum region score, else the ``MODEL_SCORE_THRESHOLD`` setting;
 - for each ``<Label>``: the model classes it takes, from ``predicted_values="car,truck"``, else the class whose name
-  equals the label's value (case-insensitive).
+  equals the label's value (case-insensitive);
+- for ``<KeyPointLabels>``: the keypoint index each label takes (:func:`keypoint_labels`).
 
 Example:
     >>> spec = parse_label_config(EXAMPLE_CONFIG, default_threshold=0.5)[0]
@@ -22,6 +23,7 @@ from dataclasses import dataclass, replace
 
 from label_studio_sdk.label_interface.control_tags import ControlTag
 from label_studio_sdk.label_interface.interface import LabelInterface
+from label_studio_sdk.label_interface.object_tags import ObjectTag
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,10 @@ THRESHOLD_ATTR = "model_score_threshold"
 MODEL_PATH_ATTR = "model_path"
 """Control-tag attribute naming the weights (inside MODEL_ROOT) for this tag; else MODEL_PATH."""
 
-SUPPORTED_OBJECT_TAGS = frozenset({"Image"})
+MODEL_INDEX_ATTR = "model_index"
+"""``<Label>`` attribute of ``<KeyPointLabels>``: the index of the model's keypoint this label takes."""
+
+SUPPORTED_OBJECT_TAGS = frozenset({"Image", "Video"})
 """Object tags whose data this backend can load."""
 
 EXAMPLE_CONFIG = """<View>
@@ -68,6 +73,19 @@ class LabelMap:
 
 
 @dataclass(frozen=True)
+class KeypointLabel:
+    """A ``<KeyPointLabels>`` label: the model keypoint it takes and, optionally, the object classes it belongs to."""
+
+    label: str
+    index: int
+    classes: frozenset[str] | None = None
+
+    def accepts(self, class_name: str) -> bool:
+        """Whether a keypoint of an object of ``class_name`` becomes this label."""
+        return self.classes is None or class_name.lower() in self.classes
+
+
+@dataclass(frozen=True)
 class ControlSpec:
     """One control tag to fill: its names, the task-data key of its object, threshold and label mapping."""
 
@@ -79,46 +97,57 @@ class ControlSpec:
     threshold: float
     labels: LabelMap
     model_path: str | None = None
+    keypoints: tuple[KeypointLabel, ...] = ()
+    label_names: tuple[str, ...] = ()
 
     @property
     def control_type(self) -> str:
         """The tag name, e.g. ``RectangleLabels``."""
         return str(self.tag.tag)
 
+    def attribute(self, name: str) -> str | None:
+        """The control tag's attribute ``name`` (e.g. ``model_point_threshold``), or None when it is not set."""
+        value = (self.tag.attr or {}).get(name)
+        return str(value) if value not in (None, "") else None
+
+
+DEFAULT_SUPPORTED: Mapping[str, frozenset[str]] = {"RectangleLabels": frozenset({"Image"})}
+"""Control tag -> object tags it can label, when the caller names none."""
+
 
 def parse_label_config(
-    config: str, default_threshold: float, supported_controls: Iterable[str] = ()
+    config: str, default_threshold: float, supported_controls: Mapping[str, Iterable[str]] = DEFAULT_SUPPORTED
 ) -> list[ControlSpec]:
-    """Return a spec for every supported control of ``config`` that labels a supported object.
+    """Return a spec for every supported control of ``config`` that labels an object tag it supports.
+
+    ``supported_controls`` maps each control tag to the object tags it can label (``{"VideoRectangle":
+    {"Video"}}``).
 
     Raises:
         LabelConfigError: the XML is invalid, a threshold is not a number in 0-1, or no control can be filled.
     """
-    supported = set(supported_controls) or {"RectangleLabels"}
     try:
         interface = LabelInterface(config)
     except Exception as error:  # the SDK raises lxml, KeyError or its own errors for broken XML
         raise LabelConfigError(f"The labelling config could not be parsed ({error}). {_example_hint()}") from error
-    specs = [
-        _control_spec(control, default_threshold)
-        for control in interface.controls
-        if control.tag in supported and _labels_supported_object(control)
-    ]
+    specs = []
+    for control in interface.controls:
+        objects = [obj for obj in control.objects or [] if obj.tag in supported_controls.get(control.tag, ())]
+        if objects:
+            specs.append(_control_spec(interface, control, objects[0], default_threshold))
     if not specs:
         found = ", ".join(sorted({f"<{c.tag} name={c.name!r}>" for c in interface.controls})) or "no control tags"
+        can_fill = ", ".join(f"{tag} on {'/'.join(sorted(objs))}" for tag, objs in sorted(supported_controls.items()))
         raise LabelConfigError(
-            f"This YOLO backend can fill {', '.join(sorted(supported))} on "
-            f"{', '.join(sorted(SUPPORTED_OBJECT_TAGS))}, but the labelling config has {found}. {_example_hint()}"
+            f"This YOLO backend can fill {can_fill}, but the labelling config has {found}. {_example_hint()}"
         )
     return specs
 
 
-def _labels_supported_object(control: ControlTag) -> bool:
-    return any(obj.tag in SUPPORTED_OBJECT_TAGS for obj in control.objects or [])
-
-
-def _control_spec(control: ControlTag, default_threshold: float) -> ControlSpec:
-    image = next(obj for obj in control.objects or [] if obj.tag in SUPPORTED_OBJECT_TAGS)
+def _control_spec(
+    interface: LabelInterface, control: ControlTag, image: ObjectTag, default_threshold: float
+) -> ControlSpec:
+    labels_tag = _label_source(interface, control)
     if not image.value_name:
         raise LabelConfigError(
             f'<{image.tag} name="{image.name}"> must take its URL from task data, e.g. value="$image". '
@@ -127,13 +156,52 @@ def _control_spec(control: ControlTag, default_threshold: float) -> ControlSpec:
     return ControlSpec(
         tag=control,
         from_name=str(control.name),
-        to_name=image.name,
-        object_type=image.tag,
+        to_name=str(image.name),
+        object_type=str(image.tag),
         value_key=image.value_name,
         threshold=_threshold(control, default_threshold),
-        labels=_label_map(control),
+        labels=_label_map(labels_tag),
+        label_names=tuple(str(label) for label in labels_tag.labels or []),
         model_path=(control.attr or {}).get(MODEL_PATH_ATTR) or None,
+        keypoints=keypoint_labels(control) if control.tag == "KeyPointLabels" else (),
     )
+
+
+def _label_source(interface: LabelInterface, control: ControlTag) -> ControlTag:
+    """The tag holding the control's ``<Label>`` list: itself, or for ``<VideoRectangle>`` (which has none) the
+    ``<Labels>`` tag on the same object."""
+    if control.labels or control.tag != "VideoRectangle":
+        return control
+    for other in interface.controls:
+        if other.tag == "Labels" and set(other.to_name or []) & set(control.to_name or []):
+            labels_tag: ControlTag = other
+            return labels_tag
+    return control
+
+
+def keypoint_labels(control: ControlTag) -> tuple[KeypointLabel, ...]:
+    """Each ``<KeyPointLabels>`` label and the model keypoint it takes.
+
+    The index is ``model_index="N"``, else an integer ``predicted_values="N"``, else the label's position in the
+    control. With ``model_index``, ``predicted_values`` names the object classes the keypoint belongs to.
+    """
+    found = []
+    for position, label in enumerate(control.labels or []):
+        attrs = control.labels_attrs[label].attr if control.labels_attrs and label in control.labels_attrs else {}
+        raw_index, predicted = attrs.get(MODEL_INDEX_ATTR), (attrs.get(PREDICTED_VALUES_ATTR) or "").strip()
+        classes = frozenset(n.strip().lower() for n in predicted.split(",") if n.strip()) or None
+        if raw_index is None and predicted.isdigit():
+            raw_index, classes = predicted, None
+        try:
+            index = int(raw_index) if raw_index is not None else position
+        except ValueError:
+            raise LabelConfigError(
+                f'<Label value="{label}"> of <KeyPointLabels name="{control.name}"> has {MODEL_INDEX_ATTR}='
+                f'"{raw_index}"; it must be the keypoint\'s index in the model, e.g. <Label value="{label}" '
+                f'{MODEL_INDEX_ATTR}="0" predicted_values="person"/>.'
+            ) from None
+        found.append(KeypointLabel(str(label), index, classes if raw_index is not None else None))
+    return tuple(found)
 
 
 def _threshold(control: ControlTag, default: float) -> float:
@@ -175,8 +243,11 @@ def _label_map(control: ControlTag) -> LabelMap:
 
 
 def with_own_labels(spec: ControlSpec) -> ControlSpec:
-    """The spec for a model trained on this project: its classes are the labels themselves."""
-    return replace(spec, labels=LabelMap({str(label).lower(): str(label) for label in spec.tag.labels or []}))
+    """The spec for a model trained on this project: its classes are the labels themselves (keypoints keep their
+    indices, for any object class)."""
+    labels = LabelMap({label.lower(): label for label in spec.label_names})
+    keypoints = tuple(replace(point, classes=None) for point in spec.keypoints)
+    return replace(spec, labels=labels, keypoints=keypoints)
 
 
 def unmapped_control_hint(spec: ControlSpec, class_names: Iterable[str]) -> str:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from label_studio_yolo.controls import ControlPredictor
-from label_studio_yolo.inference import run_model
+from label_studio_yolo.inference import ModelOutput, run_model
 from label_studio_yolo.media import ImageLoader, MediaError
-from label_studio_yolo.regions import ImageSize
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +41,8 @@ class TaskPredictor:
 
     def __post_init__(self) -> None:
         self._by_image = _group_by_image_and_model(self.controls)
+        for control in self.controls:
+            control.link(self.controls)
 
     def predict(self, tasks: Sequence[object]) -> list[TaskPrediction]:
         """One entry per task, in task order."""
@@ -69,15 +70,35 @@ class TaskPredictor:
         for value_key, by_model in self._by_image.items():
             if value_key not in data:
                 raise MediaError(f"task data has no {value_key!r} key (keys: {sorted(data)})")
-            image = self.loader.load(data[value_key])
-            size = ImageSize(*image.size)
-            for controls in by_model:
-                conf = min(control.spec.threshold for control in controls)
-                output = run_model(controls[0].weights, image, conf=conf, imgsz=self.imgsz, threads=self.threads)
+            for controls, output in self._outputs(data[value_key], by_model):
                 for control in controls:
-                    regions.extend(control.regions(output, size))
-            del image  # decoded pixels are not needed past inference
-        return regions
+                    regions.extend(control.regions(output))
+        return _without_missing_parents(regions)
+
+    def _outputs(
+        self, value: object, by_model: list[list[ControlPredictor]]
+    ) -> Iterator[tuple[list[ControlPredictor], ModelOutput]]:
+        """Each model's output on the task's image (loaded once) or video (tracked once per model)."""
+        if by_model[0][0].spec.object_type == "Video":
+            from label_studio_yolo.tracking import track_task_video
+
+            for controls in by_model:
+                yield controls, track_task_video(controls, value, self.loader, self.imgsz, self.threads)
+            return
+        image = self.loader.load(value)
+        for controls in by_model:
+            conf = min(control.spec.threshold for control in controls)
+            yield controls, run_model(controls[0].weights, image, conf=conf, imgsz=self.imgsz, threads=self.threads)
+        del image  # decoded pixels are not needed past inference
+
+
+def _without_missing_parents(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop ``parentID`` links to regions that were not predicted (a box below its own threshold)."""
+    ids = {region.get("id") for region in regions}
+    for region in regions:
+        if "parentID" in region and region["parentID"] not in ids:
+            del region["parentID"]
+    return regions
 
 
 def _group_by_image_and_model(controls: Sequence[ControlPredictor]) -> dict[str, list[list[ControlPredictor]]]:

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,20 +39,55 @@ def rectangle_percent(x0: float, y0: float, x1: float, y1: float, size: ImageSiz
     return {"x": left, "y": top, "width": right - left, "height": bottom - top, "rotation": 0}
 
 
+def rotated_rectangle_percent(
+    cx: float, cy: float, width: float, height: float, angle: float, size: ImageSize
+) -> dict[str, float]:
+    """A pixel box rotated clockwise by ``angle`` radians about its centre, as Label Studio's rectangle.
+
+    Label Studio rotates a rectangle about its top-left corner (``x``, ``y``), so that corner is where the rotated
+    box's first corner lies; ``rotation`` is in degrees, clockwise, in [0, 360). The corner is clipped to the image.
+    """
+    cos, sin = math.cos(angle), math.sin(angle)
+    corner_x = cx - width / 2 * cos + height / 2 * sin
+    corner_y = cy - width / 2 * sin - height / 2 * cos
+    return {
+        "x": _clamp_percent(corner_x / size.width * 100),
+        "y": _clamp_percent(corner_y / size.height * 100),
+        "width": min(100.0, width / size.width * 100),
+        "height": min(100.0, height / size.height * 100),
+        "rotation": math.degrees(angle) % 360,
+    }
+
+
+def rotated_corners(cx: float, cy: float, width: float, height: float, angle: float) -> list[tuple[float, float]]:
+    """The four corners (pixels) of a box rotated clockwise by ``angle`` radians about its centre."""
+    cos, sin = math.cos(angle), math.sin(angle)
+    offsets = [(-width / 2, -height / 2), (width / 2, -height / 2), (width / 2, height / 2), (-width / 2, height / 2)]
+    return [(cx + dx * cos - dy * sin, cy + dx * sin + dy * cos) for dx, dy in offsets]
+
+
 def percent_point(x: float, y: float, size: ImageSize) -> tuple[float, float]:
     """A pixel point as percent of the image, clipped to it."""
     return (_clamp_percent(x / size.width * 100), _clamp_percent(y / size.height * 100))
 
 
 def build_region(
-    spec: ControlSpec, label: str | list[str], value: dict[str, Any], score: float, size: ImageSize | None
+    spec: ControlSpec,
+    label: str | list[str],
+    value: dict[str, Any],
+    score: float,
+    size: ImageSize | None,
+    region_id: str | None = None,
 ) -> dict[str, Any]:
     """One prediction region of ``spec``'s control with ``label``, geometry ``value`` and ``score``.
 
-    ``size`` is the image's, for regions with geometry; whole-image regions (choices) have none.
+    ``size`` is the image's, for regions with geometry; whole-image regions (choices) have none. ``region_id``
+    replaces the SDK's random id where another region must refer to this one (a keypoint's ``parentID``).
     """
     sdk_region = spec.tag.label(label=label, to_name=spec.to_name, **value)
     region: dict[str, Any] = json.loads(sdk_region.to_json())  # type: ignore[no-untyped-call]
+    if region_id is not None:
+        region["id"] = region_id
     region["score"] = round(score, 4)
     if size is not None:
         region.update(original_width=size.width, original_height=size.height, image_rotation=0)

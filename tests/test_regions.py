@@ -10,7 +10,7 @@ from label_studio_yolo.controls import (
     PolygonLabelsControl,
     RectangleLabelsControl,
     control_for,
-    supported_control_types,
+    supported_controls,
 )
 from label_studio_yolo.inference import ClassScore, Detection, ModelOutput
 from label_studio_yolo.label_config import ControlSpec, parse_label_config
@@ -80,7 +80,7 @@ def test_rectangle_control_keeps_claimed_classes_at_or_above_threshold(spec, wei
         Detection("green", 0.99, 0, 0, 50, 50),  # no label claims it
     ]
 
-    regions = RectangleLabelsControl(spec, weights).regions(ModelOutput(detections), SIZE)
+    regions = RectangleLabelsControl(spec, weights).regions(ModelOutput(SIZE, detections))
 
     assert [(r["value"]["rectanglelabels"], r["score"]) for r in regions] == [(["Red box"], 0.9), (["Blue"], 0.4)]
     assert regions[0]["value"]["x"] == pytest.approx(10.0)
@@ -90,7 +90,7 @@ def test_rectangle_control_keeps_claimed_classes_at_or_above_threshold(spec, wei
 def test_rectangle_control_returns_nothing_when_all_detections_are_dropped(spec, weights):
     detections = [Detection("red", 0.1, 0, 0, 10, 10), Detection("person", 0.95, 0, 0, 10, 10)]
 
-    assert RectangleLabelsControl(spec, weights).regions(ModelOutput(detections), SIZE) == []
+    assert RectangleLabelsControl(spec, weights).regions(ModelOutput(SIZE, detections)) == []
 
 
 POLYGON_CONFIG = """<View>
@@ -102,11 +102,11 @@ POLYGON_CONFIG = """<View>
 
 
 def test_polygon_control_gives_the_outline_in_percent(weights):
-    spec = parse_label_config(POLYGON_CONFIG, 0.25, supported_control_types())[0]
+    spec = parse_label_config(POLYGON_CONFIG, 0.25, supported_controls())[0]
     outline = ((20.0, 10.0), (120.0, 10.0), (70.0, 90.0))
-    output = ModelOutput([Detection("red", 0.8, 20, 10, 120, 90, outline), Detection("red", 0.3, 0, 0, 5, 5)])
+    output = ModelOutput(SIZE, [Detection("red", 0.8, 20, 10, 120, 90, outline), Detection("red", 0.3, 0, 0, 5, 5)])
 
-    regions = PolygonLabelsControl(spec, weights).regions(output, SIZE)
+    regions = PolygonLabelsControl(spec, weights).regions(output)
 
     assert len(regions) == 1
     assert regions[0]["type"] == "polygonlabels"
@@ -115,9 +115,9 @@ def test_polygon_control_gives_the_outline_in_percent(weights):
 
 
 def test_polygon_control_uses_box_corners_from_a_detection_model(weights):
-    spec = parse_label_config(POLYGON_CONFIG, 0.25, supported_control_types())[0]
+    spec = parse_label_config(POLYGON_CONFIG, 0.25, supported_controls())[0]
 
-    regions = PolygonLabelsControl(spec, weights).regions(ModelOutput([Detection("red", 0.8, 20, 10, 120, 60)]), SIZE)
+    regions = PolygonLabelsControl(spec, weights).regions(ModelOutput(SIZE, [Detection("red", 0.8, 20, 10, 120, 60)]))
 
     assert regions[0]["value"]["points"] == [[10.0, 10.0], [60.0, 10.0], [60.0, 60.0], [10.0, 60.0]]
 
@@ -128,26 +128,26 @@ def choices_spec(multiple: bool):
       <Choices name="kind" toName="image" model_score_threshold="0.2"{choice}>
         <Choice value="Reddish" predicted_values="red"/><Choice value="Blue"/><Choice value="Green"/>
       </Choices></View>"""
-    return parse_label_config(config, 0.5, supported_control_types())[0]
+    return parse_label_config(config, 0.5, supported_controls())[0]
 
 
-CLASS_SCORES = ModelOutput(classes=[ClassScore("blue", 0.6), ClassScore("red", 0.3), ClassScore("green", 0.1)])
+CLASS_SCORES = ModelOutput(SIZE, classes=[ClassScore("blue", 0.6), ClassScore("red", 0.3), ClassScore("green", 0.1)])
 
 
 def test_single_choice_takes_the_best_class_above_threshold(weights):
-    regions = ChoicesControl(choices_spec(multiple=False), weights).regions(CLASS_SCORES, SIZE)
+    regions = ChoicesControl(choices_spec(multiple=False), weights).regions(CLASS_SCORES)
 
     assert [(r["type"], r["value"]["choices"], r["score"]) for r in regions] == [("choices", ["Blue"], 0.6)]
     assert "original_width" not in regions[0]
 
 
 def test_multiple_choice_takes_every_class_above_threshold(weights):
-    regions = ChoicesControl(choices_spec(multiple=True), weights).regions(CLASS_SCORES, SIZE)
+    regions = ChoicesControl(choices_spec(multiple=True), weights).regions(CLASS_SCORES)
 
     assert regions[0]["value"]["choices"] == ["Blue", "Reddish"]
 
 
 def test_choices_give_no_region_when_no_class_passes(weights):
-    low = ModelOutput(classes=[ClassScore("blue", 0.1), ClassScore("red", 0.05)])
+    low = ModelOutput(SIZE, classes=[ClassScore("blue", 0.1), ClassScore("red", 0.05)])
 
-    assert ChoicesControl(choices_spec(multiple=True), weights).regions(low, SIZE) == []
+    assert ChoicesControl(choices_spec(multiple=True), weights).regions(low) == []

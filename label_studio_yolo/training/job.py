@@ -37,7 +37,7 @@ from label_studio_yolo.weights import file_version, load_weights, load_weights_f
 logger = logging.getLogger(__name__)
 
 
-TRAINABLE_CONTROLS = ("RectangleLabels",)
+TRAINABLE_CONTROLS = {"RectangleLabels": frozenset({"Image"})}
 """Control tags whose annotations training turns into a dataset."""
 
 

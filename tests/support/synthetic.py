@@ -1,8 +1,10 @@
-"""Synthetic images of coloured boxes with known ground truth, and a tiny YOLO model trained on them.
+"""Synthetic images of coloured boxes with known ground truth, and tiny YOLO models trained on them.
 
-The tests never download weights: they train their own detector here. Two classes, ``red`` and ``blue``
+The tests never download weights: they train their own models here. Two classes, ``red`` and ``blue``
 filled rectangles on a noisy grey background, are easy enough that a yolo11n trained from scratch for a minute on
-the CPU finds them with high confidence and tight boxes.
+the CPU finds them with high confidence and tight boxes. The same drawings serve every task: boxes (detect), box
+outlines (segment), the colour of the image (classify), the middles of each box's top and bottom edges (pose), and
+rotated rectangles (obb).
 
 Example:
     >>> boxes = draw_image(Path("img.png"), random.Random(0))
@@ -12,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import tempfile
@@ -56,6 +59,34 @@ class GroundTruthBox:
         union = (self.x1 - self.x0) * (self.y1 - self.y0) + (x1 - x0) * (y1 - y0) - inter
         return inter / union if union > 0 else 0.0
 
+    def keypoints(self) -> list[tuple[float, float]]:
+        """The pose task's keypoints in pixels, in :data:`KEYPOINT_NAMES` order."""
+        middle = (self.x0 + self.x1) / 2
+        return [(middle, float(self.y0)), (middle, float(self.y1))]
+
+
+KEYPOINT_NAMES: tuple[str, ...] = ("top", "bottom")
+"""The pose task's keypoints, in index order: the middles of a box's top and bottom edges."""
+
+
+@dataclass(frozen=True)
+class GroundTruthRotatedBox:
+    """One drawn rotated rectangle in pixels: centre, size, and clockwise rotation in degrees (y points down)."""
+
+    label: str
+    cx: float
+    cy: float
+    width: float
+    height: float
+    angle: float
+
+    def corners(self) -> list[tuple[float, float]]:
+        """Corner points: top-left, top-right, bottom-right, bottom-left of the unrotated box, rotated."""
+        cos, sin = math.cos(math.radians(self.angle)), math.sin(math.radians(self.angle))
+        half = [(-self.width / 2, -self.height / 2), (self.width / 2, -self.height / 2)]
+        half += [(self.width / 2, self.height / 2), (-self.width / 2, self.height / 2)]
+        return [(self.cx + dx * cos - dy * sin, self.cy + dx * sin + dy * cos) for dx, dy in half]
+
 
 def _place_boxes(rng: random.Random, count: int) -> list[tuple[int, int, int, int]]:
     """Non-overlapping random boxes inside the image."""
@@ -87,13 +118,46 @@ def draw_image(
     return truth
 
 
+def draw_rotated_image(
+    path: Path, rng: random.Random, labels: list[str] | None = None, classes: tuple[str, ...] = CLASS_NAMES
+) -> list[GroundTruthRotatedBox]:
+    """Draw one image with 1-3 rotated rectangles (0-80 degrees) and return their ground truth."""
+    width, height = IMAGE_SIZE
+    noise = np.random.default_rng(rng.randint(0, 2**31)).integers(90, 160, size=(height, width, 3), dtype=np.uint8)
+    image = Image.fromarray(noise, "RGB")
+    draw = ImageDraw.Draw(image)
+    labels = labels or [rng.choice(classes) for _ in range(rng.randint(1, 3))]
+    truth: list[GroundTruthRotatedBox] = []
+    for label in labels:
+        for _attempt in range(200):
+            w, h = rng.randint(36, 70), rng.randint(14, 26)
+            radius = math.hypot(w, h) / 2
+            cx, cy = rng.uniform(radius + 2, width - radius - 2), rng.uniform(radius + 2, height - radius - 2)
+            if all(math.hypot(cx - t.cx, cy - t.cy) > radius + math.hypot(t.width, t.height) / 2 + 3 for t in truth):
+                box = GroundTruthRotatedBox(label, cx, cy, w, h, rng.uniform(0, 80))
+                draw.polygon(box.corners(), fill=CLASS_COLOURS[label])
+                truth.append(box)
+                break
+    image.save(path)
+    return truth
+
+
 def _label_line(box: GroundTruthBox, classes: tuple[str, ...], task: str) -> str:
-    """One YOLO label line: a box (detect) or the box's outline as a polygon (segment), normalised."""
+    """One YOLO label line, normalised: a box (detect), its outline (segment), or a box and its keypoints (pose)."""
     width, height = IMAGE_SIZE
     x0, y0, x1, y1 = box.x0 / width, box.y0 / height, box.x1 / width, box.y1 / height
     if task == "segment":
         return f"{classes.index(box.label)} {x0:.6f} {y0:.6f} {x1:.6f} {y0:.6f} {x1:.6f} {y1:.6f} {x0:.6f} {y1:.6f}"
-    return f"{classes.index(box.label)} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}"
+    line = f"{classes.index(box.label)} {(x0 + x1) / 2:.6f} {(y0 + y1) / 2:.6f} {x1 - x0:.6f} {y1 - y0:.6f}"
+    if task == "pose":
+        line += "".join(f" {x / width:.6f} {y / height:.6f} 2" for x, y in box.keypoints())
+    return line
+
+
+def _rotated_label_line(box: GroundTruthRotatedBox, classes: tuple[str, ...]) -> str:
+    """One YOLO OBB label line: the class and four normalised corner points."""
+    width, height = IMAGE_SIZE
+    return f"{classes.index(box.label)} " + " ".join(f"{x / width:.6f} {y / height:.6f}" for x, y in box.corners())
 
 
 def write_classify_dataset(root: Path, classes: tuple[str, ...], train_count: int = 24, val_count: int = 8) -> Path:
@@ -115,18 +179,25 @@ def write_yolo_dataset(
     classes: tuple[str, ...] = CLASS_NAMES,
     task: str = "detect",
 ) -> Path:
-    """Write an ultralytics detection or segmentation dataset (images, YOLO labels, data.yaml); returns the yaml."""
+    """Write an ultralytics detect, segment, pose or obb dataset (images, YOLO labels, data.yaml); returns the yaml."""
     rng = random.Random(seed)
     for split, count in (("train", train_count), ("val", val_count)):
         (root / "images" / split).mkdir(parents=True, exist_ok=True)
         (root / "labels" / split).mkdir(parents=True, exist_ok=True)
         for index in range(count):
-            truth = draw_image(root / "images" / split / f"{index:04d}.png", rng, classes=classes)
-            lines = [_label_line(box, classes, task) for box in truth]
+            image_path = root / "images" / split / f"{index:04d}.png"
+            if task == "obb":
+                rotated = draw_rotated_image(image_path, rng, classes=classes)
+                lines = [_rotated_label_line(box, classes) for box in rotated]
+            else:
+                lines = [_label_line(box, classes, task) for box in draw_image(image_path, rng, classes=classes)]
             (root / "labels" / split / f"{index:04d}.txt").write_text("\n".join(lines) + "\n")
     names = "\n".join(f"  {i}: {name}" for i, name in enumerate(classes))
+    pose = f"kpt_shape: [{len(KEYPOINT_NAMES)}, 3]\nflip_idx: {list(range(len(KEYPOINT_NAMES)))}\n"
     data_yaml = root / "data.yaml"
-    data_yaml.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}\n")
+    data_yaml.write_text(
+        f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}\n" + (pose if task == "pose" else "")
+    )
     return data_yaml
 
 
@@ -135,8 +206,8 @@ def train_tiny_model(
 ) -> Path:
     """Train (or reuse from ``cache_dir``) a yolo11n model of ``red``/``blue`` boxes and return its ``.pt``.
 
-    ``task`` is ``detect`` (boxes), ``segment`` (box outlines as masks) or ``classify`` (the colour of the image's
-    boxes).
+    ``task`` is ``detect`` (boxes), ``segment`` (box outlines as masks), ``classify`` (the colour of the image's
+    boxes), ``pose`` (boxes with :data:`KEYPOINT_NAMES`) or ``obb`` (rotated rectangles).
 
     Safe to call from several processes at once: one trains under a file lock, the others wait and reuse.
     """
@@ -151,7 +222,13 @@ def train_tiny_model(
     return target
 
 
-MODEL_YAML = {"detect": "yolo11n.yaml", "segment": "yolo11n-seg.yaml", "classify": "yolo11n-cls.yaml"}
+MODEL_YAML = {
+    "detect": "yolo11n.yaml",
+    "segment": "yolo11n-seg.yaml",
+    "classify": "yolo11n-cls.yaml",
+    "pose": "yolo11n-pose.yaml",
+    "obb": "yolo11n-obb.yaml",
+}
 """Architecture each task trains from scratch."""
 
 

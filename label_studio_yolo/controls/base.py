@@ -1,0 +1,119 @@
+"""The shared rules of every control tag, and the registry that picks the class for a tag.
+
+A detection (or a class) is kept when its score reaches the control's ``model_score_threshold`` and a
+``<Label>``/``<Choice>`` claims its class. An object control (rectangles, polygons, masks) only says what
+geometry a region of its tag has; whole-image and video controls say what they keep themselves. Each class also
+says which YOLO tasks give it what it needs, so a config asking masks of a detection model gets a clear error.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from label_studio_yolo.inference import Detection, ModelOutput
+from label_studio_yolo.label_config import ControlSpec, unmapped_control_hint
+from label_studio_yolo.regions import build_region
+from label_studio_yolo.weights import LoadedWeights
+
+EXAMPLE_MODEL_FOR_TASK = {
+    "detect": "yolo11n.pt",
+    "segment": "yolo11n-seg.pt",
+    "classify": "yolo11n-cls.pt",
+    "pose": "yolo11n-pose.pt",
+    "obb": "yolo11n-obb.pt",
+}
+"""An official model of each YOLO task, named in error messages."""
+
+
+class ControlPredictor(ABC):
+    """Regions of one control tag, from the output of its model on its image (or video)."""
+
+    control_type: ClassVar[str]
+    """The Label Studio tag this class fills, e.g. ``RectangleLabels``."""
+    object_tags: ClassVar[frozenset[str]] = frozenset({"Image"})
+    """Object tags the control can label."""
+    model_tasks: ClassVar[frozenset[str]]
+    """YOLO tasks (``model.task``) whose output has what the control needs."""
+
+    def __init__(self, spec: ControlSpec, weights: LoadedWeights) -> None:
+        self.spec = spec
+        self.weights = weights
+
+    @abstractmethod
+    def regions(self, output: ModelOutput) -> list[dict[str, Any]]:
+        """The control's regions for one image."""
+
+    def link(self, controls: Sequence[ControlPredictor]) -> None:
+        """Learn about the other controls of the config (keypoints find their parent boxes); nothing by default."""
+        del controls
+
+    def unusable_reason(self) -> str | None:
+        """Why this control cannot be filled with its weights (wrong task, no label maps a class), else None."""
+        task = str(getattr(self.weights.model, "task", "detect"))
+        if task not in self.model_tasks:
+            wanted = " or ".join(sorted(self.model_tasks))
+            example = EXAMPLE_MODEL_FOR_TASK[sorted(self.model_tasks)[0]]
+            return (
+                f"<{self.control_type}> needs a {wanted} model, but {self.weights.path.name} is a {task} model. "
+                f'Name one for this tag, e.g. <{self.control_type} name="{self.spec.from_name}" '
+                f'toName="{self.spec.to_name}" model_path="{example}">.'
+            )
+        class_names = list(self.weights.class_names.values())
+        if not self.spec.labels.restricted_to(class_names).by_class:
+            return unmapped_control_hint(self.spec, class_names)
+        return None
+
+
+class ObjectControl(ControlPredictor):
+    """A control with one region per detected object; subclasses give the region's geometry."""
+
+    model_tasks = frozenset({"detect", "segment", "pose", "obb"})
+
+    def regions(self, output: ModelOutput) -> list[dict[str, Any]]:
+        """Regions for the detections that pass the threshold and whose class a label claims."""
+        regions = []
+        for detection in output.detections:
+            label = self.spec.labels.label_for(detection.class_name)
+            if label is None or detection.score < self.spec.threshold:
+                continue
+            geometry = self.geometry(detection, output)
+            if geometry is not None:
+                region_id = object_region_id(self.spec.from_name, detection)
+                regions.append(build_region(self.spec, label, geometry, detection.score, output.size, region_id))
+        return regions
+
+    @abstractmethod
+    def geometry(self, detection: Detection, output: ModelOutput) -> dict[str, Any] | None:
+        """The region's ``value`` without its labels (percent coordinates), or None to leave the object out."""
+
+
+def object_region_id(from_name: str, detection: Detection) -> str:
+    """A region id that other controls filled from the same model output can refer to."""
+    return f"{from_name}-{detection.index}"
+
+
+CONTROL_TYPES: dict[str, type[ControlPredictor]] = {}
+"""Control tag name -> the class that fills it."""
+
+
+def register_control(cls: type[ControlPredictor]) -> type[ControlPredictor]:
+    """Class decorator adding a control class to :data:`CONTROL_TYPES`."""
+    CONTROL_TYPES[cls.control_type] = cls
+    return cls
+
+
+def control_for(spec: ControlSpec, weights: LoadedWeights) -> ControlPredictor:
+    """The registered predictor for ``spec``'s control tag, using ``weights``."""
+    return CONTROL_TYPES[spec.control_type](spec, weights)
+
+
+def supported_controls() -> dict[str, frozenset[str]]:
+    """Every control tag a registered class fills, with the object tags it labels."""
+    return {name: cls.object_tags for name, cls in sorted(CONTROL_TYPES.items())}
+
+
+def supported_control_types() -> list[str]:
+    """Names of every control tag a registered class fills."""
+    return sorted(CONTROL_TYPES)

@@ -1,0 +1,106 @@
+"""``<KeyPointLabels>``: the keypoints of each object a pose model finds.
+
+Each ``<Label>`` takes one of the model's keypoints (see :func:`label_studio_yolo.label_config.keypoint_labels`):
+``<Label value="Nose" model_index="0" predicted_values="person"/>`` or ``<Label value="Nose" predicted_values="0"/>``.
+An object is kept when its score reaches ``model_score_threshold``; a point is kept when the model's visibility
+score for it reaches ``model_point_threshold`` (default :data:`DEFAULT_POINT_THRESHOLD`). When a
+``<RectangleLabels>`` on the same image uses the same weights, its box becomes the keypoints' parent region.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from label_studio_yolo.controls.base import ControlPredictor, object_region_id, register_control
+from label_studio_yolo.inference import Detection, ModelOutput
+from label_studio_yolo.label_config import LabelConfigError
+from label_studio_yolo.regions import build_region, percent_point
+
+POINT_THRESHOLD_ATTR = "model_point_threshold"
+"""``<KeyPointLabels>`` attribute: the minimum visibility score (0-1) of a predicted keypoint."""
+
+DEFAULT_POINT_THRESHOLD = 0.5
+"""Visibility score below which a keypoint is left out (ultralytics draws keypoints above the same value)."""
+
+
+@register_control
+class KeyPointLabelsControl(ControlPredictor):
+    """One keypoint region per labelled keypoint of each detected object."""
+
+    control_type = "KeyPointLabels"
+    model_tasks = frozenset({"pose"})
+    parent_from_name: str | None = None
+
+    def regions(self, output: ModelOutput) -> list[dict[str, Any]]:
+        regions = []
+        threshold = self._point_threshold()
+        for detection in output.detections:
+            if detection.score >= self.spec.threshold:
+                regions.extend(self._object_points(detection, output, threshold))
+        return regions
+
+    def _object_points(self, detection: Detection, output: ModelOutput, threshold: float) -> list[dict[str, Any]]:
+        regions = []
+        for point_label in self.spec.keypoints:
+            if point_label.index >= len(detection.keypoints) or not point_label.accepts(detection.class_name):
+                continue
+            point = detection.keypoints[point_label.index]
+            if point.score < threshold:
+                continue
+            x, y = percent_point(point.x, point.y, output.size)
+            region = build_region(self.spec, point_label.label, {"x": x, "y": y}, detection.score, output.size)
+            if self.parent_from_name is not None:
+                region["parentID"] = object_region_id(self.parent_from_name, detection)
+            regions.append(region)
+        return regions
+
+    def _point_threshold(self) -> float:
+        raw = self.spec.attribute(POINT_THRESHOLD_ATTR)
+        try:
+            value = float(raw) if raw is not None else DEFAULT_POINT_THRESHOLD
+        except ValueError:
+            value = -1.0
+        if not 0.0 <= value <= 1.0:
+            raise LabelConfigError(
+                f'<KeyPointLabels name="{self.spec.from_name}"> has {POINT_THRESHOLD_ATTR}="{raw}"; it must be a '
+                f'number from 0 to 1, e.g. {POINT_THRESHOLD_ATTR}="0.5".'
+            )
+        return value
+
+    def link(self, controls: Sequence[ControlPredictor]) -> None:
+        """Take as parent the boxes of a ``<RectangleLabels>`` on the same image filled by the same weights."""
+        for other in controls:
+            same_source = other.spec.value_key == self.spec.value_key and other.weights is self.weights
+            if other.spec.control_type == "RectangleLabels" and same_source:
+                self.parent_from_name = other.spec.from_name
+                return
+
+    def unusable_reason(self) -> str | None:
+        task = str(getattr(self.weights.model, "task", "detect"))
+        if task not in self.model_tasks:
+            return super().unusable_reason()
+        self._point_threshold()  # a bad attribute is a config error now, not on every task
+        count = keypoint_count(self.weights.model)
+        class_names = list(self.weights.class_names.values())
+        usable = [
+            point
+            for point in self.spec.keypoints
+            if point.index < count and any(point.accepts(name) for name in class_names)
+        ]
+        if usable:
+            return None
+        return (
+            f'No <Label> of <KeyPointLabels name="{self.spec.from_name}"> takes one of the {count} keypoints of '
+            f"{self.weights.path.name} (classes: {', '.join(sorted(class_names))}). Give each label its keypoint, "
+            f'e.g. <Label value="{(self.spec.label_names or ("Nose",))[0]}" model_index="0" '
+            f'predicted_values="{class_names[0] if class_names else "person"}"/>.'
+        )
+
+
+def keypoint_count(model: Any) -> int:
+    """How many keypoints a pose model gives per object (0 when it is not a pose model)."""
+    shape = getattr(getattr(model, "model", None), "kpt_shape", None)
+    if shape is None:
+        shape = (getattr(getattr(model, "model", None), "yaml", None) or {}).get("kpt_shape")
+    return int(shape[0]) if shape else 0
