@@ -54,7 +54,7 @@ class TaskPredictor:
         try:
             regions = self._regions(task)
         except MediaError as error:
-            logger.error("Task %s: no prediction, image not loaded: %s", task_id, error)
+            logger.error("Task %s: no prediction, media not loaded: %s", task_id, error)
             return []
         except Exception:
             logger.exception("Task %s: no prediction, unexpected error", task_id)

@@ -23,6 +23,7 @@ from label_studio_yolo.controls.choices import ChoicesControl
 from label_studio_yolo.controls.keypoints import KeyPointLabelsControl
 from label_studio_yolo.controls.polygon import PolygonLabelsControl
 from label_studio_yolo.controls.rectangle import RectangleLabelsControl
+from label_studio_yolo.controls.video import VideoRectangleControl
 
 __all__ = [
     "CONTROL_TYPES",
@@ -33,6 +34,7 @@ __all__ = [
     "ObjectControl",
     "PolygonLabelsControl",
     "RectangleLabelsControl",
+    "VideoRectangleControl",
     "control_for",
     "register_control",
     "supported_control_types",
