@@ -81,6 +81,24 @@ def model_root(tiny_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return root
 
 
+TASK_MODELS: dict[str, dict[str, object]] = {
+    "boxes-seg.pt": {"epochs": 80, "task": "segment"},
+    "colours-cls.pt": {"epochs": 15, "task": "classify"},
+    "boxes-pose.pt": {"epochs": 60, "task": "pose"},
+    "boxes-obb.pt": {"epochs": 100, "task": "obb"},
+}
+"""The other tiny models in MODEL_ROOT, by file name: segmentation (box outlines), classification (an image's
+colour), pose (the middles of each box's top and bottom edges) and OBB (rotated rectangles)."""
+
+
+@pytest.fixture(scope="session")
+def task_models(model_root: Path) -> Path:
+    """MODEL_ROOT with the segmentation, classification, pose and OBB models of :data:`TASK_MODELS` added."""
+    for name, recipe in TASK_MODELS.items():
+        shutil.copy2(train_tiny_model(MODEL_CACHE, **recipe), model_root / name)  # type: ignore[arg-type]
+    return model_root
+
+
 @pytest.fixture
 def backend_env(model_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Environment of a backend serving ``boxes.pt`` from ``model_root``."""

@@ -9,6 +9,7 @@ from label_studio_yolo.label_config import (
     LabelMap,
     parse_label_config,
     unmapped_control_hint,
+    with_own_labels,
 )
 
 
@@ -132,3 +133,74 @@ def test_unmapped_control_hint_lists_model_classes_and_shows_predicted_values_ex
     assert "(blue, red)" in hint
     assert '<RectangleLabels name="label">' in hint
     assert '<Label value="Cat" predicted_values="blue"/>' in hint
+
+
+KEYPOINTS = """<View>
+  <Image name="img" value="$img"/>
+  <KeyPointLabels name="kp" toName="img">
+    <Label value="Nose" model_index="0" predicted_values="person"/>
+    <Label value="Left eye" predicted_values="1"/>
+    <Label value="Right eye"/>
+    <Label value="Tail" model_index="7" predicted_values="cat, Dog"/>
+  </KeyPointLabels>
+</View>"""
+
+ALL_TAGS = {
+    "KeyPointLabels": {"Image"},
+    "VideoRectangle": {"Video"},
+    "RectangleLabels": {"Image"},
+}
+
+
+def test_keypoint_labels_take_model_index_else_integer_predicted_values_else_their_position():
+    spec = parse_label_config(KEYPOINTS, 0.5, ALL_TAGS)[0]
+    points = {point.label: point for point in spec.keypoints}
+
+    assert (points["Nose"].index, points["Nose"].classes) == (0, frozenset({"person"}))
+    assert (points["Left eye"].index, points["Left eye"].classes) == (1, None)
+    assert (points["Right eye"].index, points["Right eye"].classes) == (2, None)
+    assert (points["Tail"].index, points["Tail"].classes) == (7, frozenset({"cat", "dog"}))
+    assert points["Tail"].accepts("DOG") and not points["Tail"].accepts("person")
+    assert points["Left eye"].accepts("anything")
+
+
+def test_keypoint_label_with_a_non_integer_index_is_refused_with_corrected_xml():
+    bad = KEYPOINTS.replace('model_index="7"', 'model_index="tail"')
+    with pytest.raises(LabelConfigError, match='model_index="0" predicted_values="person"'):
+        parse_label_config(bad, 0.5, ALL_TAGS)
+
+
+def test_trained_version_keeps_keypoint_indices_for_any_class():
+    spec = with_own_labels(parse_label_config(KEYPOINTS, 0.5, ALL_TAGS)[0])
+
+    assert [(p.label, p.index, p.classes) for p in spec.keypoints] == [
+        ("Nose", 0, None),
+        ("Left eye", 1, None),
+        ("Right eye", 2, None),
+        ("Tail", 7, None),
+    ]
+
+
+def test_video_rectangle_takes_its_labels_from_the_labels_tag_on_the_same_video():
+    video = """<View>
+  <Video name="video" value="$video" framerate="25"/>
+  <Labels name="kinds" toName="video">
+    <Label value="Car" predicted_values="car,truck"/>
+    <Label value="Person"/>
+  </Labels>
+  <VideoRectangle name="box" toName="video"/>
+</View>"""
+    spec = parse_label_config(video, 0.5, ALL_TAGS)[0]
+
+    assert (spec.control_type, spec.object_type, spec.value_key) == ("VideoRectangle", "Video", "video")
+    assert spec.labels.label_for("truck") == "Car" and spec.labels.label_for("person") == "Person"
+    assert spec.label_names == ("Car", "Person")
+
+
+def test_a_control_on_an_object_it_cannot_label_is_not_filled():
+    rectangles_on_video = """<View>
+  <Video name="video" value="$video"/>
+  <RectangleLabels name="box" toName="video"><Label value="Car"/></RectangleLabels>
+</View>"""
+    with pytest.raises(LabelConfigError, match="RectangleLabels on Image"):
+        parse_label_config(rectangles_on_video, 0.5, ALL_TAGS)

@@ -8,14 +8,13 @@ images' known ground truth through the Flask app.
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
-from conftest import MODEL_CACHE, SampleImage
-from tests.support.synthetic import draw_image, train_tiny_model
+from conftest import SampleImage
+from tests.support.synthetic import draw_image
 
 ALL_TAGS_CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -34,16 +33,8 @@ ALL_TAGS_CONFIG = """<View>
 </View>"""
 
 
-@pytest.fixture(scope="module")
-def extra_weights(model_root: Path) -> Path:
-    """Add the segmentation and classification models to MODEL_ROOT."""
-    shutil.copy2(train_tiny_model(MODEL_CACHE, epochs=80, task="segment"), model_root / "boxes-seg.pt")
-    shutil.copy2(train_tiny_model(MODEL_CACHE, epochs=15, task="classify"), model_root / "colours-cls.pt")
-    return model_root
-
-
 @pytest.fixture(autouse=True)
-def _models_present(extra_weights: Path) -> None:
+def _models_present(task_models: Path) -> None:
     """Every test here needs the segmentation and classification weights in MODEL_ROOT."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from conftest import BOXES_CONFIG
@@ -14,7 +16,13 @@ from label_studio_yolo.controls import (
 )
 from label_studio_yolo.inference import ClassScore, Detection, ModelOutput
 from label_studio_yolo.label_config import ControlSpec, parse_label_config
-from label_studio_yolo.regions import ImageSize, build_region, rectangle_percent
+from label_studio_yolo.regions import (
+    ImageSize,
+    build_region,
+    rectangle_percent,
+    rotated_corners,
+    rotated_rectangle_percent,
+)
 from label_studio_yolo.weights import load_weights
 
 SIZE = ImageSize(width=200, height=100)
@@ -151,3 +159,22 @@ def test_choices_give_no_region_when_no_class_passes(weights):
     low = ModelOutput(SIZE, classes=[ClassScore("blue", 0.1), ClassScore("red", 0.05)])
 
     assert ChoicesControl(choices_spec(multiple=True), weights).regions(low) == []
+
+
+@pytest.mark.parametrize("angle_degrees", [0, 17, 45, 80, 135, 260])
+def test_rotated_rectangle_puts_label_studio_corners_on_the_rotated_box(angle_degrees: float) -> None:
+    angle = math.radians(angle_degrees)
+    value = rotated_rectangle_percent(100, 50, 60, 20, angle, SIZE)  # SIZE is not square: percents differ per axis
+    x, y = value["x"] / 100 * SIZE.width, value["y"] / 100 * SIZE.height
+    w, h = value["width"] / 100 * SIZE.width, value["height"] / 100 * SIZE.height
+    turn = math.radians(value["rotation"])
+    across, down = (w * math.cos(turn), w * math.sin(turn)), (-h * math.sin(turn), h * math.cos(turn))
+    label_studio_corners = [
+        (x, y),
+        (x + across[0], y + across[1]),
+        (x + across[0] + down[0], y + across[1] + down[1]),
+        (x + down[0], y + down[1]),
+    ]
+    for (ax, ay), (bx, by) in zip(label_studio_corners, rotated_corners(100, 50, 60, 20, angle), strict=True):
+        assert ax == pytest.approx(bx, abs=1e-6) and ay == pytest.approx(by, abs=1e-6)
+    assert 0 <= value["rotation"] < 360

@@ -40,6 +40,20 @@ TRAIN_IMGSZ = 192
 RECIPE_VERSION = 1
 """Bump when the images or the training change: cached models of another version are not reused."""
 
+SHIPPED_MODELS = Path(__file__).resolve().parents[1] / "assets" / "models"
+"""Models trained by this recipe and committed (a few MB each), so a test run need not spend minutes training them.
+Regenerate with ``python -m tests.support.synthetic`` after changing the recipe."""
+
+SHIPPED_RECIPES: tuple[dict[str, object], ...] = (
+    {"epochs": 60},
+    {"epochs": 60, "classes": ("red",)},
+    {"epochs": 80, "task": "segment"},
+    {"epochs": 15, "task": "classify"},
+    {"epochs": 60, "task": "pose"},
+    {"epochs": 100, "task": "obb"},
+)
+"""The ``train_tiny_model`` arguments of every shipped model."""
+
 
 @dataclass(frozen=True)
 class GroundTruthBox:
@@ -101,15 +115,19 @@ def _place_boxes(rng: random.Random, count: int) -> list[tuple[int, int, int, in
     return placed
 
 
+def _background(rng: random.Random) -> Image.Image:
+    """A noisy grey canvas of :data:`IMAGE_SIZE`."""
+    width, height = IMAGE_SIZE
+    noise = np.random.default_rng(rng.randint(0, 2**31)).integers(90, 160, size=(height, width, 3), dtype=np.uint8)
+    return Image.fromarray(noise, "RGB")
+
+
 def draw_image(
     path: Path, rng: random.Random, labels: list[str] | None = None, classes: tuple[str, ...] = CLASS_NAMES
 ) -> list[GroundTruthBox]:
     """Draw one image with 1-3 boxes of ``classes`` (or one box per given label) and return its ground truth."""
-    width, height = IMAGE_SIZE
-    noise = np.random.default_rng(rng.randint(0, 2**31)).integers(90, 160, size=(height, width, 3), dtype=np.uint8)
-    image = Image.fromarray(noise, "RGB")
+    image, labels = _background(rng), labels or [rng.choice(classes) for _ in range(rng.randint(1, 3))]
     draw = ImageDraw.Draw(image)
-    labels = labels or [rng.choice(classes) for _ in range(rng.randint(1, 3))]
     truth = []
     for label, (x0, y0, x1, y1) in zip(labels, _place_boxes(rng, len(labels)), strict=True):
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=CLASS_COLOURS[label])
@@ -122,12 +140,10 @@ def draw_rotated_image(
     path: Path, rng: random.Random, labels: list[str] | None = None, classes: tuple[str, ...] = CLASS_NAMES
 ) -> list[GroundTruthRotatedBox]:
     """Draw one image with 1-3 rotated rectangles (0-80 degrees) and return their ground truth."""
-    width, height = IMAGE_SIZE
-    noise = np.random.default_rng(rng.randint(0, 2**31)).integers(90, 160, size=(height, width, 3), dtype=np.uint8)
-    image = Image.fromarray(noise, "RGB")
+    image, labels = _background(rng), labels or [rng.choice(classes) for _ in range(rng.randint(1, 3))]
     draw = ImageDraw.Draw(image)
-    labels = labels or [rng.choice(classes) for _ in range(rng.randint(1, 3))]
     truth: list[GroundTruthRotatedBox] = []
+    width, height = IMAGE_SIZE
     for label in labels:
         for _attempt in range(200):
             w, h = rng.randint(36, 70), rng.randint(14, 26)
@@ -209,11 +225,15 @@ def train_tiny_model(
     ``task`` is ``detect`` (boxes), ``segment`` (box outlines as masks), ``classify`` (the colour of the image's
     boxes), ``pose`` (boxes with :data:`KEYPOINT_NAMES`) or ``obb`` (rotated rectangles).
 
-    Safe to call from several processes at once: one trains under a file lock, the others wait and reuse.
+    A model of this recipe version shipped in :data:`SHIPPED_MODELS` is returned as it is. Safe to call from
+    several processes at once: one trains under a file lock, the others wait and reuse.
     """
-    cache_dir.mkdir(parents=True, exist_ok=True)
     suffix = ("" if classes == CLASS_NAMES else "-" + "-".join(classes)) + ("" if task == "detect" else f"-{task}")
-    target = cache_dir / f"tiny-boxes-v{RECIPE_VERSION}-{epochs}ep{suffix}.pt"
+    name = f"tiny-boxes-v{RECIPE_VERSION}-{epochs}ep{suffix}.pt"
+    if (SHIPPED_MODELS / name).is_file():
+        return SHIPPED_MODELS / name
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    target = cache_dir / name
     with FileLock(str(target) + ".lock"):
         if not target.exists():
             with tempfile.TemporaryDirectory(dir=cache_dir) as work:
@@ -263,3 +283,18 @@ def _train(work: Path, epochs: int, classes: tuple[str, ...], task: str) -> Path
         close_mosaic=10,
     )
     return work / "runs" / "train" / "weights" / "best.pt"
+
+
+def _ship_all() -> None:
+    """Train every model of :data:`SHIPPED_RECIPES` that is not shipped yet into :data:`SHIPPED_MODELS`."""
+    SHIPPED_MODELS.mkdir(parents=True, exist_ok=True)
+    cache = Path(tempfile.mkdtemp(prefix="tiny-models-"))
+    for recipe in SHIPPED_RECIPES:
+        trained = train_tiny_model(cache, **recipe)  # type: ignore[arg-type]
+        if trained.parent != SHIPPED_MODELS:
+            os.replace(trained, SHIPPED_MODELS / trained.name)
+            print(f"shipped {SHIPPED_MODELS / trained.name}")
+
+
+if __name__ == "__main__":
+    _ship_all()
