@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 
-from label_studio_yolo.server import create_app
+from label_studio_yolo.server import create_app, preload_base_weights
 from model import YOLOBackend
 
 app = create_app(YOLOBackend)
+preload_base_weights()  # so the first /setup answers within Label Studio's 3 s
 
 
 def main() -> None:

@@ -183,3 +183,24 @@ def create_app(model_class: type[Any]) -> Flask:
     register_views(app, ProjectModels(model_class), scheduler_for(settings))
     register_error_handlers(app)
     return app
+
+
+def preload_base_weights() -> threading.Thread:
+    """Load and warm up ``MODEL_PATH`` in a background thread of a starting server.
+
+    The first model a process loads pays for initialising torch and ultralytics (about 3 s on 2 cores), and Label
+    Studio gives ``/setup`` only 3 s: without this, connecting a fresh backend can fail with a read timeout. A
+    failure here is only logged; ``/setup`` reports it to Label Studio as usual.
+    """
+    from label_studio_yolo.weights import load_weights
+
+    def load() -> None:
+        settings = BackendSettings()
+        try:
+            load_weights(settings.model_root, settings.model_path, settings.device)
+        except Exception as error:  # logged, and raised again by the /setup that needs the weights
+            logger.warning("Weights %s not preloaded: %s", settings.model_path, error)
+
+    thread = threading.Thread(target=load, name="preload-weights", daemon=True)
+    thread.start()
+    return thread
