@@ -66,6 +66,29 @@ def rotated_corners(cx: float, cy: float, width: float, height: float, angle: fl
     return [(cx + dx * cos - dy * sin, cy + dx * sin + dy * cos) for dx, dy in offsets]
 
 
+def rectangle_corners(
+    x: float, y: float, width: float, height: float, rotation: float, size: ImageSize
+) -> list[tuple[float, float]]:
+    """The four corners (pixels) of a Label Studio rectangle: the inverse of :func:`rotated_rectangle_percent`.
+
+    ``x``, ``y`` (the top-left corner, which the rectangle rotates about), ``width`` and ``height`` are percent of the
+    image's width and height, so they go through pixels before rotating; ``rotation`` is in degrees, clockwise. The
+    corners come in :func:`rotated_corners` order (top-left, top-right, bottom-right, bottom-left of the unrotated box).
+    """
+    corner_x, corner_y = x / 100 * size.width, y / 100 * size.height
+    box_width, box_height = width / 100 * size.width, height / 100 * size.height
+    angle = math.radians(rotation)
+    cos, sin = math.cos(angle), math.sin(angle)
+    cx = corner_x + box_width / 2 * cos - box_height / 2 * sin
+    cy = corner_y + box_width / 2 * sin + box_height / 2 * cos
+    return rotated_corners(cx, cy, box_width, box_height, angle)
+
+
+def pixel_point(x: float, y: float, size: ImageSize) -> tuple[float, float]:
+    """A point in percent of the image (as Label Studio stores it) in pixels: the inverse of :func:`percent_point`."""
+    return (x / 100 * size.width, y / 100 * size.height)
+
+
 def percent_point(x: float, y: float, size: ImageSize) -> tuple[float, float]:
     """A pixel point as percent of the image, clipped to it."""
     return (_clamp_percent(x / size.width * 100), _clamp_percent(y / size.height * 100))

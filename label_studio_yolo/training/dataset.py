@@ -1,94 +1,66 @@
-"""Turn a project's annotated tasks (read from Label Studio) into an ultralytics detection dataset.
+"""Write a project's annotated tasks as an ultralytics dataset of the task being trained, with a deterministic split.
 
-Each task contributes its latest non-cancelled annotation; boxes of the control being trained become YOLO label
-lines (class = index of the label in the control). A task annotated with no box is a negative example. The
-train/val split depends only on task ids, so the same tasks land in the same split every time.
+- detect, segment, pose, obb: ``images/<split>/<task id>.png``, ``labels/<split>/<task id>.txt`` (one line per object,
+  :mod:`label_studio_yolo.training.formats`) and ``data.yaml``; a task annotated with no object is a negative example.
+- classify: ultralytics' ImageFolder layout, ``<split>/<class>/<task id>.png``. ultralytics takes the class list from
+  the folders under ``train`` and indexes each split's folders by name, so every class gets a folder in every split,
+  empty or not (torchvision accepts empty class folders since 0.18).
+
+The train/val split depends only on task ids, so a task stays in its split from job to job. A task whose image fails
+to load or whose annotation cannot be converted is skipped with its reason.
 
 Example:
-    >>> tasks = annotated_tasks(client.tasks.list(project=7, fields="all"), spec)       # doctest: +SKIP
-    >>> dataset = write_dataset(tasks, loader, spec, Path("work/dataset"), val_fraction=0.2)
+    >>> tasks = annotated_tasks(client.tasks.list(project=7, fields="all"), "image", plan.from_names)  # doctest: +SKIP
+    >>> dataset = write_dataset(tasks, loader, plan, Path("work/dataset"), val_fraction=0.2)
 """
 
 from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from label_studio_yolo.label_config import ControlSpec
 from label_studio_yolo.media import ImageLoader, MediaError
+from label_studio_yolo.regions import ImageSize
+from label_studio_yolo.training.annotations import AnnotatedTask, AnnotationError
+from label_studio_yolo.training.formats import data_yaml, label_file_text
+from label_studio_yolo.training.objects import image_class, objects_for
+from label_studio_yolo.training.plan import TrainingPlan
+
+if TYPE_CHECKING:
+    from label_studio_yolo.training.evaluate import PixelBox
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class AnnotatedBox:
-    """One annotated box: label and percent geometry (x, y top-left; width, height)."""
-
-    label: str
-    x: float
-    y: float
-    width: float
-    height: float
+SPLITS = ("train", "val")
 
 
 @dataclass(frozen=True)
-class AnnotatedTask:
-    """A task's image and the boxes of its latest annotation."""
+class ValImage:
+    """A val image of the dataset and its truth: the objects' bounds in pixels, or (classify) the image's class."""
 
-    task_id: int
-    image: str
-    boxes: tuple[AnnotatedBox, ...]
+    path: Path
+    boxes: tuple[PixelBox, ...] = ()
+    label: str | None = None
 
 
 @dataclass
 class Dataset:
-    """A written dataset: its ``data.yaml``, the tasks in each split, and what was skipped."""
+    """A written dataset: where it is, the tasks in each split, the val images' truth, and what was skipped."""
 
-    yaml_path: Path
+    root: Path
+    task: str
     train_ids: list[int] = field(default_factory=list)
     val_ids: list[int] = field(default_factory=list)
     skipped: dict[int, str] = field(default_factory=dict)
+    val_images: list[ValImage] = field(default_factory=list)
 
     @property
-    def val_dir(self) -> Path:
-        return self.yaml_path.parent / "images" / "val"
-
-
-def _field(item: Any, name: str) -> Any:
-    """Read a field from an SDK model or a plain dict."""
-    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
-
-
-def _latest_annotation(task: Any) -> dict[str, Any] | None:
-    annotations = [a for a in (_field(task, "annotations") or []) if not _field(a, "was_cancelled")]
-    if not annotations:
-        return None
-    latest = max(annotations, key=lambda a: (str(_field(a, "updated_at") or ""), _field(a, "id") or 0))
-    return latest if isinstance(latest, dict) else latest.dict()
-
-
-def annotated_tasks(tasks: Iterable[Any], spec: ControlSpec) -> list[AnnotatedTask]:
-    """The tasks with a usable annotation for ``spec``'s control, in task-id order."""
-    found = []
-    for task in tasks:
-        annotation = _latest_annotation(task)
-        data = _field(task, "data") or {}
-        if annotation is None or spec.value_key not in data:
-            continue
-        boxes = tuple(
-            AnnotatedBox(
-                region["value"]["rectanglelabels"][0],
-                *(float(region["value"][k]) for k in ("x", "y", "width", "height")),
-            )
-            for region in annotation.get("result") or []
-            if region.get("from_name") == spec.from_name and region.get("value", {}).get("rectanglelabels")
-        )
-        found.append(AnnotatedTask(int(_field(task, "id")), str(data[spec.value_key]), boxes))
-    return sorted(found, key=lambda t: t.task_id)
+    def data(self) -> Path:
+        """What ultralytics' ``train(data=...)`` takes: the folder (classify) or its ``data.yaml``."""
+        return self.root if self.task == "classify" else self.root / "data.yaml"
 
 
 def is_validation(task_id: int, val_fraction: float) -> bool:
@@ -96,38 +68,68 @@ def is_validation(task_id: int, val_fraction: float) -> bool:
     return zlib.crc32(str(task_id).encode()) % 1000 < val_fraction * 1000
 
 
-def write_dataset(
-    tasks: list[AnnotatedTask], loader: ImageLoader, class_names: list[str], root: Path, val_fraction: float
-) -> Dataset:
-    """Write images and YOLO labels under ``root``; a task whose image fails is skipped with its reason."""
+def split_tasks(tasks: list[AnnotatedTask], val_fraction: float) -> dict[int, str]:
+    """Task id -> ``train`` or ``val``; at least one val task, and one train task when there are two or more."""
     split_of = {t.task_id: "val" if is_validation(t.task_id, val_fraction) else "train" for t in tasks}
     if tasks and "val" not in split_of.values():
         split_of[tasks[-1].task_id] = "val"
     if len(tasks) > 1 and "train" not in split_of.values():
         split_of[tasks[0].task_id] = "train"
-    dataset = Dataset(yaml_path=root / "data.yaml")
+    return split_of
+
+
+def write_dataset(
+    tasks: list[AnnotatedTask], loader: ImageLoader, plan: TrainingPlan, root: Path, val_fraction: float
+) -> Dataset:
+    """Write images and labels of ``plan.task`` under ``root``; a task that fails is skipped with its reason."""
+    split_of = split_tasks(tasks, val_fraction)
+    dataset = Dataset(root=root, task=plan.task)
     for task in tasks:
+        split = split_of[task.task_id]
         try:
-            _write_sample(task, loader, class_names, root, split_of[task.task_id])
-        except MediaError as error:
+            written = _write_sample(task, loader, plan, root, split)
+        except (MediaError, AnnotationError) as error:
             dataset.skipped[task.task_id] = str(error)
             logger.warning("Task %s left out of training: %s", task.task_id, error)
             continue
-        (dataset.val_ids if split_of[task.task_id] == "val" else dataset.train_ids).append(task.task_id)
-    names = "\n".join(f"  {index}: {name!r}" for index, name in enumerate(class_names))
-    dataset.yaml_path.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n{names}\n")
+        if split == "val":
+            dataset.val_ids.append(task.task_id)
+            dataset.val_images.append(written)
+        else:
+            dataset.train_ids.append(task.task_id)
+    _write_layout(plan, root)
     return dataset
 
 
-def _write_sample(task: AnnotatedTask, loader: ImageLoader, class_names: list[str], root: Path, split: str) -> None:
+def _write_sample(task: AnnotatedTask, loader: ImageLoader, plan: TrainingPlan, root: Path, split: str) -> ValImage:
+    """Write one task's image (and label file); return it with its truth."""
+    if task.error:
+        raise AnnotationError(task.error)
+    label = image_class(plan, task.regions) if plan.task == "classify" else None
     image = loader.load(task.image)
-    (root / "images" / split).mkdir(parents=True, exist_ok=True)
-    (root / "labels" / split).mkdir(parents=True, exist_ok=True)
-    image.save(root / "images" / split / f"{task.task_id}.png")
-    lines = [
-        f"{class_names.index(box.label)} {(box.x + box.width / 2) / 100:.6f} {(box.y + box.height / 2) / 100:.6f} "
-        f"{box.width / 100:.6f} {box.height / 100:.6f}"
-        for box in task.boxes
-        if box.label in class_names
-    ]
-    (root / "labels" / split / f"{task.task_id}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
+    if label is not None:
+        path = root / split / label / f"{task.task_id}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        return ValImage(path, label=label)
+    size = ImageSize(*image.size)
+    objects = objects_for(plan, task.regions, size)
+    path = root / "images" / split / f"{task.task_id}.png"
+    labels = root / "labels" / split / f"{task.task_id}.txt"
+    for folder in (path.parent, labels.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    labels.write_text(label_file_text(plan.task, objects, plan.class_names, size))
+    image.save(path)
+    return ValImage(path, boxes=tuple((item.label, *item.box) for item in objects))
+
+
+def _write_layout(plan: TrainingPlan, root: Path) -> None:
+    """Every class folder of a classification dataset in every split; ``data.yaml`` for the other tasks."""
+    root.mkdir(parents=True, exist_ok=True)
+    if plan.task == "classify":
+        for split in SPLITS:
+            for name in plan.class_names:
+                (root / split / name).mkdir(parents=True, exist_ok=True)
+        return
+    keypoints = plan.keypoint_count if plan.task == "pose" else None
+    (root / "data.yaml").write_text(data_yaml(root, plan.class_names, keypoints))

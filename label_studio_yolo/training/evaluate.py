@@ -1,8 +1,13 @@
-"""mAP50 of a served model on annotated images, through the project's label mapping.
+"""Score a served model on annotated images, through the project's label mapping: mAP50, or top-1 accuracy.
 
 The old and the new model of a project may have different classes (a base model's ``car`` vs the project's
 ``Car``), so ultralytics' own ``val()`` (which compares class indices) cannot compare them. We run each model the
-way the backend serves it, map classes to labels, and score with ultralytics' ``ap_per_class``.
+way the backend serves it, map classes to labels, and score:
+
+- detect, segment, pose, obb: mAP50 of the objects' axis-aligned boxes (an OBB's bounds) with ultralytics'
+  ``ap_per_class``. Masks, keypoints and rotation are not scored: two models that find the same objects score
+  the same however well they outline them or place their keypoints.
+- classify: top-1 accuracy, the share of images whose best class that a label claims is the image's label.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import torch
 from PIL import Image
 from ultralytics.utils.metrics import ap_per_class, box_iou
 
-from label_studio_yolo.inference import detect
+from label_studio_yolo.inference import detect, run_model
 from label_studio_yolo.label_config import LabelMap
 from label_studio_yolo.weights import LoadedWeights
 
@@ -25,12 +30,17 @@ EVALUATION_CONF = 0.001
 """Confidence floor for evaluation (as ultralytics' own validation)."""
 
 
+METRIC_OF_TASK = {"detect": "map50", "segment": "map50", "pose": "map50", "obb": "map50", "classify": "top1"}
+"""The metric that compares an old and a new model of each YOLO task."""
+
+
 @dataclass(frozen=True)
 class LabelledImage:
-    """An image and its ground-truth boxes in pixels: (label, x0, y0, x1, y1)."""
+    """An image and its truth: its objects' boxes in pixels, (label, x0, y0, x1, y1), or its class (classify)."""
 
     image: Image.Image
     boxes: list[PixelBox]
+    label: str | None = None
 
 
 PixelBox = tuple[str, float, float, float, float]
@@ -38,6 +48,28 @@ PixelBox = tuple[str, float, float, float, float]
 
 ScoredBox = tuple[str, float, float, float, float, float]
 """A predicted box in pixels with its score: (label, score, x0, y0, x1, y1)."""
+
+
+def score(
+    task: str, weights: LoadedWeights, labels: LabelMap, samples: list[LabelledImage], label_names: list[str]
+) -> float:
+    """The :data:`METRIC_OF_TASK` metric of ``weights`` served through ``labels`` on ``samples``."""
+    if METRIC_OF_TASK[task] == "top1":
+        return top1_accuracy(weights, labels, samples)
+    return map50(weights, labels, samples, label_names)
+
+
+def top1_accuracy(weights: LoadedWeights, labels: LabelMap, samples: list[LabelledImage]) -> float:
+    """Share of ``samples`` whose best class that a label claims becomes the sample's label (0.0 without samples).
+
+    As served, minus the threshold: a class no label claims is passed over for the next best.
+    """
+    correct = 0
+    for sample in samples:
+        ranked = run_model(weights, sample.image, conf=EVALUATION_CONF).classes  # best first
+        best = next((label for item in ranked if (label := labels.label_for(item.class_name)) is not None), None)
+        correct += best is not None and best == sample.label
+    return correct / len(samples) if samples else 0.0
 
 
 def map50(weights: LoadedWeights, labels: LabelMap, samples: list[LabelledImage], label_names: list[str]) -> float:

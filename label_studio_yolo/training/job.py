@@ -2,15 +2,19 @@
 
 1. Read the project's labelling config and annotated tasks from Label Studio (label-studio-sdk); annotations are
    never kept anywhere else, so nothing is lost when a job fails.
-2. Write an ultralytics dataset with a deterministic train/val split.
-3. Fine-tune from the version the project serves now (else the base weights).
-4. Score the old and the new weights on the same val images (mAP50 through the label mapping).
+2. Take the weights to fine-tune: the version the project serves now, else the base weights. Their YOLO task
+   (detect, segment, classify, pose, obb) is the task trained, and says which controls' annotations feed it
+   (:mod:`label_studio_yolo.training.plan`).
+3. Write an ultralytics dataset of that task with a deterministic train/val split.
+4. Fine-tune, then score the old and the new weights on the same val images through the label mapping (mAP50 of
+   boxes; top-1 accuracy for classification).
 5. Store the version atomically under ``MODEL_DIR/<project>/<version>/`` with ``meta.json`` and the metrics plot,
    and publish it if it is not worse (``TRAIN_PUBLISH_POLICY``). A failure anywhere leaves the served version alone.
 
 Example:
     >>> train_project(7)                                    # doctest: +SKIP
-    {'project': 7, 'version': 'project7-v001-1a2b3c4d', 'published': True, 'map50': {'old': 0.41, 'new': 0.93}}
+    {'project': 7, 'version': 'project7-v001-1a2b3c4d', 'published': True, 'task': 'detect', 'metric': 'map50',
+     'map50': {'old': 0.41, 'new': 0.93}, 'annotations': 30}
 """
 
 from __future__ import annotations
@@ -20,29 +24,24 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from label_studio_yolo.label_config import ControlSpec, parse_label_config, with_own_labels
 from label_studio_yolo.media import ImageLoader, MediaSettings
-from label_studio_yolo.regions import ImageSize
 from label_studio_yolo.settings import BackendSettings
-from label_studio_yolo.training.dataset import Dataset, annotated_tasks, write_dataset
-from label_studio_yolo.training.evaluate import LabelledImage, map50
+from label_studio_yolo.training.annotations import annotated_tasks
+from label_studio_yolo.training.dataset import Dataset, write_dataset
+from label_studio_yolo.training.evaluate import METRIC_OF_TASK, LabelledImage, score
+from label_studio_yolo.training.plan import TrainingError, TrainingPlan, plan_training
 from label_studio_yolo.training.progress import report_progress
 from label_studio_yolo.training.worker_side import claim, project_lock
-from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, VersionStore
-from label_studio_yolo.weights import file_version, load_weights, load_weights_file
+from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, VersionInfo, VersionStore
+from label_studio_yolo.weights import LoadedWeights, file_version, load_weights, load_weights_file
 
 logger = logging.getLogger(__name__)
 
-
-TRAINABLE_CONTROLS = {"RectangleLabels": frozenset({"Image"})}
-"""Control tags whose annotations training turns into a dataset."""
-
-
-class TrainingError(RuntimeError):
-    """Training cannot run; the message says what to fix."""
+__all__ = ["TrainingError", "train_annotated", "train_project"]
 
 
 def train_project(project: int) -> dict[str, Any]:
@@ -63,57 +62,101 @@ def _train(project: int) -> dict[str, Any]:
     started = time.time()
     client = _label_studio_client(settings)
     label_config = client.projects.get(id=project).label_config
-    spec = _trainable_control(label_config, settings)
+    tasks = client.tasks.list(project=project, fields="all")
+    return train_annotated(project, label_config, tasks, settings, started)
+
+
+def train_annotated(
+    project: int, label_config: str, tasks: Iterable[Any], settings: BackendSettings, started: float | None = None
+) -> dict[str, Any]:
+    """Everything after the export: dataset, fine-tuning, comparison, storing and publishing.
+
+    ``tasks`` are Label Studio tasks with their annotations (SDK models or dicts as Label Studio exports them).
+
+    Raises:
+        TrainingError: nothing in the config or the annotations can be trained (the message says what to fix).
+    """
+    started = started or time.time()
     store = VersionStore(settings.model_dir)
     parent = store.current(project)
-    tasks = annotated_tasks(client.tasks.list(project=project, fields="all"), spec)
-    if not tasks:
-        raise TrainingError(
-            f"Project {project} has no annotated tasks for <{spec.control_type} name={spec.from_name!r}>"
-        )
-    class_names = [str(label) for label in spec.tag.labels or []]
-    loader = ImageLoader(_media_settings(settings))
+    start, plan = _start_weights(settings, parent, label_config)
+    annotated = annotated_tasks(tasks, plan.source.value_key, plan.from_names, require_region=plan.task == "classify")
+    if not annotated:
+        raise TrainingError(f"Project {project} has no annotated tasks for {plan.describe()}")
     with tempfile.TemporaryDirectory(prefix=f"train-{project}-") as work:
-        dataset = write_dataset(tasks, loader, class_names, Path(work) / "dataset", settings.train_val_fraction)
+        loader = ImageLoader(_media_settings(settings))
+        dataset = write_dataset(annotated, loader, plan, Path(work) / "dataset", settings.train_val_fraction)
+        _check_splits(project, dataset)
         report_progress(
-            stage="training", annotations=len(tasks), train=len(dataset.train_ids), val=len(dataset.val_ids)
+            stage="training", annotations=len(annotated), train=len(dataset.train_ids), val=len(dataset.val_ids)
         )
-        base = parent.weights if parent else None
-        best, run_dir = _fine_tune(settings, dataset, base, Path(work) / "run")
+        best, run_dir = _fine_tune(settings, dataset, start.path, Path(work) / "run")
         trained_at = time.time()
-        scores = _compare(settings, spec, parent, best, dataset, class_names)
+        scores = _compare(plan, start, parent, best, dataset)
         name = f"project{project}-v{len(store.versions(project)) + 1:03d}-{file_version(best).rsplit('-', 1)[-1]}"
-        meta = {
-            "project": project,
-            "version": name,
-            "parent": parent.name if parent else None,
-            "base_weights": str(base or settings.model_path),
-            "annotations": len(tasks),
-            "train_tasks": dataset.train_ids,
-            "val_tasks": dataset.val_ids,
-            "skipped_tasks": dataset.skipped,
-            "classes": class_names,
-            "map50": scores,
-            "settings": {
-                k: getattr(settings, k) for k in ("train_epochs", "train_imgsz", "train_batch", "train_device")
-            },
-            "timings": {
-                "export_and_train_s": round(trained_at - started, 1),
-                "total_s": round(time.time() - started, 1),
-            },
+        meta = _meta(project, name, parent, settings, plan, dataset, scores)
+        meta["annotations"] = len(annotated)
+        meta["timings"] = {
+            "export_and_train_s": round(trained_at - started, 1),
+            "total_s": round(time.time() - started, 1),
         }
         _store_version(store, project, name, best, run_dir, meta)
     published = settings.train_publish_policy == "always" or scores["new"] >= scores["old"]
     if published:
         store.publish(project, name)
-    logger.info("Project %s: version %s, mAP50 %s, published=%s", project, name, scores, published)
-    return {"project": project, "version": name, "published": published, "map50": scores, "annotations": len(tasks)}
+    metric = meta["metric"]
+    logger.info("Project %s: %s version %s, %s %s, published=%s", project, plan.task, name, metric, scores, published)
+    summary = {"project": project, "version": name, "published": published, "task": plan.task, "metric": metric}
+    return {**summary, metric: scores, "annotations": len(annotated)}
 
 
-def _trainable_control(label_config: str, settings: BackendSettings) -> ControlSpec:
-    """The first control training supports (boxes, for now) of the project's config."""
-    specs = parse_label_config(label_config, settings.model_score_threshold, TRAINABLE_CONTROLS)
-    return specs[0]
+def _start_weights(
+    settings: BackendSettings, parent: VersionInfo | None, label_config: str
+) -> tuple[LoadedWeights, TrainingPlan]:
+    """The weights to fine-tune (the served version, else MODEL_PATH) and what their task learns from the config."""
+    start = load_weights_file(parent.weights) if parent else load_weights(settings.model_root, settings.model_path)
+    task = str(getattr(start.model, "task", "detect"))
+    weights_name = f"version {parent.name}" if parent else settings.model_path
+    return start, plan_training(label_config, task, settings.model_score_threshold, weights_name)
+
+
+def _meta(
+    project: int,
+    name: str,
+    parent: VersionInfo | None,
+    settings: BackendSettings,
+    plan: TrainingPlan,
+    dataset: Dataset,
+    scores: dict[str, float],
+) -> dict[str, Any]:
+    """``meta.json`` of a new version: lineage, task, data, classes, scores under the metric's name, settings."""
+    metric = METRIC_OF_TASK[plan.task]
+    return {
+        "project": project,
+        "version": name,
+        "parent": parent.name if parent else None,
+        "base_weights": str(parent.weights if parent else settings.model_path),
+        "task": plan.task,
+        "controls": plan.describe(),
+        "train_tasks": dataset.train_ids,
+        "val_tasks": dataset.val_ids,
+        "skipped_tasks": dataset.skipped,
+        "classes": list(plan.class_names),
+        "metric": metric,
+        metric: scores,
+        "settings": {k: getattr(settings, k) for k in ("train_epochs", "train_imgsz", "train_batch", "train_device")},
+    }
+
+
+def _check_splits(project: int, dataset: Dataset) -> None:
+    """ultralytics needs images in both splits."""
+    if dataset.train_ids and dataset.val_ids:
+        return
+    reasons = "; ".join(f"task {task_id}: {reason}" for task_id, reason in sorted(dataset.skipped.items())[:5])
+    raise TrainingError(
+        f"Project {project} needs at least two usable annotated tasks (one for validation); the dataset has "
+        f"{len(dataset.train_ids)} train and {len(dataset.val_ids)} val tasks" + (f" ({reasons})" if reasons else "")
+    )
 
 
 def _store_version(
@@ -148,18 +191,17 @@ def _media_settings(settings: BackendSettings) -> MediaSettings:
     )
 
 
-def _fine_tune(settings: BackendSettings, dataset: Dataset, base: Path | None, run_dir: Path) -> tuple[Path, Path]:
-    """Train from ``base`` (else MODEL_PATH) and return the best weights and the run folder."""
+def _fine_tune(settings: BackendSettings, dataset: Dataset, start: Path, run_dir: Path) -> tuple[Path, Path]:
+    """Train from the weights at ``start`` and return the best weights and the run folder."""
     import ultralytics.utils.torch_utils as torch_utils
     from ultralytics import YOLO
 
     # select_device() would drop torch to cpu_count - 1 threads; train with the configured count instead.
     torch_utils.NUM_THREADS = settings.torch_threads
-    start = base or load_weights(settings.model_root, settings.model_path).path
     model = YOLO(str(start))
     model.add_callback("on_fit_epoch_end", _epoch_progress)
     model.train(
-        data=str(dataset.yaml_path),
+        data=str(dataset.data),
         epochs=settings.train_epochs,
         imgsz=settings.train_imgsz,
         batch=settings.train_batch,
@@ -169,7 +211,7 @@ def _fine_tune(settings: BackendSettings, dataset: Dataset, base: Path | None, r
         project=str(run_dir.parent),
         name=run_dir.name,
         exist_ok=True,
-        plots=True,
+        plots=False,  # ultralytics' label, batch and curve plots take longer than a short fine-tune; none is kept
         verbose=False,
         seed=0,
         deterministic=True,
@@ -177,7 +219,16 @@ def _fine_tune(settings: BackendSettings, dataset: Dataset, base: Path | None, r
     best = run_dir / "weights" / "best.pt"
     if not best.is_file():
         raise TrainingError(f"ultralytics finished without writing {best}")
+    _plot_metrics(run_dir)
     return best, run_dir
+
+
+def _plot_metrics(run_dir: Path) -> None:
+    """``results.png`` (losses and metrics per epoch) from ultralytics' ``results.csv``, as ``plots=True`` draws it."""
+    from ultralytics.utils.plotting import plot_results
+
+    if (run_dir / "results.csv").is_file():
+        plot_results(file=run_dir / "results.csv")
 
 
 def _epoch_progress(trainer: Any) -> None:
@@ -188,36 +239,19 @@ def _epoch_progress(trainer: Any) -> None:
 
 
 def _compare(
-    settings: BackendSettings, spec: ControlSpec, parent: Any, best: Path, dataset: Dataset, class_names: list[str]
+    plan: TrainingPlan, old: LoadedWeights, parent: VersionInfo | None, best: Path, dataset: Dataset
 ) -> dict[str, float]:
-    """mAP50 of the served weights and the new weights on the same val images."""
-    report_progress(stage="evaluating")
-    samples = _val_samples(dataset, class_names)
-    if parent is not None:
-        old, old_labels = load_weights_file(parent.weights), with_own_labels(spec).labels
-    else:
-        old, old_labels = load_weights(settings.model_root, settings.model_path), spec.labels
-    new = load_weights_file(best, version="candidate")
-    return {
-        "old": round(map50(old, old_labels, samples, class_names), 4),
-        "new": round(map50(new, with_own_labels(spec).labels, samples, class_names), 4),
-    }
-
-
-def _val_samples(dataset: Dataset, class_names: list[str]) -> list[LabelledImage]:
-    """The val split's images with their boxes in pixels, read back from the written dataset."""
+    """The task's metric of the served (``old``) and the new weights on the same val images."""
     from PIL import Image
 
-    samples = []
-    for image_path in sorted(dataset.val_dir.glob("*.png")):
-        image = Image.open(image_path).convert("RGB")
-        size = ImageSize(*image.size)
-        label_file = dataset.yaml_path.parent / "labels" / "val" / f"{image_path.stem}.txt"
-        boxes = []
-        for line in label_file.read_text().split("\n"):
-            if line.strip():
-                index, cx, cy, w, h = (float(v) for v in line.split())
-                x0, y0 = (cx - w / 2) * size.width, (cy - h / 2) * size.height
-                boxes.append((class_names[int(index)], x0, y0, x0 + w * size.width, y0 + h * size.height))
-        samples.append(LabelledImage(image, boxes))
-    return samples
+    report_progress(stage="evaluating")
+    samples = [
+        LabelledImage(Image.open(item.path).convert("RGB"), list(item.boxes), item.label) for item in dataset.val_images
+    ]
+    old_labels = plan.own_labels if parent else plan.base_labels(old.class_names.values())
+    new = load_weights_file(best, version="candidate")
+    names = list(plan.class_names)
+    return {
+        "old": round(score(plan.task, old, old_labels, samples, names), 4),
+        "new": round(score(plan.task, new, plan.own_labels, samples, names), 4),
+    }

@@ -11,7 +11,7 @@ from typing import Any
 
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.scheduler import key
-from label_studio_yolo.versions import VersionStore
+from label_studio_yolo.versions import VersionInfo, VersionStore
 
 
 def versions_status(store: VersionStore, project: int) -> dict[str, Any]:
@@ -19,17 +19,23 @@ def versions_status(store: VersionStore, project: int) -> dict[str, Any]:
     current = store.current(project)
     return {
         "current": current.name if current else None,
-        "versions": [
-            {
-                "version": v.name,
-                "parent": v.meta.get("parent"),
-                "annotations": v.meta.get("annotations"),
-                "map50": v.meta.get("map50"),
-                "timings": v.meta.get("timings"),
-                "plot": str(v.path / "results.png") if (v.path / "results.png").exists() else None,
-            }
-            for v in store.versions(project)
-        ],
+        "versions": [_version_summary(v) for v in store.versions(project)],
+    }
+
+
+def _version_summary(version: VersionInfo) -> dict[str, Any]:
+    """A version's lineage, task and scores (``map50``, or ``top1`` for classification: old and new)."""
+    metric = str(version.meta.get("metric", "map50"))  # versions stored before other tasks were trained have none
+    plot = version.path / "results.png"
+    return {
+        "version": version.name,
+        "parent": version.meta.get("parent"),
+        "annotations": version.meta.get("annotations"),
+        "task": version.meta.get("task", "detect"),
+        "metric": metric,
+        metric: version.meta.get(metric),
+        "timings": version.meta.get("timings"),
+        "plot": str(plot) if plot.exists() else None,
     }
 
 

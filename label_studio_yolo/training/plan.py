@@ -1,0 +1,162 @@
+"""What a training job learns: the YOLO task of the weights it starts from, and the controls whose annotations feed it.
+
+Fine-tuning keeps the task of the weights it starts from (``YOLO(path).task``); the labelling config then says
+which annotations feed that task. Only controls on an ``<Image>`` without their own ``model_path`` count (a tag with
+its own weights is not served by the project's trained version).
+
+====================  ==============================================  ==========================================
+Task                  Annotations                                     Classes
+====================  ==============================================  ==========================================
+``detect``            ``<RectangleLabels>`` (rotated: their bounds)   the control's labels
+``segment``           ``<PolygonLabels>`` or ``<BrushLabels>``        the control's labels
+``classify``          ``<Choices>``                                   the choices
+``pose``              ``<KeyPointLabels>`` (+ ``<RectangleLabels>``)  the rectangles' labels, else ``object``
+``obb``               ``<RectangleLabels>`` with ``rotation``         the control's labels
+====================  ==============================================  ==========================================
+
+Example:
+    >>> plan = plan_training(config, task="detect", default_threshold=0.5, weights_name="yolo11n.pt")
+    >>> plan.class_names
+    ('Car', 'Person')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from label_studio_yolo.controls import supported_controls
+from label_studio_yolo.controls.base import EXAMPLE_MODEL_FOR_TASK
+from label_studio_yolo.label_config import ControlSpec, LabelMap, parse_label_config
+
+TASK_TAGS: dict[str, tuple[str, ...]] = {
+    "detect": ("RectangleLabels",),
+    "segment": ("PolygonLabels", "BrushLabels"),
+    "classify": ("Choices",),
+    "pose": ("KeyPointLabels",),
+    "obb": ("RectangleLabels",),
+}
+"""YOLO task -> the control tags whose annotations it learns from (the first of them in the config is used)."""
+
+KEYPOINT_OBJECT_CLASS = "object"
+"""The one class of a pose model trained from a config without ``<RectangleLabels>``."""
+
+EXAMPLE_CONFIGS: dict[str, str] = {
+    "detect": '<RectangleLabels name="label" toName="image"><Label value="Car"/></RectangleLabels>',
+    "segment": '<PolygonLabels name="outline" toName="image"><Label value="Car"/></PolygonLabels>',
+    "classify": '<Choices name="kind" toName="image"><Choice value="Cat"/><Choice value="Dog"/></Choices>',
+    "pose": '<RectangleLabels name="label" toName="image"><Label value="Person"/></RectangleLabels>\n  '
+    '<KeyPointLabels name="points" toName="image"><Label value="Nose" model_index="0"/></KeyPointLabels>',
+    "obb": '<RectangleLabels name="label" toName="image"><Label value="Ship"/></RectangleLabels>',
+}
+"""The control part of a labelling config that trains each task (shown in errors)."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot run; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The task to train and the controls that feed it.
+
+    ``source`` gives the objects (or the image's class); for pose it is the ``<KeyPointLabels>`` and ``boxes`` the
+    ``<RectangleLabels>`` on the same image (None when the config has none).
+    """
+
+    task: str
+    source: ControlSpec
+    boxes: ControlSpec | None = None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The trained model's classes, in class-index order."""
+        if self.task == "pose":
+            return self.boxes.label_names if self.boxes else (KEYPOINT_OBJECT_CLASS,)
+        return self.source.label_names
+
+    @property
+    def from_names(self) -> frozenset[str]:
+        """Names of the controls whose regions are read."""
+        return frozenset({self.source.from_name} | ({self.boxes.from_name} if self.boxes else set()))
+
+    @property
+    def keypoint_count(self) -> int:
+        """Keypoints per object of a pose dataset: the highest keypoint index of the labels, plus one."""
+        return max((point.index for point in self.source.keypoints), default=-1) + 1
+
+    @property
+    def own_labels(self) -> LabelMap:
+        """Class -> label of a model trained on this project (its classes are the labels themselves)."""
+        return LabelMap({name.lower(): name for name in self.class_names})
+
+    def base_labels(self, model_classes: Iterable[str]) -> LabelMap:
+        """Class -> label of the base weights, as the backend serves them (the config's ``predicted_values``)."""
+        if self.task == "pose" and self.boxes is None:
+            return LabelMap({name.lower(): KEYPOINT_OBJECT_CLASS for name in model_classes})
+        return (self.boxes or self.source).labels
+
+    def describe(self) -> str:
+        """The controls, as XML tags, for messages."""
+        specs = [self.source, *([self.boxes] if self.boxes else [])]
+        return " + ".join(f"<{spec.control_type} name={spec.from_name!r}>" for spec in specs)
+
+
+def plan_training(label_config: str, task: str, default_threshold: float, weights_name: str) -> TrainingPlan:
+    """What to train for a project whose weights (``weights_name``) are a ``task`` model.
+
+    Raises:
+        LabelConfigError: the config itself cannot be used by this backend.
+        TrainingError: no control of the config feeds ``task`` (the message shows XML that would), or a
+            ``<Choice>`` value cannot name a class folder.
+    """
+    if task not in TASK_TAGS:
+        raise TrainingError(f"{weights_name} is a {task!r} model; training supports {', '.join(TASK_TAGS)} models")
+    specs = parse_label_config(label_config, default_threshold, supported_controls())
+    usable = [spec for spec in specs if spec.object_type == "Image" and spec.model_path is None]
+    sources = [spec for spec in usable if spec.control_type in TASK_TAGS[task]]
+    if not sources:
+        raise TrainingError(_no_source_message(task, weights_name, specs, usable))
+    source = sources[0]
+    boxes = None
+    if task == "pose":
+        boxes = next((s for s in usable if s.control_type == "RectangleLabels" and s.to_name == source.to_name), None)
+    plan = TrainingPlan(task, source, boxes)
+    _check_class_names(plan)
+    return plan
+
+
+def _check_class_names(plan: TrainingPlan) -> None:
+    """Raise TrainingError when the plan has no classes (or keypoints) or a choice cannot name a folder."""
+    if not plan.class_names:
+        raise TrainingError(f"{plan.describe()} has no labels to train; add <Label> (or <Choice>) tags to it")
+    if plan.task == "pose" and plan.keypoint_count == 0:
+        raise TrainingError(f"{plan.describe()} has no keypoint labels; add <Label> tags to the <KeyPointLabels>")
+    if plan.task == "classify":
+        for name in plan.class_names:
+            if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+                raise TrainingError(
+                    f'<Choice value="{name}"> of {plan.describe()} cannot name a class folder of the classification '
+                    'dataset; use a value without slashes, e.g. <Choice value="Cat"/>'
+                )
+
+
+def _no_source_message(task: str, weights_name: str, specs: list[ControlSpec], usable: list[ControlSpec]) -> str:
+    """Why nothing in the config feeds ``task``, with XML that would, and which models its ``usable`` tags train."""
+    wanted = " or ".join(f"<{tag}>" for tag in TASK_TAGS[task])
+    found = ", ".join(
+        f"<{s.control_type} name={s.from_name!r}>"
+        + (f" on <{s.object_type}>" if s.object_type != "Image" else "")
+        + (" with its own model_path" if s.model_path else "")
+        for s in specs
+    )
+    message = (
+        f"Training fine-tunes {weights_name}, a {task} model, which learns from {wanted} on an <Image> without "
+        f"model_path; the labelling config has {found}. A config that trains it:\n"
+        f'<View>\n  <Image name="image" value="$image"/>\n  {EXAMPLE_CONFIGS[task]}\n</View>'
+    )
+    other_tasks = [t for t, tags in TASK_TAGS.items() if any(s.control_type in tags for s in usable) and t != task]
+    if other_tasks:
+        examples = ", ".join(f"{EXAMPLE_MODEL_FOR_TASK[t]} ({t})" for t in other_tasks)
+        message += f"\nTo learn from the config's tags instead, start from another kind of model: MODEL_PATH={examples}"
+    return message
