@@ -205,7 +205,16 @@ def keypoint_labels(control: ControlTag) -> tuple[KeypointLabel, ...]:
 
 
 def _threshold(control: ControlTag, default: float) -> float:
-    raw = (control.attr or {}).get(THRESHOLD_ATTR)
+    return score_attribute(control, THRESHOLD_ATTR, default)
+
+
+def score_attribute(control: ControlTag, name: str, default: float) -> float:
+    """The control's score attribute ``name`` (a number from 0 to 1), else ``default``.
+
+    Raises:
+        LabelConfigError: the attribute is not a number from 0 to 1 (the message shows one that is).
+    """
+    raw = (control.attr or {}).get(name)
     if raw is None:
         return default
     try:
@@ -214,8 +223,8 @@ def _threshold(control: ControlTag, default: float) -> float:
         value = -1.0
     if not 0.0 <= value <= 1.0:
         raise LabelConfigError(
-            f'<{control.tag} name="{control.name}"> has {THRESHOLD_ATTR}="{raw}"; it must be a number from 0 to 1, '
-            f'e.g. <{control.tag} name="{control.name}" toName="..." {THRESHOLD_ATTR}="0.25">.'
+            f'<{control.tag} name="{control.name}"> has {name}="{raw}"; it must be a number from 0 to 1, '
+            f'e.g. <{control.tag} name="{control.name}" toName="..." {name}="0.25">.'
         )
     return value
 

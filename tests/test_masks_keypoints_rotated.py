@@ -242,3 +242,10 @@ def test_every_image_tag_is_filled_in_one_request(client, sample_images) -> None
         "colour": "choices",
     }
     assert len([r for r in regions if r["from_name"] == "points"]) >= 4  # top and bottom of both boxes
+
+
+def test_a_point_threshold_outside_0_to_1_fails_setup_with_corrected_xml(client) -> None:
+    config = KEYPOINTS_CONFIG.replace('model_point_threshold="0.5"', 'model_point_threshold="high"')
+    response = client.post("/setup", json={"project": "46.1", "schema": config})
+    assert response.status_code == 400
+    assert 'model_point_threshold="high"' in str(response.json) and 'model_point_threshold="0.25"' in str(response.json)

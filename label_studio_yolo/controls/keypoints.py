@@ -14,7 +14,7 @@ from typing import Any
 
 from label_studio_yolo.controls.base import ControlPredictor, object_region_id, register_control
 from label_studio_yolo.inference import Detection, ModelOutput
-from label_studio_yolo.label_config import LabelConfigError
+from label_studio_yolo.label_config import score_attribute
 from label_studio_yolo.regions import build_region, percent_point
 
 POINT_THRESHOLD_ATTR = "model_point_threshold"
@@ -56,17 +56,7 @@ class KeyPointLabelsControl(ControlPredictor):
         return regions
 
     def _point_threshold(self) -> float:
-        raw = self.spec.attribute(POINT_THRESHOLD_ATTR)
-        try:
-            value = float(raw) if raw is not None else DEFAULT_POINT_THRESHOLD
-        except ValueError:
-            value = -1.0
-        if not 0.0 <= value <= 1.0:
-            raise LabelConfigError(
-                f'<KeyPointLabels name="{self.spec.from_name}"> has {POINT_THRESHOLD_ATTR}="{raw}"; it must be a '
-                f'number from 0 to 1, e.g. {POINT_THRESHOLD_ATTR}="0.5".'
-            )
-        return value
+        return score_attribute(self.spec.tag, POINT_THRESHOLD_ATTR, DEFAULT_POINT_THRESHOLD)
 
     def link(self, controls: Sequence[ControlPredictor]) -> None:
         """Take as parent the boxes of a ``<RectangleLabels>`` on the same image filled by the same weights."""
