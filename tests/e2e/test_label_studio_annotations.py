@@ -1,0 +1,55 @@
+"""End to end: annotations saved in a real Label Studio 1.23 become the same training data as the JSON we expect.
+
+The training conversion tests build Label Studio's annotation JSON by hand. Here each kind of annotation (rotated
+rectangles, polygons, brush masks, choices, keypoints with parent boxes) is saved through Label Studio's API, which
+validates it against the labelling config, and read back the way a training job reads it. The dataset written
+from what Label Studio returns must equal the one written from the hand-built JSON.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import LabelStudioServer
+from tests.test_training_tasks import boxes_project, data_uri, label_config, label_lines, write
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize(
+    ("kind", "yolo_task"),
+    [("obb", "obb"), ("polygon", "segment"), ("brush", "segment"), ("classify", "classify"), ("pose", "pose")],
+)
+def test_annotations_stored_by_label_studio_train_the_same_dataset(
+    label_studio: LabelStudioServer, tmp_path: Path, kind: str, yolo_task: str
+) -> None:
+    config = label_config(kind)
+    expected: list[dict[str, Any]] = []
+    for task, _truth in boxes_project(tmp_path / "local", 3, kind, seed=11):
+        image = data_uri(tmp_path / "local" / "images" / f"{kind}{len(expected):02d}.png")
+        expected.append({**task, "data": {"image": image}})
+
+    client = label_studio.client
+    project = client.projects.create(title=f"E2E {kind} annotations", label_config=config)
+    for task in expected:
+        stored = client.tasks.create(project=project.id, data=task["data"])
+        client.annotations.create(id=stored.id, result=task["annotations"][0]["result"])
+    exported = sorted(client.tasks.list(project=project.id, fields="all"), key=lambda t: t.id)
+    assert len(exported) == len(expected)
+
+    local, _ = write(expected, config, yolo_task, tmp_path / "from-json")
+    remote, _ = write(exported, config, yolo_task, tmp_path / "from-label-studio")
+    assert not local.skipped and not remote.skipped, (local.skipped, remote.skipped)
+    for mine, theirs in zip(expected, exported, strict=True):
+        if yolo_task == "classify":
+            assert sorted(p.parent.name for p in remote.root.glob(f"*/*/{theirs.id}.png")) == sorted(
+                p.parent.name for p in local.root.glob(f"*/*/{mine['id']}.png")
+            )
+            continue
+        ours, stored_lines = label_lines(local, mine["id"]), label_lines(remote, theirs.id)
+        assert len(ours) == len(stored_lines) > 0
+        for line, stored_line in zip(ours, stored_lines, strict=True):
+            assert stored_line == pytest.approx(line, abs=2e-6)
