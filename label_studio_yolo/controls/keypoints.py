@@ -14,8 +14,9 @@ from typing import Any
 
 from label_studio_yolo.controls.base import ControlPredictor, object_region_id, register_control
 from label_studio_yolo.inference import Detection, ModelOutput
-from label_studio_yolo.label_config import score_attribute
+from label_studio_yolo.label_config import ControlSpec, score_attribute
 from label_studio_yolo.regions import build_region, percent_point
+from label_studio_yolo.weights import LoadedWeights
 
 POINT_THRESHOLD_ATTR = "model_point_threshold"
 """``<KeyPointLabels>`` attribute: the minimum visibility score (0-1) of a predicted keypoint."""
@@ -30,14 +31,17 @@ class KeyPointLabelsControl(ControlPredictor):
 
     control_type = "KeyPointLabels"
     model_tasks = frozenset({"pose"})
-    parent_from_name: str | None = None
+
+    def __init__(self, spec: ControlSpec, weights: LoadedWeights) -> None:
+        super().__init__(spec, weights)
+        self.point_threshold = score_attribute(spec.tag, POINT_THRESHOLD_ATTR, DEFAULT_POINT_THRESHOLD)
+        self.parent_from_name: str | None = None
 
     def regions(self, output: ModelOutput) -> list[dict[str, Any]]:
         regions = []
-        threshold = self._point_threshold()
         for detection in output.detections:
             if detection.score >= self.spec.threshold:
-                regions.extend(self._object_points(detection, output, threshold))
+                regions.extend(self._object_points(detection, output, self.point_threshold))
         return regions
 
     def _object_points(self, detection: Detection, output: ModelOutput, threshold: float) -> list[dict[str, Any]]:
@@ -55,9 +59,6 @@ class KeyPointLabelsControl(ControlPredictor):
             regions.append(region)
         return regions
 
-    def _point_threshold(self) -> float:
-        return score_attribute(self.spec.tag, POINT_THRESHOLD_ATTR, DEFAULT_POINT_THRESHOLD)
-
     def link(self, controls: Sequence[ControlPredictor]) -> None:
         """Take as parent the boxes of a ``<RectangleLabels>`` on the same image filled by the same weights."""
         for other in controls:
@@ -70,7 +71,6 @@ class KeyPointLabelsControl(ControlPredictor):
         task = str(getattr(self.weights.model, "task", "detect"))
         if task not in self.model_tasks:
             return super().unusable_reason()
-        self._point_threshold()  # a bad attribute is a config error now, not on every task
         count = keypoint_count(self.weights.model)
         class_names = list(self.weights.class_names.values())
         usable = [
