@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from label_studio_sdk.client import LabelStudio
 
-from conftest import PROJECT_ROOT, WEIGHTS_NAME
+from conftest import BOXES_CONFIG, PROJECT_ROOT, WEIGHTS_NAME
 from tests.support.processes import free_port, running_server
 
 ADMIN_TOKEN = "e2e-admin-legacy-token-0123456789"
@@ -99,7 +100,17 @@ def backend_server(model_root: Path, log_dir: Path, workers: int = 1, **settings
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
     command = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "2", "_wsgi:app"]
     with running_server(command, f"{url}/health", log, env, PROJECT_ROOT, 120.0):
+        _wait_until_weights_loaded(url)
         yield BackendServer(url, log, {**os.environ, **env})
+
+
+def _wait_until_weights_loaded(url: str) -> None:
+    """Wait for the weights the server preloads at start (a cold process needs ~3 s, Label Studio gives /setup 3 s).
+
+    A user connects Label Studio long after starting the backend; a test connects within a second. A /setup of the
+    default config waits for the preload to finish (or loads the weights itself); its answer does not matter here.
+    """
+    requests.post(f"{url}/setup", json={"project": "warm-up", "schema": BOXES_CONFIG}, timeout=120)
 
 
 @pytest.fixture(scope="session")
