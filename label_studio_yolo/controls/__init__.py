@@ -15,7 +15,6 @@ from label_studio_yolo.controls.base import (
     ObjectControl,
     control_for,
     register_control,
-    supported_control_types,
     supported_controls,
 )
 from label_studio_yolo.controls.brush import BrushLabelsControl
@@ -37,6 +36,5 @@ __all__ = [
     "VideoRectangleControl",
     "control_for",
     "register_control",
-    "supported_control_types",
     "supported_controls",
 ]

@@ -112,8 +112,3 @@ def control_for(spec: ControlSpec, weights: LoadedWeights) -> ControlPredictor:
 def supported_controls() -> dict[str, frozenset[str]]:
     """Every control tag a registered class fills, with the object tags it labels."""
     return {name: cls.object_tags for name, cls in sorted(CONTROL_TYPES.items())}
-
-
-def supported_control_types() -> list[str]:
-    """Names of every control tag a registered class fills."""
-    return sorted(CONTROL_TYPES)

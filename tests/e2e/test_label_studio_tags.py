@@ -19,6 +19,7 @@ from conftest import SampleImage
 from tests.e2e.conftest import BackendServer, LabelStudioServer
 from tests.e2e.test_label_studio_predictions import pixel_box, retrieve_predictions, stored_predictions, upload_images
 from tests.support.synthetic import draw_image
+from tests.test_more_tags import outline_box
 
 pytestmark = pytest.mark.e2e
 
@@ -56,18 +57,12 @@ def one_colour_samples(tmp_path_factory: pytest.TempPathFactory) -> list[SampleI
     return samples
 
 
-def polygon_box(region: dict[str, Any]) -> tuple[float, float, float, float]:
-    xs = [x / 100 * region["original_width"] for x, _ in region["value"]["points"]]
-    ys = [y / 100 * region["original_height"] for _, y in region["value"]["points"]]
-    return min(xs), min(ys), max(xs), max(ys)
-
-
 def assert_outlines(regions: list[dict[str, Any]], sample: SampleImage) -> None:
     outlines = [r for r in regions if r["type"] == "polygonlabels"]
     assert len(outlines) == len(sample.truth), outlines
     for truth in sample.truth:
-        best = max(outlines, key=lambda region: truth.iou(*polygon_box(region)))
-        assert truth.iou(*polygon_box(best)) >= 0.6
+        best = max(outlines, key=lambda region: truth.iou(*outline_box(region)))
+        assert truth.iou(*outline_box(best)) >= 0.6
         assert best["value"]["polygonlabels"] == [LABELS[truth.label]]
 
 
