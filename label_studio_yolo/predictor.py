@@ -28,6 +28,15 @@ TaskPrediction = dict[str, Any] | list[Any]
 """One entry of ``/predict``'s ``results``: a prediction dict, or ``[]`` for a task that got none."""
 
 
+@dataclass(frozen=True)
+class TaskOutcome:
+    """What predicting one task gave: a prediction, or the reason there is none."""
+
+    task_id: object
+    prediction: dict[str, Any] | None = None
+    error: str | None = None
+
+
 @dataclass
 class TaskPredictor:
     """Fills the controls of one labelling config, each with its model; every prediction carries ``model_version``."""
@@ -50,17 +59,22 @@ class TaskPredictor:
 
     def predict_task(self, task: object) -> TaskPrediction:
         """The prediction for one task, or ``[]`` (with a logged reason) when it cannot be made."""
+        return self.attempt(task).prediction or []
+
+    def attempt(self, task: object) -> TaskOutcome:
+        """The prediction for one task, or the reason (also logged) why there is none."""
         task_id = task.get("id") if isinstance(task, dict) else None
         try:
             regions = self._regions(task)
         except MediaError as error:
             logger.error("Task %s: no prediction, media not loaded: %s", task_id, error)
-            return []
-        except Exception:
+            return TaskOutcome(task_id, error=f"media not loaded: {error}")
+        except Exception as error:
             logger.exception("Task %s: no prediction, unexpected error", task_id)
-            return []
+            return TaskOutcome(task_id, error=f"unexpected error: {error!r}")
         score = sum(region["score"] for region in regions) / len(regions) if regions else 0.0
-        return {"result": regions, "score": round(score, 4), "model_version": self.model_version}
+        prediction = {"result": regions, "score": round(score, 4), "model_version": self.model_version}
+        return TaskOutcome(task_id, prediction=prediction)
 
     def _regions(self, task: object) -> list[dict[str, Any]]:
         data = task.get("data") if isinstance(task, dict) else None

@@ -1,0 +1,89 @@
+"""Build the predictor of one Label Studio project: its weights, its config's controls and where its images come from.
+
+The backend (``model.py``) and the bulk command line (:mod:`label_studio_yolo.bulk`) both predict through this,
+so a task gets the same regions and the same model version whichever way it is predicted.
+
+Example:
+    >>> predictor = build_project_predictor(config, project_id=3, settings=BackendSettings())   # doctest: +SKIP
+    >>> predictor.model_version
+    'yolo11n-5b3a2f0c'
+"""
+
+from __future__ import annotations
+
+import logging
+
+from label_studio_yolo.controls import ControlPredictor, control_for, supported_controls
+from label_studio_yolo.label_config import ControlSpec, LabelConfigError, parse_label_config, with_own_labels
+from label_studio_yolo.media import ImageLoader, MediaSettings
+from label_studio_yolo.predictor import TaskPredictor
+from label_studio_yolo.settings import BackendSettings
+from label_studio_yolo.versions import VersionStore
+from label_studio_yolo.weights import LoadedWeights, load_weights, load_weights_file
+
+logger = logging.getLogger(__name__)
+
+
+def build_project_predictor(
+    label_config: str,
+    project_id: int | None,
+    settings: BackendSettings,
+    hostname: str | None = None,
+    access_token: str | None = None,
+) -> TaskPredictor:
+    """The predictor for ``project_id``: its published version (else ``MODEL_PATH``) mapped onto ``label_config``.
+
+    Weights are cached per process. A version trained here has the project's labels as its classes. Images stored
+    in Label Studio are fetched from ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``, else from ``hostname`` with
+    ``access_token`` (what Label Studio's ``/setup`` sends).
+
+    Raises:
+        WeightsError: a weight file is missing and cannot be downloaded, or is not a YOLO model.
+        LabelConfigError: the config has no control this backend can fill.
+    """
+    version = VersionStore(settings.model_dir).current(project_id) if project_id is not None else None
+    if version is not None:
+        project_weights = load_weights_file(version.weights, settings.device, version=version.name)
+    else:
+        project_weights = load_weights(settings.model_root, settings.model_path, settings.device)
+    specs = parse_label_config(label_config, settings.model_score_threshold, supported_controls())
+    if version is not None:
+        specs = [with_own_labels(spec) if spec.model_path is None else spec for spec in specs]
+    controls = _usable([control_for(spec, _weights_for(spec, project_weights, settings)) for spec in specs])
+    media = MediaSettings(
+        label_studio_url=settings.label_studio_url or hostname or None,
+        api_key=settings.label_studio_api_key or access_token or None,
+        document_root=settings.local_files_document_root,
+        timeout=settings.media_timeout,
+        max_bytes=settings.media_max_bytes,
+    )
+    return TaskPredictor(
+        model_version="+".join(dict.fromkeys(control.weights.version for control in controls)),
+        controls=controls,
+        loader=ImageLoader(media),
+        imgsz=settings.model_imgsz,
+        threads=settings.torch_threads,
+    )
+
+
+def _weights_for(spec: ControlSpec, project_weights: LoadedWeights, settings: BackendSettings) -> LoadedWeights:
+    """The tag's own ``model_path`` weights (inside MODEL_ROOT), else the project's weights."""
+    if spec.model_path is None:
+        return project_weights
+    return load_weights(settings.model_root, spec.model_path, settings.device)
+
+
+def _usable(controls: list[ControlPredictor]) -> list[ControlPredictor]:
+    """The controls their weights can fill; the others are skipped with a logged reason.
+
+    Raises:
+        LabelConfigError: no control can be filled (the message gives each reason, with XML that would work).
+    """
+    problems = [(control, control.unusable_reason()) for control in controls]
+    for control, problem in problems:
+        if problem:
+            logger.warning("Skipping <%s name=%r>: %s", control.spec.control_type, control.spec.from_name, problem)
+    usable = [control for control, problem in problems if not problem]
+    if not usable:
+        raise LabelConfigError("No control of the config can be filled. " + " ".join(str(p) for _, p in problems))
+    return usable
