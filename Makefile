@@ -16,9 +16,10 @@ export YOLO_CONFIG_DIR ?= $(CURDIR)/.cache/ultralytics
 
 .PHONY: run dev test lint install install-test clean
 
-$(VENV)/.runtime: requirements.txt
+$(VENV)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --disable-pip-version-check -qq -r requirements.txt
+	$(VENV)/bin/pip install --disable-pip-version-check -qq --no-deps --no-build-isolation -e .
 	touch $@
 
 $(VENV)/.test: $(VENV)/.runtime requirements-test.txt
