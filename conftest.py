@@ -100,10 +100,11 @@ def task_models(model_root: Path) -> Path:
 
 
 @pytest.fixture
-def backend_env(model_root: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Environment of a backend serving ``boxes.pt`` from ``model_root``."""
+def backend_env(model_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Environment of a backend serving ``boxes.pt`` from ``model_root``, with no trained versions yet."""
     monkeypatch.setenv("MODEL_ROOT", str(model_root))
     monkeypatch.setenv("MODEL_PATH", WEIGHTS_NAME)
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "model-versions"))
     monkeypatch.setenv("TORCH_THREADS", "2")
     for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "MODEL_SCORE_THRESHOLD", "LOCAL_FILES_DOCUMENT_ROOT"):
         monkeypatch.delenv(name, raising=False)

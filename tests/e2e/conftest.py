@@ -92,6 +92,7 @@ def backend_server(model_root: Path, log_dir: Path, workers: int = 1, **settings
         "LOG_LEVEL": "INFO",
         "YOLO_OFFLINE": "1",
         "YOLO_CONFIG_DIR": str(PROJECT_ROOT / ".cache" / "ultralytics"),
+        "MODEL_DIR": str(log_dir / "model-versions"),
         "LABEL_STUDIO_URL": "",
         "LABEL_STUDIO_API_KEY": "",
         "LOCAL_FILES_DOCUMENT_ROOT": "",
@@ -118,3 +119,11 @@ def backend(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """The backend with no Label Studio settings: images come with the hostname and token sent to /setup."""
     with backend_server(model_root, tmp_path_factory.mktemp("backend")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def personal_access_token(label_studio: LabelStudioServer) -> str:
+    """A personal access token (JWT) of the admin; Label Studio allows one valid token per user."""
+    client = label_studio.client
+    client.jwt_settings.update(api_token_ttl_days=30, api_tokens_enabled=True, legacy_api_tokens_enabled=True)
+    return str(client.tokens.create().token)

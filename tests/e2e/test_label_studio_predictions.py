@@ -104,17 +104,15 @@ def test_retrieve_predictions_stores_correct_boxes_once(
 
 
 def test_images_are_fetched_with_a_personal_access_token(
-    label_studio: LabelStudioServer, model_root, tmp_path, sample_images: list[SampleImage]
+    label_studio: LabelStudioServer, personal_access_token: str, model_root, tmp_path, sample_images: list[SampleImage]
 ) -> None:
     """LABEL_STUDIO_URL + a personal access token: the backend refreshes it into access tokens through the SDK."""
     client = label_studio.client
-    client.jwt_settings.update(api_token_ttl_days=30, api_tokens_enabled=True, legacy_api_tokens_enabled=True)
-    personal_token = client.tokens.create().token
     project = client.projects.create(title="E2E personal access token", label_config=BOXES_CONFIG)
     samples = sample_images[:2]
     task_ids = upload_images(label_studio, project.id, samples)
 
-    settings = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": personal_token}
+    settings = {"LABEL_STUDIO_URL": label_studio.url, "LABEL_STUDIO_API_KEY": personal_access_token}
     with backend_server(model_root, tmp_path, **settings) as backend:
         client.ml.create(project=project.id, url=backend.url, title="YOLO with PAT", is_interactive=False)
         retrieve_predictions(label_studio, project.id)

@@ -2,12 +2,13 @@
 
 Paths under ``/data/upload/`` need ``Authorization: Token <token>`` (as Label Studio with legacy tokens); other
 paths are public. Every request's path and Authorization header is recorded, so tests can check where
-credentials were sent.
+credentials were sent. ``delay`` makes every answer that many seconds late (slow storage).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ class FileServer:
     files: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     url: str = ""
+    delay: float = 0.0
 
     def add(self, path: str, body: bytes, status: int = 200) -> str:
         """Serve ``body`` at ``path``; returns the absolute URL."""
@@ -36,6 +38,7 @@ def serve_files(token: str = "test-token") -> Iterator[FileServer]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            time.sleep(state.delay)
             auth = self.headers.get("Authorization")
             state.requests.append((self.path, auth))
             status, body = state.files.get(self.path, (404, b"not found"))
