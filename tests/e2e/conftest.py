@@ -1,7 +1,7 @@
 """A real Label Studio (its own virtualenv, started once per session) and the backend served by gunicorn.
 
-Label Studio is installed by ``make test`` into ``.venv-label-studio`` (``LABEL_STUDIO_BIN`` overrides the path).
-It runs headless on a free port with a throwaway data folder and an admin with a legacy API token.
+Label Studio is installed by ``make test`` into ``.venv-label-studio`` (``LABEL_STUDIO_BIN`` overrides the path);
+:mod:`tests.support.label_studio` starts it.
 """
 
 from __future__ import annotations
@@ -15,26 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from label_studio_sdk.client import LabelStudio
 
 from conftest import BOXES_CONFIG, PROJECT_ROOT, WEIGHTS_NAME
+from tests.support.label_studio import LabelStudioServer, label_studio_bin, running_label_studio
 from tests.support.processes import free_port, running_server
-
-ADMIN_TOKEN = "e2e-admin-legacy-token-0123456789"
-"""Legacy API token of the Label Studio admin the tests create."""
-
-LABEL_STUDIO_START_TIMEOUT = 240.0
-"""Seconds allowed for Label Studio's first start (about 25 s of migrations here; more on a busy CI machine)."""
-
-
-@dataclass(frozen=True)
-class LabelStudioServer:
-    """A running Label Studio: its URL, admin token and SDK client."""
-
-    url: str
-    token: str
-    client: LabelStudio
-    log: Path
 
 
 @dataclass(frozen=True)
@@ -46,37 +30,13 @@ class BackendServer:
     env: dict[str, str]
 
 
-def _label_studio_bin() -> Path:
-    path = Path(os.environ.get("LABEL_STUDIO_BIN", PROJECT_ROOT / ".venv-label-studio" / "bin" / "label-studio"))
-    if not path.exists():
-        pytest.fail(f"Label Studio is not installed at {path}: run `make test`, which installs it (see README)")
-    return path
-
-
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
     """Label Studio 1.23 on a free port, started once for the whole session."""
-    data_dir = tmp_path_factory.mktemp("label-studio-data")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {
-        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
-        "LABEL_STUDIO_USERNAME": "admin@example.com",
-        "LABEL_STUDIO_PASSWORD": "e2e-password-123",
-        "LABEL_STUDIO_USER_TOKEN": ADMIN_TOKEN,
-        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
-        "ML_BLOCK_LOCAL_IP": "false",
-        "SSRF_PROTECTION_ENABLED": "false",
-        "LATEST_VERSION_CHECK": "false",
-        "COLLECT_ANALYTICS": "false",
-        "SENTRY_DSN": "",
-        "FRONTEND_SENTRY_DSN": "",
-        "LABEL_STUDIO_HOST": url,
-    }
-    command = [str(_label_studio_bin()), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port)]
-    log = data_dir / "label-studio.log"
-    with running_server(command, f"{url}/health", log, env, data_dir, LABEL_STUDIO_START_TIMEOUT):
-        yield LabelStudioServer(url, ADMIN_TOKEN, LabelStudio(base_url=url, api_key=ADMIN_TOKEN), log)
+    if not label_studio_bin().exists():
+        pytest.fail(f"Label Studio is not installed at {label_studio_bin()}: run `make test`, which installs it")
+    with running_label_studio(tmp_path_factory.mktemp("label-studio-data")) as server:
+        yield server
 
 
 @contextmanager

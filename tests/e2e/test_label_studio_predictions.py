@@ -15,6 +15,7 @@ import requests
 
 from conftest import BOXES_CONFIG, SampleImage
 from tests.e2e.conftest import BackendServer, LabelStudioServer, backend_server
+from tests.support.label_studio import upload_files
 
 pytestmark = pytest.mark.e2e
 
@@ -22,22 +23,8 @@ LABELS = {"red": "Red box", "blue": "Blue"}
 
 
 def upload_images(server: LabelStudioServer, project_id: int, samples: list[SampleImage]) -> dict[str, int]:
-    """Upload image files as tasks; returns task id by file name.
-
-    label-studio-sdk imports JSON tasks only, so file uploads use the import endpoint directly, one file per form
-    field (files under one field name collapse into one task).
-    """
-    files = {
-        f"file{index}": (sample.path.name, sample.path.read_bytes(), "image/png")
-        for index, sample in enumerate(samples)
-    }
-    response = requests.post(
-        f"{server.url}/api/projects/{project_id}/import",
-        headers={"Authorization": f"Token {server.token}"},
-        files=files,
-        timeout=60,
-    )
-    response.raise_for_status()
+    """Upload image files as tasks; returns task id by file name."""
+    upload_files(server, project_id, [sample.path for sample in samples])
     tasks = server.client.tasks.list(project=project_id, fields="all")
     return {task.data["image"].rsplit("-", 1)[-1]: task.id for task in tasks}
 
