@@ -27,20 +27,13 @@ from pathlib import Path
 
 import ultralytics
 
+from conftest import BOXES_CONFIG
 from label_studio_yolo.bulk.project_run import BulkOptions, BulkReport, predict_project
 from label_studio_yolo.settings import BackendSettings
 from tests.support.label_studio import PROJECT_ROOT, LabelStudioServer, running_label_studio, upload_files
 
 PHOTOS = [Path(ultralytics.__file__).parent / "assets" / name for name in ("bus.jpg", "zidane.jpg")]
 """Real photos shipped inside the ultralytics package (810x1080 and 1280x720)."""
-
-CONFIG = """<View>
-  <Image name="image" value="$image"/>
-  <RectangleLabels name="label" toName="image" model_score_threshold="0.25">
-    <Label value="Red box" predicted_values="red"/>
-    <Label value="Blue"/>
-  </RectangleLabels>
-</View>"""
 
 DEFAULT_WEIGHTS = PROJECT_ROOT / "tests" / "assets" / "models" / "tiny-boxes-v1-60ep.pt"
 
@@ -91,7 +84,7 @@ def main() -> None:
         )
         (folder / "ls").mkdir()
         with running_label_studio(folder / "ls") as server:
-            project = server.client.projects.create(title="Bulk benchmark", label_config=CONFIG)
+            project = server.client.projects.create(title="Bulk benchmark", label_config=BOXES_CONFIG)
             upload_files(server, project.id, images)
             raw = raw_ultralytics_rate(args.weights, images, args.imgsz, args.threads)
             started = time.perf_counter()

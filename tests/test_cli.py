@@ -5,8 +5,14 @@ What the command does against Label Studio is tested end to end in ``tests/e2e/t
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -49,3 +55,32 @@ def test_bad_numbers_are_usage_errors(args, capsys):
         main(["predict", "--url", "http://127.0.0.1:9", "--project", "1", *args])
     assert exit_info.value.code == 2
     assert "error:" in capsys.readouterr().err
+
+
+PROGRESS_SCRIPT = """
+from label_studio_yolo.bulk.progress import Progress
+progress = Progress(total=64)
+for batch in range(4):
+    progress.advance(done=16, failed=1 if batch == 2 else 0)
+progress.close()
+"""
+
+
+def test_on_a_terminal_a_progress_bar_shows_tasks_per_second_and_failures():
+    """Run in a real pseudo-terminal of 120 columns, as a user's shell gives it."""
+    terminal, child_side = pty.openpty()
+    fcntl.ioctl(child_side, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    process = subprocess.Popen([sys.executable, "-c", PROGRESS_SCRIPT], stdout=child_side, stderr=child_side)
+    os.close(child_side)
+    output = b""
+    while select.select([terminal], [], [], 30)[0]:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert process.wait(timeout=30) == 0
+    last_frame = output.decode().replace("\r", "\n").strip().splitlines()[-1]
+    assert "64/64" in last_frame and "task/s" in last_frame and "failed=1" in last_frame, last_frame
