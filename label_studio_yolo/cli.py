@@ -23,7 +23,6 @@ from label_studio_yolo.bulk.connection import ConnectionProblem
 from label_studio_yolo.bulk.project_run import DEFAULT_BATCH_SIZE, BulkOptions, predict_project
 from label_studio_yolo.bulk.report import format_report
 from label_studio_yolo.bulk.selection import TaskFilter
-from label_studio_yolo.bulk.sinks import UploadError
 from label_studio_yolo.label_config import LabelConfigError
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.weights import WeightsError
@@ -118,9 +117,14 @@ def predict_command(args: argparse.Namespace) -> int:
     try:
         with logging_redirect_tqdm():
             report = predict_project(options)
-    except (ConnectionProblem, LabelConfigError, WeightsError, UploadError) as error:
+    except (ConnectionProblem, LabelConfigError, WeightsError) as error:
         return _fail(str(error))
+    except KeyboardInterrupt:
+        print("Interrupted before any prediction was made.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(format_report(report))
+    if report.totals.upload_error:
+        return EXIT_ERROR
     if report.totals.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_TASKS_FAILED if report.totals.failed else EXIT_OK

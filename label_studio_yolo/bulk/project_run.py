@@ -74,7 +74,6 @@ def predict_project(options: BulkOptions) -> BulkReport:
         ConnectionProblem: Label Studio is unreachable, refuses the key, or has no such project.
         LabelConfigError: the project's config has no control the model can fill.
         WeightsError: the weights cannot be loaded.
-        UploadError: Label Studio stopped taking predictions part way (what was stored stays stored).
     """
     client = connect(options.url, options.api_key)
     project = open_project(client, options.project_id)

@@ -42,7 +42,10 @@ def format_report(report: BulkReport) -> str:
         lines.append(f"{handled} tasks in {totals.seconds:.1f} s: {totals.rate:.1f} tasks/s")
     elif not totals.interrupted:
         lines.append("Nothing to predict: every chosen task is skipped (see above).")
-    if totals.interrupted:
+    if totals.upload_error:
+        lines.append(f"Stopped, predictions not stored: {totals.upload_error}")
+        lines.append("Run the same command again to continue once Label Studio takes predictions again.")
+    elif totals.interrupted:
         lines.append("Interrupted: run the same command again to predict the remaining tasks.")
     elif totals.failed:
         lines.append("Run the same command again to retry the failed tasks.")

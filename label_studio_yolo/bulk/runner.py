@@ -2,8 +2,8 @@
 
 Each task goes through the backend's own :class:`~label_studio_yolo.predictor.TaskPredictor`: the same regions, the
 same model version, and a task whose image fails is counted as failed with its reason, never stopping the run. A
-batch is stored before the run moves two batches on, so an interruption loses at most the batches in flight; the
-next run predicts them again (see :mod:`label_studio_yolo.bulk.selection`).
+batch is stored while the next one is predicted, so an interruption loses at most the batch being predicted; the
+next run predicts it again (see :mod:`label_studio_yolo.bulk.selection`).
 
 Example:
     >>> summary = run_batches(predictor, selection.tasks, LabelStudioUploader(client, 3), batch_size=32)
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from label_studio_yolo.bulk.progress import Progress
-from label_studio_yolo.bulk.sinks import PredictionSink
+from label_studio_yolo.bulk.sinks import PredictionSink, UploadError
 
 if TYPE_CHECKING:  # importing the predictor imports torch: not before the connection is checked
     from label_studio_yolo.predictor import TaskPredictor
@@ -31,13 +31,23 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class BatchTotals:
-    """What a run did to the tasks it was given."""
+    """What a run did to the tasks it was given.
+
+    Attributes:
+        predicted: predictions stored by the sink.
+        without_regions: stored predictions with an empty result (nothing found above the thresholds).
+        failed: task id -> why it has no prediction (its image, or the sink refused it).
+        seconds: time spent predicting and storing.
+        interrupted: Ctrl-C stopped the run.
+        upload_error: why the sink stopped taking batches, which stopped the run.
+    """
 
     predicted: int = 0
     without_regions: int = 0
     failed: dict[int, str] = field(default_factory=dict)
     seconds: float = 0.0
     interrupted: bool = False
+    upload_error: str | None = None
 
     @property
     def rate(self) -> float:
@@ -53,44 +63,84 @@ def run_batches(
     batch_size: int,
     progress: Progress | None = None,
 ) -> BatchTotals:
-    """Predict ``tasks`` and put each batch into ``sink``; Ctrl-C stops after storing the batch already predicted.
+    """Predict ``tasks`` and put each batch into ``sink`` while the next batch is predicted.
 
-    Raises:
-        UploadError: the sink could not store a batch (the batches before it are stored).
+    Ctrl-C stops after storing the batch already predicted; a batch the sink cannot store stops the run (the
+    batches before it stay stored). Either way the totals say what was stored.
     """
     progress = progress or Progress(total=len(tasks), show_bar=False)
     totals = BatchTotals()
     started = time.monotonic()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload") as uploads:
-        pending: Future[dict[int, str]] | None = None
-        try:
-            for start in range(0, len(tasks), batch_size):
-                batch = tasks[start : start + batch_size]
-                predictions = _predict_batch(predictor, batch, totals)
-                pending, previous = uploads.submit(sink.put, predictions), pending
-                _collect(previous, totals)
-                progress.advance(done=len(batch), failed=len(batch) - len(predictions))
-        except KeyboardInterrupt:
-            totals.interrupted = True
-            logger.warning("Interrupted: storing the batch already predicted, then stopping")
-        finally:
-            pending, last = None, pending
-            _collect(last, totals)
-            totals.seconds = time.monotonic() - started
-            progress.close()
+    uploads = _BackgroundUploads(sink, totals)
+    try:
+        for start in range(0, len(tasks), batch_size):
+            batch = tasks[start : start + batch_size]
+            predictions = _predict_batch(predictor, batch, totals)
+            uploads.submit(predictions)
+            progress.advance(done=len(batch), failed=len(batch) - len(predictions))
+        uploads.wait()
+    except KeyboardInterrupt:
+        totals.interrupted = True
+        logger.warning("Interrupted: storing the batch already predicted, then stopping")
+        _wait_quietly(uploads)
+    except UploadError:
+        logger.error("Stopped: %s", totals.upload_error)
+    finally:
+        uploads.close()
+        totals.seconds = time.monotonic() - started
+        progress.close()
     return totals
 
 
-def _collect(upload: Future[dict[int, str]] | None, totals: BatchTotals) -> None:
-    """Wait for an upload; tasks the sink refused count as failed instead of predicted."""
-    if upload is None:
-        return
-    refused = upload.result()
-    totals.failed.update(refused)
-    totals.predicted -= len(refused)
+class _BackgroundUploads:
+    """Stores one batch in a background thread while the caller predicts the next one."""
+
+    def __init__(self, sink: PredictionSink, totals: BatchTotals) -> None:
+        self._sink = sink
+        self._totals = totals
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
+        self._pending: tuple[Future[dict[int, str]], list[dict[str, Any]]] | None = None
+
+    def submit(self, predictions: list[dict[str, Any]]) -> None:
+        """Wait for the previous batch to be stored, then start storing ``predictions``."""
+        self.wait()
+        self._pending = (self._executor.submit(self._sink.put, predictions), predictions)
+
+    def wait(self) -> None:
+        """Wait for the batch being stored and count what was stored; what the sink refused counts as failed.
+
+        Raises:
+            UploadError: the batch was not stored (recorded in the totals).
+        """
+        if self._pending is None:
+            return
+        (upload, predictions), self._pending = self._pending, None
+        try:
+            refused = upload.result()
+        except UploadError as error:
+            self._totals.upload_error = str(error)
+            raise
+        self._totals.failed.update(refused)
+        stored = [prediction for prediction in predictions if int(prediction["task"]) not in refused]
+        self._totals.predicted += len(stored)
+        self._totals.without_regions += sum(1 for prediction in stored if not prediction["result"])
+
+    def close(self) -> None:
+        """Stop the upload thread (after the batch it is storing)."""
+        self._executor.shutdown(wait=True)
 
 
-def _predict_batch(predictor: TaskPredictor, batch: Sequence[dict[str, Any]], totals: BatchTotals) -> list[Any]:
+def _wait_quietly(uploads: _BackgroundUploads) -> None:
+    """After Ctrl-C: let the batch already predicted be stored; an upload error is in the totals."""
+    try:
+        uploads.wait()
+    except UploadError:
+        logger.error("Stopped: the last batch was not stored")
+
+
+def _predict_batch(
+    predictor: TaskPredictor, batch: Sequence[dict[str, Any]], totals: BatchTotals
+) -> list[dict[str, Any]]:
     """The batch's predictions as upload bodies; failures are recorded in ``totals``."""
     predictions = []
     for task in batch:
@@ -99,6 +149,4 @@ def _predict_batch(predictor: TaskPredictor, batch: Sequence[dict[str, Any]], to
             totals.failed[int(task["id"])] = outcome.error or "no prediction"
             continue
         predictions.append({"task": task["id"], **outcome.prediction})
-        totals.predicted += 1
-        totals.without_regions += not outcome.prediction["result"]
     return predictions

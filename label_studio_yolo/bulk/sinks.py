@@ -48,9 +48,10 @@ class LabelStudioUploader:
     (deleted since the project was listed), the batch is sent again a task at a time, so only that task fails.
     """
 
-    def __init__(self, client: LabelStudio, project_id: int) -> None:
+    def __init__(self, client: LabelStudio, project_id: int, retries: int = UPLOAD_RETRIES) -> None:
         self.client = client
         self.project_id = project_id
+        self.retries = retries
 
     def put(self, predictions: Sequence[dict[str, Any]]) -> dict[int, str]:
         """Store ``predictions``; returns ``{task id: reason}`` for those Label Studio refused one by one.
@@ -88,7 +89,7 @@ class LabelStudioUploader:
             self.client.projects.import_predictions(
                 id=self.project_id,
                 request=list(predictions),  # type: ignore[arg-type]  # plain dicts are valid request bodies
-                request_options={"timeout": UPLOAD_TIMEOUT_S, "max_retries": UPLOAD_RETRIES},
+                request_options={"timeout": UPLOAD_TIMEOUT_S, "max_retries": self.retries},
             )
         except ApiError:
             raise
