@@ -103,6 +103,8 @@ def predict_command(args: argparse.Namespace) -> int:
     url = args.url or settings.label_studio_url
     if not url:
         return _fail("No Label Studio URL: pass --url or set LABEL_STUDIO_URL")
+    if args.dry_run is not None and not args.dry_run.parent.is_dir():
+        return _fail(f"Cannot write the dry run's file {args.dry_run}: its folder does not exist")
     options = BulkOptions(
         url=url,
         api_key=args.api_key or settings.label_studio_api_key or "",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from label_studio_yolo.bulk.selection import (
     SKIPPED_ANNOTATED,
     SKIPPED_OUTSIDE_RANGE,
+    SKIPPED_OVER_LIMIT,
     SKIPPED_PREDICTED,
     TaskFilter,
     choose,
@@ -70,3 +71,10 @@ def test_a_new_model_version_predicts_again_what_an_old_one_predicted():
 
 def test_a_version_is_matched_whole_not_as_a_prefix():
     assert chosen(TaskFilter(), version="boxes-ab29d8a") == [3, 4, 5, 6, 7]
+
+
+def test_a_limit_keeps_the_first_tasks_and_counts_the_rest_as_skipped():
+    selection = choose(PROJECT, TaskFilter(), VERSION)
+    selection.keep_first(2)
+    assert [task["id"] for task in selection.tasks] == [4, 5]
+    assert selection.skipped[SKIPPED_OVER_LIMIT] == 1 and selection.listed == len(PROJECT)

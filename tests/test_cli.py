@@ -84,3 +84,10 @@ def test_on_a_terminal_a_progress_bar_shows_tasks_per_second_and_failures():
     assert process.wait(timeout=30) == 0
     last_frame = output.decode().replace("\r", "\n").strip().splitlines()[-1]
     assert "64/64" in last_frame and "task/s" in last_frame and "failed=1" in last_frame, last_frame
+
+
+def test_a_dry_run_file_in_a_missing_folder_is_refused_before_connecting(tmp_path, capsys):
+    target = tmp_path / "missing" / "predictions.json"
+    args = ["predict", "--url", "http://127.0.0.1:9", "--api-key", "x", "--project", "1", "--dry-run", str(target)]
+    assert main(args) == EXIT_ERROR
+    assert "its folder does not exist" in capsys.readouterr().err

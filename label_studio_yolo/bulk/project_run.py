@@ -61,7 +61,6 @@ class BulkReport:
     project_id: int
     project_title: str
     model_version: str
-    listed: int
     selection: Selection
     totals: BatchTotals
     dry_run_file: Path | None
@@ -84,15 +83,13 @@ def predict_project(options: BulkOptions) -> BulkReport:
     )
     predictor = build_project_predictor(project.label_config or "", options.project_id, settings)
     selection = select_tasks(client, options.project_id, options.task_filter, predictor.model_version)
-    listed = len(selection.tasks) + sum(selection.skipped.values())
-    if options.limit is not None and len(selection.tasks) > options.limit:
-        selection.skipped["over --limit"] += len(selection.tasks) - options.limit
-        del selection.tasks[options.limit :]
+    if options.limit is not None:
+        selection.keep_first(options.limit)
     logger.info(
         "Project %s (%r): %d tasks, %d to predict with model version %s",
         options.project_id,
         project.title,
-        listed,
+        selection.listed,
         len(selection.tasks),
         predictor.model_version,
     )
@@ -103,13 +100,7 @@ def predict_project(options: BulkOptions) -> BulkReport:
     finally:
         sink.close()
     return BulkReport(
-        options.project_id,
-        str(project.title or ""),
-        predictor.model_version,
-        listed,
-        selection,
-        totals,
-        options.dry_run_file,
+        options.project_id, str(project.title or ""), predictor.model_version, selection, totals, options.dry_run_file
     )
 
 

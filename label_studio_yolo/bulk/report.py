@@ -28,7 +28,7 @@ def format_report(report: BulkReport) -> str:
     skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(report.selection.skipped.items())) or "none"
     lines = [
         f"Project {report.project_id} {report.project_title!r}, model version {report.model_version}: "
-        f"{report.listed} tasks",
+        f"{report.selection.listed} tasks",
         f"  predicted: {totals.predicted} ({totals.without_regions} with no region), {where}",
         f"  skipped:   {skipped}",
         f"  failed:    {len(totals.failed)}",

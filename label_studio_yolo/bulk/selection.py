@@ -34,6 +34,7 @@ LISTED_FIELDS = "id,data,total_annotations,cancelled_annotations,total_predictio
 SKIPPED_OUTSIDE_RANGE = "outside the id range"
 SKIPPED_ANNOTATED = "annotated"
 SKIPPED_PREDICTED = "already predicted"
+SKIPPED_OVER_LIMIT = "over --limit"
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,17 @@ class Selection:
 
     tasks: list[dict[str, Any]] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def listed(self) -> int:
+        """How many tasks the project listed."""
+        return len(self.tasks) + sum(self.skipped.values())
+
+    def keep_first(self, limit: int) -> None:
+        """Predict only the first ``limit`` tasks; the others count as skipped."""
+        if len(self.tasks) > limit:
+            self.skipped[SKIPPED_OVER_LIMIT] += len(self.tasks) - limit
+            del self.tasks[limit:]
 
 
 def select_tasks(client: LabelStudio, project_id: int, task_filter: TaskFilter, model_version: str) -> Selection:
