@@ -137,8 +137,8 @@ def run_model(
     size the weights were trained at. The model's predictor is not thread-safe: calls are serialised per model.
     """
     options: dict[str, object] = {"conf": conf, "verbose": False}
-    if imgsz:
-        options["imgsz"] = imgsz
+    if imgsz or weights.imgsz:
+        options["imgsz"] = imgsz or weights.imgsz  # an exported model does not know the size it was trained at
     with weights.lock:
         if threads:
             torch.set_num_threads(threads)  # ultralytics' select_device() resets it to cpu_count - 1

@@ -43,9 +43,9 @@ def build_project_predictor(
     """
     version = VersionStore(settings.model_dir).current(project_id) if project_id is not None else None
     if version is not None:
-        project_weights = load_weights_file(version.weights, settings.device, version=version.name)
+        project_weights = load_weights_file(version.weights, settings.runtime, version=version.name)
     else:
-        project_weights = load_weights(settings.model_root, settings.model_path, settings.device)
+        project_weights = load_weights(settings.model_root, settings.model_path, settings.runtime)
     specs = parse_label_config(label_config, settings.model_score_threshold, supported_controls())
     if version is not None:
         specs = [with_own_labels(spec) if spec.model_path is None else spec for spec in specs]
@@ -70,7 +70,7 @@ def _weights_for(spec: ControlSpec, project_weights: LoadedWeights, settings: Ba
     """The tag's own ``model_path`` weights (inside MODEL_ROOT), else the project's weights."""
     if spec.model_path is None:
         return project_weights
-    return load_weights(settings.model_root, spec.model_path, settings.device)
+    return load_weights(settings.model_root, spec.model_path, settings.runtime)
 
 
 def _usable(controls: list[ControlPredictor]) -> list[ControlPredictor]:

@@ -197,7 +197,7 @@ def preload_base_weights() -> threading.Thread:
     def load() -> None:
         settings = BackendSettings()
         try:
-            load_weights(settings.model_root, settings.model_path, settings.device)
+            load_weights(settings.model_root, settings.model_path, settings.runtime)
         except Exception as error:  # logged, and raised again by the /setup that needs the weights
             logger.warning("Weights %s not preloaded: %s", settings.model_path, error)
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from label_studio_yolo.runtimes import PRECISIONS, PYTORCH, RUNTIMES, Runtime
+
 
 def _default_threads() -> int:
     """All cores this process may use (a container's CPU set, not the host's)."""
@@ -36,8 +38,21 @@ class BackendSettings(BaseSettings):
         None, gt=0, description="Inference image size; unset uses the size the weights were trained at."
     )
     device: str = Field("cpu", description="Torch device for inference: cpu, cuda, cuda:0, mps.")
+    inference_runtime: str = Field(
+        PYTORCH,
+        pattern=f"^({'|'.join(RUNTIMES)})$",
+        description="pytorch, or openvino (exported once per weight file, CPU only; a failed export falls back to "
+        "pytorch).",
+    )
+    openvino_precision: str = Field(
+        "f32",
+        pattern=f"^({'|'.join(PRECISIONS)})$",
+        description="f32 (PyTorch's boxes) or bf16 (faster on CPUs with bfloat16, boxes within about a pixel).",
+    )
     torch_threads: int = Field(
-        default_factory=_default_threads, gt=0, description="Torch CPU threads per process (default: all cores)."
+        default_factory=_default_threads,
+        gt=0,
+        description="CPU threads of inference per process, torch and OpenVINO (default: all cores).",
     )
     label_studio_url: str | None = Field(
         None, description="Base URL of Label Studio for /data/upload/ images; else the hostname /setup sends."
@@ -69,6 +84,11 @@ class BackendSettings(BaseSettings):
         description="Publish a new version if its val mAP50 is not worse, or always.",
     )
     train_job_timeout: int = Field(6 * 3600, gt=0, description="Seconds a training job may run before rq stops it.")
+
+    @property
+    def runtime(self) -> Runtime:
+        """How inference runs: runtime, device and threads."""
+        return Runtime(self.inference_runtime, self.device, self.torch_threads, self.openvino_precision)
 
     @property
     def resolved_model_root(self) -> Path:

@@ -5,7 +5,7 @@ keyed by the resolved path and the file's size and modification time, so a secon
 reuses the loaded model, while a replaced file is loaded again.
 
 Example:
-    >>> loaded = load_weights(BackendSettings())      # doctest: +SKIP
+    >>> loaded = load_weights(Path("models"), "yolo11n.pt", Runtime("openvino", threads=2))   # doctest: +SKIP
     >>> loaded.version
     'yolo11n-3f2a9c1d'
 """
@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
+
+from label_studio_yolo.runtimes import OPENVINO, PYTORCH, Runtime, load_openvino
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -35,11 +37,23 @@ class WeightsError(RuntimeError):
 
 @dataclass
 class LoadedWeights:
-    """A YOLO model loaded from one file, with the lock that serialises its (not thread-safe) predictor."""
+    """A YOLO model loaded from one file, with the lock that serialises its (not thread-safe) predictor.
+
+    Attributes:
+        path: the weight file (``.pt``).
+        version: the model version reported to Label Studio.
+        model: what inference runs: the PyTorch model, or its OpenVINO export.
+        runtime: ``pytorch`` or ``openvino``.
+        imgsz: the image size the weights were trained at (inference uses it unless MODEL_IMGSZ is set).
+        keypoints: keypoints per object of a pose model, else 0.
+    """
 
     path: Path
     version: str
     model: YOLO
+    runtime: str = PYTORCH
+    imgsz: int | None = None
+    keypoints: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -48,7 +62,8 @@ class LoadedWeights:
         return dict(self.model.names)
 
 
-_cache: dict[tuple[Path, int, int], LoadedWeights] = {}
+_cache: dict[tuple[Path, int, int, str], LoadedWeights] = {}
+"""Loaded weights by file (path, size, mtime) and runtime (``pytorch``, or the OpenVINO precision)."""
 _cache_lock = threading.Lock()
 
 
@@ -91,40 +106,69 @@ def _download_official(path: Path) -> None:
         raise WeightsError(f"Weights {path.name!r} not found at {path} and could not be downloaded. {how_to}")
 
 
-def load_weights(model_root: Path, name: str, device: str = "cpu") -> LoadedWeights:
+def load_weights(model_root: Path, name: str, runtime: Runtime | None = None) -> LoadedWeights:
     """Load the weights named ``name`` in ``model_root``, downloading official ones if missing; cached per file."""
     path = resolve_weights_path(model_root, name)
     if not path.is_file():
         _download_official(path)
-    return load_weights_file(path, device)
+    return load_weights_file(path, runtime)
 
 
-def load_weights_file(path: Path, device: str = "cpu", version: str | None = None) -> LoadedWeights:
-    """Load an existing weight file (a trained version), cached per file; ``version`` overrides the file's."""
+def load_weights_file(path: Path, runtime: Runtime | None = None, version: str | None = None) -> LoadedWeights:
+    """Load an existing weight file (a trained version), cached per file and runtime; ``version`` overrides the file's.
+
+    ``runtime`` defaults to PyTorch on the CPU.
+    """
+    runtime = runtime or Runtime()
     stat = path.stat()
-    key = (path, stat.st_size, stat.st_mtime_ns)
+    key = (path, stat.st_size, stat.st_mtime_ns, runtime.precision if runtime.wants_openvino else PYTORCH)
     with _cache_lock:
         cached = _cache.get(key)
         if cached is None:
-            cached = _load(path, device, version)
+            cached = _load(path, runtime, version)
             _cache[key] = cached
     return cached
 
 
-def _load(path: Path, device: str, version: str | None = None) -> LoadedWeights:
-    """Read one weight file into a YOLO model on ``device``."""
+def _load(path: Path, runtime: Runtime, version: str | None = None) -> LoadedWeights:
+    """Read one weight file into a YOLO model on the runtime's device; OpenVINO replaces it when asked for."""
     from ultralytics import YOLO
 
     try:
         model = YOLO(str(path))
-        if device != "cpu":
-            model.to(device)
-        _warm_up(model, device)
+        if runtime.device != "cpu":
+            model.to(runtime.device)
+        _warm_up(model, runtime.device)
     except Exception as error:  # a corrupt or foreign file raises anything from pickle to KeyError
         raise WeightsError(f"Weights at {path} could not be loaded as a YOLO model: {error}") from error
     version = version or file_version(path)
-    logger.info("Loaded weights %s as model version %s (%d classes)", path, version, len(model.names))
-    return LoadedWeights(path=path, version=version, model=model)
+    imgsz = _trained_imgsz(model)
+    loaded = LoadedWeights(path=path, version=version, model=model, imgsz=imgsz, keypoints=_keypoint_count(model))
+    if runtime.wants_openvino:
+        try:
+            loaded.model = load_openvino(path, file_version(path), model.task, imgsz or 640, runtime)
+            loaded.runtime = OPENVINO
+        except Exception as error:  # OpenVINO missing, a read-only folder, an export that fails: PyTorch serves
+            logger.warning("Weights %s run on PyTorch: no OpenVINO export (%s)", path, error)
+    logger.info(
+        "Loaded weights %s as model version %s (%d classes, %s)", path, version, len(model.names), loaded.runtime
+    )
+    return loaded
+
+
+def _keypoint_count(model: YOLO) -> int:
+    """How many keypoints a pose model gives per object (0 when it is not a pose model)."""
+    network = getattr(model, "model", None)
+    shape = getattr(network, "kpt_shape", None) or (getattr(network, "yaml", None) or {}).get("kpt_shape")
+    return int(shape[0]) if shape else 0
+
+
+def _trained_imgsz(model: YOLO) -> int | None:
+    """The image size the weights were trained at, as ultralytics keeps it in the checkpoint's arguments."""
+    imgsz = model.overrides.get("imgsz")
+    if isinstance(imgsz, (list, tuple)):
+        return int(max(imgsz))
+    return int(imgsz) if imgsz else None
 
 
 def _warm_up(model: YOLO, device: str) -> None:

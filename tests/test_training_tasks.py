@@ -403,6 +403,7 @@ def test_the_job_fine_tunes_compares_and_stores_each_task(yolo_task: str, tmp_pa
         train_val_fraction=0.25,
         torch_threads=2,
         train_publish_policy="always",
+        inference_runtime="openvino",
     )
 
     result = train_annotated(9, label_config(config), tasks, settings)
@@ -419,6 +420,7 @@ def test_the_job_fine_tunes_compares_and_stores_each_task(yolo_task: str, tmp_pa
     assert list(meta["skipped_tasks"]) == ["400"] and "not a readable image" in meta["skipped_tasks"]["400"]
     assert sorted(meta["train_tasks"] + meta["val_tasks"]) == list(range(100, 100 + JOB_TASKS))
     assert (version.path / "results.png").is_file() and (version.path / "results.csv").is_file()
+    assert any(version.path.glob("*_openvino_model/*.xml")), "the worker exports the version for serving"
     trained = YOLO(str(version.weights))
     assert trained.task == yolo_task
     assert sorted(trained.names.values()) == sorted(classes)

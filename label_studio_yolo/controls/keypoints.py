@@ -71,7 +71,7 @@ class KeyPointLabelsControl(ControlPredictor):
         task = str(getattr(self.weights.model, "task", "detect"))
         if task not in self.model_tasks:
             return super().unusable_reason()
-        count = keypoint_count(self.weights.model)
+        count = self.weights.keypoints
         class_names = list(self.weights.class_names.values())
         usable = [
             point
@@ -86,11 +86,3 @@ class KeyPointLabelsControl(ControlPredictor):
             f'e.g. <Label value="{(self.spec.label_names or ("Nose",))[0]}" model_index="0" '
             f'predicted_values="{class_names[0] if class_names else "person"}"/>.'
         )
-
-
-def keypoint_count(model: Any) -> int:
-    """How many keypoints a pose model gives per object (0 when it is not a pose model)."""
-    shape = getattr(getattr(model, "model", None), "kpt_shape", None)
-    if shape is None:
-        shape = (getattr(getattr(model, "model", None), "yaml", None) or {}).get("kpt_shape")
-    return int(shape[0]) if shape else 0

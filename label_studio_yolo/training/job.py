@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from label_studio_yolo.media import ImageLoader, MediaSettings
+from label_studio_yolo.runtimes import ensure_openvino_export
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.annotations import annotated_tasks
 from label_studio_yolo.training.dataset import Dataset, write_dataset
@@ -100,7 +101,7 @@ def train_annotated(
             "export_and_train_s": round(trained_at - started, 1),
             "total_s": round(time.time() - started, 1),
         }
-        _store_version(store, project, name, best, run_dir, meta)
+        _store_version(store, project, name, best, run_dir, meta, settings)
     published = settings.train_publish_policy == "always" or scores["new"] >= scores["old"]
     if published:
         store.publish(project, name)
@@ -160,15 +161,34 @@ def _check_splits(project: int, dataset: Dataset) -> None:
 
 
 def _store_version(
-    store: VersionStore, project: int, name: str, best: Path, run_dir: Path, meta: dict[str, Any]
+    store: VersionStore,
+    project: int,
+    name: str,
+    best: Path,
+    run_dir: Path,
+    meta: dict[str, Any],
+    settings: BackendSettings,
 ) -> None:
-    """Write the version folder atomically: weights, metadata, and ultralytics' metrics table and plot."""
+    """Write the version folder atomically: weights, their OpenVINO export, metadata, and ultralytics' metrics."""
     with store.new_version(project, name) as folder:
         shutil.copy2(best, folder / WEIGHTS_FILE)
+        if settings.runtime.wants_openvino:
+            _export_for_serving(folder / WEIGHTS_FILE, settings.train_imgsz)
         for artefact in ("results.csv", "results.png"):
             if (run_dir / artefact).exists():
                 shutil.copy2(run_dir / artefact, folder / artefact)
         (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+
+
+def _export_for_serving(weights: Path, imgsz: int) -> None:
+    """Export the version to OpenVINO here, so a web process does not pay for it inside a request.
+
+    A failure only costs speed: the web process tries again, and serves with PyTorch if that fails too.
+    """
+    try:
+        ensure_openvino_export(weights, file_version(weights), imgsz)
+    except Exception as error:  # OpenVINO export errors vary; training must still publish
+        logger.warning("Version %s not exported to OpenVINO: %s", weights.parent.name, error)
 
 
 def _label_studio_client(settings: BackendSettings) -> Any:

@@ -1,0 +1,158 @@
+"""Inference runtimes: OpenVINO gives PyTorch's boxes, is exported once beside the weights, uses the threads it is
+given, and falls back to PyTorch (with the reason logged) when it cannot be exported.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import ultralytics
+from PIL import Image
+
+from conftest import PROJECT_ROOT, SampleImage
+from label_studio_yolo.inference import Detection, run_model
+from label_studio_yolo.runtimes import OPENVINO, PYTORCH, Runtime, compiled_property, openvino_folder
+from label_studio_yolo.weights import file_version, load_weights_file
+
+PHOTOS = [Path(ultralytics.__file__).parent / "assets" / name for name in ("bus.jpg", "zidane.jpg")]
+"""Real photos shipped inside ultralytics."""
+
+
+@pytest.fixture
+def weights_copy(tiny_weights: Path, tmp_path: Path) -> Path:
+    """A private copy of the detection model, so each test starts without an export."""
+    path = tmp_path / "models" / "boxes.pt"
+    path.parent.mkdir()
+    shutil.copy2(tiny_weights, path)
+    return path
+
+
+def box_iou(a: Detection, b: Detection) -> float:
+    width = max(0.0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    height = max(0.0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    inter = width * height
+    union = (a.x1 - a.x0) * (a.y1 - a.y0) + (b.x1 - b.x0) * (b.y1 - b.y0) - inter
+    return inter / union if union else 0.0
+
+
+def has_twin(detection: Detection, others: list[Detection]) -> bool:
+    """``others`` holds the same object: same class, IoU >= 0.98, score within 0.02."""
+    return any(
+        other.class_name == detection.class_name
+        and box_iou(detection, other) >= 0.98
+        and abs(detection.score - other.score) <= 0.02
+        for other in others
+    )
+
+
+def test_openvino_gives_the_boxes_of_pytorch_on_real_photos(weights_copy: Path) -> None:
+    """The test model knows coloured boxes only; on real photos it finds dozens of weak, overlapping objects. Those
+    are a hard comparison: where two overlap with nearly equal scores, float differences decide which one
+    non-maximum suppression keeps. At least 95% of them must have a twin; on images it knows, all must (below)."""
+    pytorch = load_weights_file(weights_copy)
+    openvino = load_weights_file(weights_copy, Runtime(OPENVINO, threads=2))
+    assert (pytorch.runtime, openvino.runtime) == (PYTORCH, OPENVINO)
+    for photo in PHOTOS:
+        image = Image.open(photo).convert("RGB")
+        expected = [d for d in run_model(pytorch, image, conf=0.05, imgsz=640).detections if d.score >= 0.1]
+        actual = run_model(openvino, image, conf=0.05, imgsz=640).detections
+        assert len(expected) >= 10, "the comparison needs detections"
+        twins = sum(has_twin(detection, actual) for detection in expected)
+        assert twins >= 0.95 * len(expected), f"{photo.name}: {twins} of {len(expected)} boxes match"
+
+
+def test_openvino_finds_the_drawn_boxes_as_pytorch_does(weights_copy: Path, sample_images: list[SampleImage]) -> None:
+    pytorch = load_weights_file(weights_copy)
+    openvino = load_weights_file(weights_copy, Runtime(OPENVINO, threads=2))
+    for sample in sample_images:
+        image = Image.open(sample.path).convert("RGB")
+        expected = run_model(pytorch, image, conf=0.4).detections
+        actual = run_model(openvino, image, conf=0.4).detections
+        assert len(expected) == len(actual) == len(sample.truth)
+        assert all(has_twin(detection, actual) for detection in expected)
+
+
+def test_openvino_uses_the_threads_and_precision_it_is_given(weights_copy: Path) -> None:
+    loaded = load_weights_file(weights_copy, Runtime(OPENVINO, threads=1))
+    assert compiled_property(loaded.model, "INFERENCE_NUM_THREADS") == "1"
+    assert "float32" in compiled_property(loaded.model, "INFERENCE_PRECISION_HINT")
+    faster = load_weights_file(weights_copy, Runtime(OPENVINO, threads=2, precision="bf16"))
+    assert faster.model is not loaded.model, "each precision is its own compiled network"
+    assert compiled_property(faster.model, "INFERENCE_NUM_THREADS") == "2"
+
+
+def test_the_export_is_made_once_beside_the_weights_and_reused_by_the_next_process(weights_copy: Path) -> None:
+    load_weights_file(weights_copy, Runtime(OPENVINO, threads=1))
+    folder = openvino_folder(weights_copy, file_version(weights_copy))
+    assert folder.parent == weights_copy.parent and any(folder.glob("*.xml"))
+    before = {path: path.stat().st_mtime_ns for path in folder.iterdir()}
+
+    script = (
+        "import logging, sys; logging.basicConfig(level=logging.INFO)\n"
+        "from pathlib import Path\n"
+        "from label_studio_yolo.runtimes import Runtime\n"
+        "from label_studio_yolo.weights import load_weights_file\n"
+        "print(load_weights_file(Path(sys.argv[1]), Runtime('openvino', threads=1)).runtime)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(weights_copy)], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120
+    )
+    assert result.stdout.strip().splitlines()[-1] == OPENVINO, result.stderr
+    assert "Exporting" not in result.stderr, "the second process loads the export of the first"
+    assert {path: path.stat().st_mtime_ns for path in folder.iterdir()} == before
+
+
+def test_a_failed_export_falls_back_to_pytorch_and_logs_why(weights_copy: Path, caplog) -> None:
+    blocker = openvino_folder(weights_copy, file_version(weights_copy))
+    blocker.write_text("a stray file where the export belongs")
+
+    with caplog.at_level(logging.WARNING):
+        loaded = load_weights_file(weights_copy, Runtime(OPENVINO, threads=1))
+
+    assert loaded.runtime == PYTORCH
+    assert f"Weights {weights_copy} run on PyTorch: no OpenVINO export" in caplog.text
+    image = Image.open(PHOTOS[0]).convert("RGB")
+    assert run_model(loaded, image, conf=0.05, imgsz=640).detections, "PyTorch still predicts"
+    leftovers = [path for path in weights_copy.parent.glob(".*_openvino_model.*") if path.is_dir()]
+    assert leftovers == [], "no half-written export is left behind"
+
+
+def test_openvino_is_not_used_off_the_cpu() -> None:
+    assert Runtime(OPENVINO, device="cpu").wants_openvino
+    assert not Runtime(OPENVINO, device="cuda:0").wants_openvino
+    assert not Runtime(PYTORCH).wants_openvino
+
+
+@pytest.mark.parametrize("name", ["boxes-seg.pt", "boxes-pose.pt", "boxes-obb.pt", "colours-cls.pt"])
+def test_openvino_gives_pytorchs_outlines_keypoints_rotated_boxes_and_classes(
+    name: str, task_models: Path, sample_images: list[SampleImage], tmp_path: Path
+) -> None:
+    path = tmp_path / name
+    shutil.copy2(task_models / name, path)
+    pytorch = load_weights_file(path)
+    openvino = load_weights_file(path, Runtime(OPENVINO, threads=2))
+    for sample in sample_images[:3]:
+        image = Image.open(sample.path).convert("RGB")
+        expected, actual = run_model(pytorch, image, conf=0.3), run_model(openvino, image, conf=0.3)
+        assert [c.class_name for c in expected.classes] == [c.class_name for c in actual.classes]
+        for mine, theirs in zip(expected.classes, actual.classes, strict=True):
+            assert abs(mine.score - theirs.score) <= 0.02
+        assert len(expected.detections) == len(actual.detections)
+        for detection in expected.detections:
+            twin = max(actual.detections, key=lambda other: box_iou(detection, other))
+            assert has_twin(detection, [twin])
+            for mine, theirs in zip(detection.keypoints, twin.keypoints, strict=True):
+                assert abs(mine.x - theirs.x) <= 1 and abs(mine.y - theirs.y) <= 1
+            if detection.rotated:
+                assert twin.rotated is not None and abs(detection.rotated.angle - twin.rotated.angle) <= 0.02
+            assert abs(len(detection.polygon) - len(twin.polygon)) <= max(2, len(detection.polygon) // 10)
+        if expected.masks is not None:
+            assert actual.masks is not None
+            for index in range(len(expected.detections)):
+                mine, theirs = expected.masks.full_size(index), actual.masks.full_size(index)
+                assert (mine & theirs).sum() / max(1, (mine | theirs).sum()) >= 0.95
