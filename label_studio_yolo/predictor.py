@@ -21,6 +21,7 @@ from typing import Any
 from label_studio_yolo.controls import ControlPredictor
 from label_studio_yolo.inference import ModelOutput, run_model
 from label_studio_yolo.media import ImageLoader, MediaError
+from label_studio_yolo.prefetch import ImageSource, MediaPrefetcher
 
 logger = logging.getLogger(__name__)
 
@@ -55,17 +56,23 @@ class TaskPredictor:
 
     def predict(self, tasks: Sequence[object]) -> list[TaskPrediction]:
         """One entry per task, in task order."""
-        return [self.predict_task(task) for task in tasks]
+        return [outcome.prediction or [] for outcome in self.attempt_all(tasks)]
 
     def predict_task(self, task: object) -> TaskPrediction:
         """The prediction for one task, or ``[]`` (with a logged reason) when it cannot be made."""
         return self.attempt(task).prediction or []
 
-    def attempt(self, task: object) -> TaskOutcome:
+    def attempt_all(self, tasks: Sequence[object]) -> Iterator[TaskOutcome]:
+        """Each task's outcome, in task order; the next tasks' images download while a task is predicted."""
+        with MediaPrefetcher(self.loader, self._image_values(tasks)) as images:
+            for task in tasks:
+                yield self.attempt(task, images)
+
+    def attempt(self, task: object, images: ImageSource | None = None) -> TaskOutcome:
         """The prediction for one task, or the reason (also logged) why there is none."""
         task_id = task.get("id") if isinstance(task, dict) else None
         try:
-            regions = self._regions(task)
+            regions = self._regions(task, images or self.loader)
         except MediaError as error:
             logger.error("Task %s: no prediction, media not loaded: %s", task_id, error)
             return TaskOutcome(task_id, error=f"media not loaded: {error}")
@@ -76,7 +83,17 @@ class TaskPredictor:
         prediction = {"result": regions, "score": round(score, 4), "model_version": self.model_version}
         return TaskOutcome(task_id, prediction=prediction)
 
-    def _regions(self, task: object) -> list[dict[str, Any]]:
+    def _image_values(self, tasks: Sequence[object]) -> list[object]:
+        """The image values of ``tasks`` in the order prediction loads them (videos are streamed, not prefetched)."""
+        keys = [key for key, by_model in self._by_image.items() if by_model[0][0].spec.object_type != "Video"]
+        values: list[object] = []
+        for task in tasks:
+            data = task.get("data") if isinstance(task, dict) else None
+            if isinstance(data, dict):
+                values.extend(data[key] for key in keys if key in data)
+        return values
+
+    def _regions(self, task: object, images: ImageSource) -> list[dict[str, Any]]:
         data = task.get("data") if isinstance(task, dict) else None
         if not isinstance(data, dict):
             raise MediaError("task has no 'data' object")
@@ -84,13 +101,13 @@ class TaskPredictor:
         for value_key, by_model in self._by_image.items():
             if value_key not in data:
                 raise MediaError(f"task data has no {value_key!r} key (keys: {sorted(data)})")
-            for controls, output in self._outputs(data[value_key], by_model):
+            for controls, output in self._outputs(data[value_key], by_model, images):
                 for control in controls:
                     regions.extend(control.regions(output))
         return _without_missing_parents(regions)
 
     def _outputs(
-        self, value: object, by_model: list[list[ControlPredictor]]
+        self, value: object, by_model: list[list[ControlPredictor]], images: ImageSource
     ) -> Iterator[tuple[list[ControlPredictor], ModelOutput]]:
         """Each model's output on the task's image (loaded once) or video (tracked once per model)."""
         if by_model[0][0].spec.object_type == "Video":
@@ -99,7 +116,7 @@ class TaskPredictor:
             for controls in by_model:
                 yield controls, track_task_video(controls, value, self.loader, self.imgsz, self.threads)
             return
-        image = self.loader.load(value)
+        image = images.load(value)
         for controls in by_model:
             conf = min(control.spec.threshold for control in controls)
             yield controls, run_model(controls[0].weights, image, conf=conf, imgsz=self.imgsz, threads=self.threads)

@@ -143,8 +143,7 @@ def _predict_batch(
 ) -> list[dict[str, Any]]:
     """The batch's predictions as upload bodies; failures are recorded in ``totals``."""
     predictions = []
-    for task in batch:
-        outcome = predictor.attempt(task)
+    for task, outcome in zip(batch, predictor.attempt_all(batch), strict=True):
         if outcome.prediction is None:
             totals.failed[int(task["id"])] = outcome.error or "no prediction"
             continue
