@@ -1,0 +1,108 @@
+"""Speed of ``/predict`` against raw ultralytics loops on the same images and weights, in one run.
+
+Prints tasks per second and ratios for:
+
+- **raw PyTorch**: ``YOLO(weights).predict(path)`` one local file at a time (Label Studio's own example's way);
+- **raw OpenVINO** (``f32`` and ``bf16``): the same loop on the backend's OpenVINO export;
+- **/predict** of the backend under gunicorn, for each ``INFERENCE_RUNTIME`` and precision, with 32 tasks in one
+  request and with 1 task per request, images served over local HTTP.
+
+Photos are ultralytics' ``bus.jpg`` and ``zidane.jpg``, alternating. The default weights are the repository's tiny
+test model asked at 640 px (yolo11n's cost); ``--weights`` takes a real model.
+
+Usage:
+    .venv/bin/python -m benchmarks.predict_speed --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from benchmarks.bulk_predict import DEFAULT_WEIGHTS, PHOTOS, raw_ultralytics_rate
+from conftest import BOXES_CONFIG, WEIGHTS_NAME
+from tests.e2e.conftest import backend_server
+from tests.support.image_server import serve_files
+
+TASKS = 32
+
+
+def raw_openvino_rate(weights: Path, images: list[Path], imgsz: int, threads: int, precision: str) -> float:
+    """Images per second of one predict call per local file, on the backend's OpenVINO export."""
+    from label_studio_yolo.runtimes import OPENVINO, Runtime
+    from label_studio_yolo.weights import load_weights_file
+
+    model = load_weights_file(weights, Runtime(OPENVINO, threads=threads, precision=precision)).model
+    started = time.perf_counter()
+    for path in images:
+        model.predict(str(path), imgsz=imgsz, conf=0.25, verbose=False)
+    return len(images) / (time.perf_counter() - started)
+
+
+def predict_rates(url: str, tasks: list[dict[str, object]]) -> tuple[float, float]:
+    """Tasks per second of ``/predict``: all tasks in one request, and one task per request."""
+    body = {"project": "bench.1", "label_config": BOXES_CONFIG}
+    requests.post(f"{url}/setup", json={"project": "bench.1", "schema": BOXES_CONFIG}, timeout=120)
+    requests.post(f"{url}/predict", json={**body, "tasks": tasks[:2]}, timeout=120)  # warm-up
+    started = time.perf_counter()
+    answer = requests.post(f"{url}/predict", json={**body, "tasks": tasks}, timeout=300)
+    batch = len(tasks) / (time.perf_counter() - started)
+    assert all(entry for entry in answer.json()["results"]), "every task predicted"
+    started = time.perf_counter()
+    for task in tasks:
+        requests.post(f"{url}/predict", json={**body, "tasks": [task]}, timeout=120)
+    single = len(tasks) / (time.perf_counter() - started)
+    return batch, single
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2, help="inference threads (default: 2)")
+    parser.add_argument("--imgsz", type=int, default=640, help="inference size (default: 640)")
+    parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="YOLO weights (default: tiny test model)")
+    args = parser.parse_args()
+
+    images = [PHOTOS[index % len(PHOTOS)] for index in range(TASKS)]
+    rows: list[tuple[str, float]] = []
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) / "models"
+        root.mkdir()
+        weights = root / WEIGHTS_NAME
+        shutil.copy2(args.weights, weights)
+        rows.append(("raw ultralytics, PyTorch", raw_ultralytics_rate(weights, images, args.imgsz, args.threads)))
+        for precision in ("f32", "bf16"):
+            rate = raw_openvino_rate(weights, images, args.imgsz, args.threads, precision)
+            rows.append((f"raw ultralytics, OpenVINO {precision}", rate))
+        with serve_files() as storage:
+            tasks: list[dict[str, object]] = [
+                {"id": index, "data": {"image": storage.add(f"/{index}-{path.name}", path.read_bytes())}}
+                for index, path in enumerate(images)
+            ]
+            for runtime, precision in (("pytorch", "f32"), ("openvino", "f32"), ("openvino", "bf16")):
+                settings = {
+                    "TORCH_THREADS": str(args.threads),
+                    "MODEL_IMGSZ": str(args.imgsz),
+                    "INFERENCE_RUNTIME": runtime,
+                    "OPENVINO_PRECISION": precision,
+                }
+                name = runtime if runtime == "pytorch" else f"openvino {precision}"
+                with backend_server(root, Path(scratch), **settings) as backend:
+                    batch, single = predict_rates(backend.url, tasks)
+                rows.append((f"/predict {TASKS} tasks, {name}", batch))
+                rows.append((f"/predict 1 task x {TASKS}, {name}", single))
+
+    raw = rows[0][1]
+    print(f"{TASKS} photos, {args.weights.name} at {args.imgsz} px, {args.threads} threads")
+    for name, rate in rows:
+        print(f"  {name + ':':40} {rate:6.1f} tasks/s   {rate / raw:.2f}x")
+    print(f"  peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
