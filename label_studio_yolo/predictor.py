@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,7 +62,7 @@ class TaskPredictor:
         """The prediction for one task, or ``[]`` (with a logged reason) when it cannot be made."""
         return self.attempt(task).prediction or []
 
-    def attempt_all(self, tasks: Sequence[object]) -> Iterator[TaskOutcome]:
+    def attempt_all(self, tasks: Sequence[object]) -> Generator[TaskOutcome, None, None]:
         """Each task's outcome, in task order; the next tasks' images download while a task is predicted."""
         with MediaPrefetcher(self.loader, self._image_values(tasks)) as images:
             for task in tasks:

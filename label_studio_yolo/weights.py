@@ -141,12 +141,13 @@ def _load(path: Path, runtime: Runtime, version: str | None = None) -> LoadedWei
         _warm_up(model, runtime.device)
     except Exception as error:  # a corrupt or foreign file raises anything from pickle to KeyError
         raise WeightsError(f"Weights at {path} could not be loaded as a YOLO model: {error}") from error
-    version = version or file_version(path)
+    content_version = file_version(path)  # names the OpenVINO export; hashed once per load
+    version = version or content_version
     imgsz = _trained_imgsz(model)
     loaded = LoadedWeights(path=path, version=version, model=model, imgsz=imgsz, keypoints=_keypoint_count(model))
     if runtime.wants_openvino:
         try:
-            loaded.model = load_openvino(path, file_version(path), model.task, imgsz or 640, runtime)
+            loaded.model = load_openvino(path, content_version, model.task, imgsz or 640, runtime)
             loaded.runtime = OPENVINO
         except Exception as error:  # OpenVINO missing, a read-only folder, an export that fails: PyTorch serves
             logger.warning("Weights %s run on PyTorch: no OpenVINO export (%s)", path, error)

@@ -13,9 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ from label_studio_yolo.bulk.progress import Progress
 from label_studio_yolo.bulk.sinks import PredictionSink, UploadError
 
 if TYPE_CHECKING:  # importing the predictor imports torch: not before the connection is checked
-    from label_studio_yolo.predictor import TaskPredictor
+    from label_studio_yolo.predictor import TaskOutcome, TaskPredictor
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +73,11 @@ def run_batches(
     totals = BatchTotals()
     started = time.monotonic()
     uploads = _BackgroundUploads(sink, totals)
+    outcomes = predictor.attempt_all(tasks)  # one stream: images download ahead across batch boundaries
     try:
         for start in range(0, len(tasks), batch_size):
             batch = tasks[start : start + batch_size]
-            predictions = _predict_batch(predictor, batch, totals)
+            predictions = _predict_batch(batch, itertools.islice(outcomes, len(batch)), totals)
             uploads.submit(predictions)
             progress.advance(done=len(batch), failed=len(batch) - len(predictions))
         uploads.wait()
@@ -86,6 +88,7 @@ def run_batches(
     except UploadError:
         logger.error("Stopped: %s", totals.upload_error)
     finally:
+        outcomes.close()  # stops the image downloads still running ahead
         uploads.close()
         totals.seconds = time.monotonic() - started
         progress.close()
@@ -139,11 +142,11 @@ def _wait_quietly(uploads: _BackgroundUploads) -> None:
 
 
 def _predict_batch(
-    predictor: TaskPredictor, batch: Sequence[dict[str, Any]], totals: BatchTotals
+    batch: Sequence[dict[str, Any]], outcomes: Iterable[TaskOutcome], totals: BatchTotals
 ) -> list[dict[str, Any]]:
     """The batch's predictions as upload bodies; failures are recorded in ``totals``."""
     predictions = []
-    for task, outcome in zip(batch, predictor.attempt_all(batch), strict=True):
+    for task, outcome in zip(batch, outcomes, strict=True):
         if outcome.prediction is None:
             totals.failed[int(task["id"])] = outcome.error or "no prediction"
             continue
