@@ -19,8 +19,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from label_studio_yolo.decoding import Pixels
 from label_studio_yolo.regions import ImageSize
 from label_studio_yolo.weights import LoadedWeights
+
+ImageInput = Pixels | Image.Image
+"""What a model runs on: a BGR ``uint8`` array (what ultralytics reads from a file) or a Pillow RGB image."""
 
 
 @dataclass(frozen=True)
@@ -129,9 +133,10 @@ class ModelOutput:
 
 
 def run_model(
-    weights: LoadedWeights, image: Image.Image, conf: float, imgsz: int | None = None, threads: int | None = None
+    weights: LoadedWeights, image: ImageInput, conf: float, imgsz: int | None = None, threads: int | None = None
 ) -> ModelOutput:
-    """Run the model on ``image``; objects below ``conf`` are left out, class probabilities are all kept.
+    """Run the model on ``image`` (a BGR array, as from a file, or a Pillow image); objects below ``conf`` are left
+    out, class probabilities are all kept.
 
     ``conf`` goes to ultralytics so thresholds below its default (0.25) are honoured. ``imgsz`` unset means the
     size the weights were trained at. The model's predictor is not thread-safe: calls are serialised per model.
@@ -143,13 +148,13 @@ def run_model(
         if threads:
             torch.set_num_threads(threads)  # ultralytics' select_device() resets it to cpu_count - 1
         result = weights.model.predict(image, **options)[0]
-    size = ImageSize(*image.size)
+    size = ImageSize(*image.size) if isinstance(image, Image.Image) else ImageSize(image.shape[1], image.shape[0])
     masks = InstanceMasks(result.masks.data, size) if result.masks is not None else None
     return ModelOutput(size, _detections(result), _class_scores(result), masks)
 
 
 def detect(
-    weights: LoadedWeights, image: Image.Image, conf: float, imgsz: int | None = None, threads: int | None = None
+    weights: LoadedWeights, image: ImageInput, conf: float, imgsz: int | None = None, threads: int | None = None
 ) -> list[Detection]:
     """The objects found on ``image`` with a score of at least ``conf``."""
     return run_model(weights, image, conf, imgsz, threads).detections

@@ -19,8 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
-import io
 import logging
 import threading
 import urllib.request
@@ -29,7 +27,11 @@ from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
+
+from label_studio_yolo.decoding import MediaError, Pixels, decode_image, decode_pixels
+
+__all__ = ["CLOUD_SCHEMES", "LOCAL_FILES_PREFIX", "ImageLoader", "MediaError", "MediaSettings"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +40,6 @@ LOCAL_FILES_PREFIX = "/data/local-files/"
 
 CLOUD_SCHEMES = ("s3://", "gs://", "azure-blob://", "azure-spi://")
 """Storage URIs Label Studio must presign; not supported yet."""
-
-
-class MediaError(Exception):
-    """A task's image could not be loaded; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -65,13 +63,16 @@ class ImageLoader:
         self._sdk_lock = threading.Lock()
 
     def load(self, value: object) -> Image.Image:
-        """The image at ``value`` (a task-data string)."""
-        if not isinstance(value, str) or not value.strip():
-            raise MediaError(f"Task data value {value!r} is not an image URL or path")
-        return decode_image(self.read_bytes(value.strip()))
+        """The image at ``value`` (a task-data string) as a Pillow image."""
+        return decode_image(self.read_bytes(_location(value)))
+
+    def load_pixels(self, value: object) -> Pixels:
+        """The image at ``value`` as the BGR array inference takes."""
+        return decode_pixels(self.read_bytes(_location(value)))
 
     def read_bytes(self, value: str) -> bytes:
         """The raw bytes ``value`` points to."""
+        value = _location(value)
         if value.startswith("data:"):
             return self._read_data_uri(value)
         if value.startswith(CLOUD_SCHEMES):
@@ -177,22 +178,8 @@ def _limited_chunks(response: requests.Response, max_bytes: int) -> list[bytes]:
     return chunks
 
 
-@functools.cache
-def _register_heif() -> None:
-    """Teach Pillow HEIC/HEIF (phone photos) once per process."""
-    from pi_heif import register_heif_opener
-
-    register_heif_opener()
-
-
-def decode_image(data: bytes) -> Image.Image:
-    """Decode bytes (any format Pillow reads, plus HEIC/HEIF) into an RGB image with its EXIF orientation applied."""
-    _register_heif()
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            image = ImageOps.exif_transpose(opened)
-            return image.convert("RGB")
-    except Image.DecompressionBombError as error:
-        raise MediaError(f"Image refused as a decompression bomb: {error}") from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise MediaError(f"Content is not a readable image ({error})") from error
+def _location(value: object) -> str:
+    """``value`` as an image location, or :class:`MediaError` for anything that cannot be one."""
+    if not isinstance(value, str) or not value.strip():
+        raise MediaError(f"Task data value {value!r} is not an image URL or path")
+    return value.strip()

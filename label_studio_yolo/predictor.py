@@ -116,7 +116,7 @@ class TaskPredictor:
             for controls in by_model:
                 yield controls, track_task_video(controls, value, self.loader, self.imgsz, self.threads)
             return
-        image = images.load(value)
+        image = images.load_pixels(value)
         for controls in by_model:
             conf = min(control.spec.threshold for control in controls)
             yield controls, run_model(controls[0].weights, image, conf=conf, imgsz=self.imgsz, threads=self.threads)

@@ -6,7 +6,7 @@ task is predicted (decoded pixels are large; compressed bytes are not).
 
 Example:
     >>> with MediaPrefetcher(loader, ["/data/upload/1/a.jpg", "/data/upload/1/b.jpg"]) as images:  # doctest: +SKIP
-    ...     first = images.load("/data/upload/1/a.jpg")     # b.jpg is downloading meanwhile
+    ...     first = images.load_pixels("/data/upload/1/a.jpg")     # b.jpg is downloading meanwhile
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Protocol
 
-from PIL import Image
-
-from label_studio_yolo.media import ImageLoader, MediaError, decode_image
+from label_studio_yolo.decoding import MediaError, Pixels, decode_pixels
+from label_studio_yolo.media import ImageLoader
 
 PREFETCH_AHEAD = 8
 """Images downloaded ahead of the one being predicted (their bytes are held until their task's turn)."""
@@ -29,16 +28,16 @@ PREFETCH_THREADS = 4
 
 
 class ImageSource(Protocol):
-    """Anything that turns a task-data value into an image: :class:`ImageLoader` or :class:`MediaPrefetcher`."""
+    """Anything that turns a task-data value into pixels: :class:`ImageLoader` or :class:`MediaPrefetcher`."""
 
-    def load(self, value: object) -> Image.Image: ...
+    def load_pixels(self, value: object) -> Pixels: ...
 
 
 class MediaPrefetcher:
-    """Serves ``load(value)`` for ``values`` in the order given, downloading up to ``ahead`` of them in advance.
+    """Serves ``load_pixels(value)`` for ``values`` in the order given, downloading up to ``ahead`` of them in advance.
 
     A value that was not announced is loaded directly; announced values skipped over (a task that failed before its
-    second image) are dropped. Download errors are raised by ``load`` for that value only.
+    second image) are dropped. Download errors are raised by ``load_pixels`` for that value only.
     """
 
     def __init__(self, loader: ImageLoader, values: Sequence[object], ahead: int = PREFETCH_AHEAD) -> None:
@@ -49,15 +48,15 @@ class MediaPrefetcher:
         self._pool = ThreadPoolExecutor(max_workers=PREFETCH_THREADS, thread_name_prefix="prefetch")
         self._fill()
 
-    def load(self, value: object) -> Image.Image:
+    def load_pixels(self, value: object) -> Pixels:
         """The image at ``value``: from its download if it was prefetched, else loaded now."""
         while self._pending and self._pending[0][0] != value and any(v == value for v, _ in self._pending):
             self._pending.popleft()[1].cancel()
         if not self._pending or self._pending[0][0] != value:
-            return self.loader.load(value)
+            return self.loader.load_pixels(value)
         _, download = self._pending.popleft()
         self._fill()
-        return decode_image(download.result())
+        return decode_pixels(download.result())
 
     def close(self) -> None:
         """Stop: downloads not yet started are cancelled, the running ones finish in the background."""

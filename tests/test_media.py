@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from label_studio_yolo.media import ImageLoader, MediaError, MediaSettings, decode_image
+from label_studio_yolo.decoding import decode_image
+from label_studio_yolo.media import ImageLoader, MediaError, MediaSettings
 from tests.support.image_server import serve_files
 
 

@@ -65,12 +65,12 @@ def test_a_failed_download_fails_its_task_only(backend_env: Path, sample_images:
 def test_an_unannounced_image_is_loaded_directly(sample_images: list[SampleImage]) -> None:
     loader = ImageLoader(MediaSettings())
     with MediaPrefetcher(loader, [sample_images[0].data_uri()]) as images:
-        assert images.load(sample_images[1].data_uri()).size == (192, 144)
-        assert images.load(sample_images[0].data_uri()).size == (192, 144)
+        assert images.load_pixels(sample_images[1].data_uri()).shape == (144, 192, 3)
+        assert images.load_pixels(sample_images[0].data_uri()).shape == (144, 192, 3)
 
 
 @pytest.mark.parametrize("value", ["", None, 7])
 def test_values_that_are_not_urls_get_the_loaders_clear_error(value) -> None:
     with MediaPrefetcher(ImageLoader(MediaSettings()), [value]) as images, pytest.raises(MediaError) as raised:
-        images.load(value)
+        images.load_pixels(value)
     assert "is not an image URL or path" in str(raised.value)
