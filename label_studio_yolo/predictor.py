@@ -13,8 +13,10 @@ Example:
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,13 +42,18 @@ class TaskOutcome:
 
 @dataclass
 class TaskPredictor:
-    """Fills the controls of one labelling config, each with its model; every prediction carries ``model_version``."""
+    """Fills the controls of one labelling config, each with its model; every prediction carries ``model_version``.
+
+    With ``lanes`` > 1, a batch is predicted that many tasks at a time, each lane on its own copy of every model
+    (:meth:`LoadedWeights.lane_copy`) with ``threads / lanes`` threads; a single task runs alone with all threads.
+    """
 
     model_version: str
     controls: Sequence[ControlPredictor]
     loader: ImageLoader
     imgsz: int | None = None
     threads: int | None = None
+    lanes: int = 1
     _by_image: dict[str, list[list[ControlPredictor]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -64,15 +71,20 @@ class TaskPredictor:
 
     def attempt_all(self, tasks: Sequence[object]) -> Generator[TaskOutcome, None, None]:
         """Each task's outcome, in task order; the next tasks' images download while a task is predicted."""
+        lanes = min(self.lanes, len(tasks))
+        if lanes > 1:
+            yield from self._attempt_in_lanes(tasks, lanes)
+            return
         with MediaPrefetcher(self.loader, self._image_values(tasks)) as images:
             for task in tasks:
                 yield self.attempt(task, images)
 
-    def attempt(self, task: object, images: ImageSource | None = None) -> TaskOutcome:
-        """The prediction for one task, or the reason (also logged) why there is none."""
-        task_id = task.get("id") if isinstance(task, dict) else None
+    def attempt(self, task: object, images: ImageSource | None = None, lane: int | None = None) -> TaskOutcome:
+        """The prediction for one task, or the reason (also logged) why there is none; ``lane`` picks the lane's
+        copies of the models (``None``: the models themselves, with all threads)."""
+        task_id = _task_id(task)
         try:
-            regions = self._regions(task, images or self.loader)
+            regions = self._regions(task, images or self.loader, lane)
         except MediaError as error:
             logger.error("Task %s: no prediction, media not loaded: %s", task_id, error)
             return TaskOutcome(task_id, error=f"media not loaded: {error}")
@@ -82,6 +94,36 @@ class TaskPredictor:
         score = sum(region["score"] for region in regions) / len(regions) if regions else 0.0
         prediction = {"result": regions, "score": round(score, 4), "model_version": self.model_version}
         return TaskOutcome(task_id, prediction=prediction)
+
+    def _attempt_in_lanes(self, tasks: Sequence[object], lanes: int) -> Generator[TaskOutcome, None, None]:
+        """Lane ``i`` predicts tasks ``i, i + lanes, ...`` (with its own prefetcher); outcomes come in task order.
+
+        Closing the generator early stops each lane after the task it is on.
+        """
+        outcomes: list[Future[TaskOutcome]] = [Future() for _ in tasks]
+        stop = threading.Event()
+
+        def run_lane(lane: int) -> None:
+            indexes = range(lane, len(tasks), lanes)
+            try:
+                with MediaPrefetcher(self.loader, self._image_values([tasks[i] for i in indexes])) as images:
+                    for index in indexes:
+                        if stop.is_set():
+                            return
+                        outcomes[index].set_result(self.attempt(tasks[index], images, lane))
+            finally:  # a lane that dies (or stops) must not leave the consumer waiting
+                for index in indexes:
+                    if not outcomes[index].done():
+                        outcomes[index].set_result(TaskOutcome(_task_id(tasks[index]), error="prediction stopped"))
+
+        with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="lane") as pool:
+            for lane in range(lanes):
+                pool.submit(run_lane, lane)
+            try:
+                for outcome in outcomes:
+                    yield outcome.result()
+            finally:
+                stop.set()
 
     def _image_values(self, tasks: Sequence[object]) -> list[object]:
         """The image values of ``tasks`` in the order prediction loads them (videos are streamed, not prefetched)."""
@@ -93,7 +135,7 @@ class TaskPredictor:
                 values.extend(data[key] for key in keys if key in data)
         return values
 
-    def _regions(self, task: object, images: ImageSource) -> list[dict[str, Any]]:
+    def _regions(self, task: object, images: ImageSource, lane: int | None) -> list[dict[str, Any]]:
         data = task.get("data") if isinstance(task, dict) else None
         if not isinstance(data, dict):
             raise MediaError("task has no 'data' object")
@@ -101,13 +143,13 @@ class TaskPredictor:
         for value_key, by_model in self._by_image.items():
             if value_key not in data:
                 raise MediaError(f"task data has no {value_key!r} key (keys: {sorted(data)})")
-            for controls, output in self._outputs(data[value_key], by_model, images):
+            for controls, output in self._outputs(data[value_key], by_model, images, lane):
                 for control in controls:
                     regions.extend(control.regions(output))
         return _without_missing_parents(regions)
 
     def _outputs(
-        self, value: object, by_model: list[list[ControlPredictor]], images: ImageSource
+        self, value: object, by_model: list[list[ControlPredictor]], images: ImageSource, lane: int | None
     ) -> Iterator[tuple[list[ControlPredictor], ModelOutput]]:
         """Each model's output on the task's image (loaded once) or video (tracked once per model)."""
         if by_model[0][0].spec.object_type == "Video":
@@ -119,8 +161,16 @@ class TaskPredictor:
         image = images.load_pixels(value)
         for controls in by_model:
             conf = min(control.spec.threshold for control in controls)
-            yield controls, run_model(controls[0].weights, image, conf=conf, imgsz=self.imgsz, threads=self.threads)
+            weights, threads = controls[0].weights, self.threads
+            if lane is not None:
+                threads = max(1, self.threads // self.lanes) if self.threads else None
+                weights = weights.lane_copy(lane, threads)
+            yield controls, run_model(weights, image, conf=conf, imgsz=self.imgsz, threads=threads)
         del image  # decoded pixels are not needed past inference
+
+
+def _task_id(task: object) -> object:
+    return task.get("id") if isinstance(task, dict) else None
 
 
 def _without_missing_parents(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -63,6 +63,7 @@ def build_project_predictor(
         loader=ImageLoader(media),
         imgsz=settings.model_imgsz,
         threads=settings.torch_threads,
+        lanes=settings.runtime.lanes,
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from label_studio_yolo.runtimes import PRECISIONS, PYTORCH, RUNTIMES, Runtime
+from label_studio_yolo.runtimes import PRECISIONS, PYTORCH, RUNTIMES, Runtime, default_lanes
 
 
 def _default_threads() -> int:
@@ -54,6 +54,12 @@ class BackendSettings(BaseSettings):
         gt=0,
         description="CPU threads of inference per process, torch and OpenVINO (default: all cores).",
     )
+    inference_lanes: int | None = Field(
+        None,
+        gt=0,
+        description="Tasks of one /predict batch predicted at once, each on its own copy of the model with "
+        "TORCH_THREADS / lanes threads (default: 2 on a CPU with 2 or more threads, else 1).",
+    )
     label_studio_url: str | None = Field(
         None, description="Base URL of Label Studio for /data/upload/ images; else the hostname /setup sends."
     )
@@ -87,8 +93,9 @@ class BackendSettings(BaseSettings):
 
     @property
     def runtime(self) -> Runtime:
-        """How inference runs: runtime, device and threads."""
-        return Runtime(self.inference_runtime, self.device, self.torch_threads, self.openvino_precision)
+        """How inference runs: runtime, device, threads, precision and lanes."""
+        lanes = self.inference_lanes or default_lanes(self.device, self.torch_threads)
+        return Runtime(self.inference_runtime, self.device, self.torch_threads, self.openvino_precision, lanes)
 
     @property
     def resolved_model_root(self) -> Path:

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
@@ -46,6 +46,8 @@ class LoadedWeights:
         runtime: ``pytorch`` or ``openvino``.
         imgsz: the image size the weights were trained at (inference uses it unless MODEL_IMGSZ is set).
         keypoints: keypoints per object of a pose model, else 0.
+        requested: the runtime asked for (lane copies are made for the same).
+        content_version: the file's own version, which names its OpenVINO export.
     """
 
     path: Path
@@ -54,12 +56,27 @@ class LoadedWeights:
     runtime: str = PYTORCH
     imgsz: int | None = None
     keypoints: int = 0
+    requested: Runtime = field(default_factory=Runtime)
+    content_version: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _lanes: dict[int | None, list[LoadedWeights]] = field(default_factory=dict, repr=False)
+    _lanes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def class_names(self) -> dict[int, str]:
         """Model class id to class name."""
         return dict(self.model.names)
+
+    def lane_copy(self, lane: int, threads: int | None) -> LoadedWeights:
+        """Lane ``lane``'s copy of this model, for ``threads`` threads: its own predictor and lock (ultralytics'
+        predictor is not thread-safe), compiled for those threads on OpenVINO. Made on first use, then kept.
+        """
+        with self._lanes_lock:
+            copies = self._lanes.setdefault(threads, [])
+            while len(copies) <= lane:
+                copies.append(_lane_copy(self, threads))
+                logger.info("Weights %s: lane copy %d loaded (%s threads)", self.path, len(copies) - 1, threads)
+            return copies[lane]
 
 
 _cache: dict[tuple[Path, int, int, str], LoadedWeights] = {}
@@ -144,17 +161,36 @@ def _load(path: Path, runtime: Runtime, version: str | None = None) -> LoadedWei
     content_version = file_version(path)  # names the OpenVINO export; hashed once per load
     version = version or content_version
     imgsz = _trained_imgsz(model)
-    loaded = LoadedWeights(path=path, version=version, model=model, imgsz=imgsz, keypoints=_keypoint_count(model))
+    loaded = LoadedWeights(path, version, model, imgsz=imgsz, keypoints=_keypoint_count(model), requested=runtime)
     if runtime.wants_openvino:
         try:
             loaded.model = load_openvino(path, content_version, model.task, imgsz or 640, runtime)
             loaded.runtime = OPENVINO
+            loaded.content_version = content_version
         except Exception as error:  # OpenVINO missing, a read-only folder, an export that fails: PyTorch serves
             logger.warning("Weights %s run on PyTorch: no OpenVINO export (%s)", path, error)
     logger.info(
         "Loaded weights %s as model version %s (%d classes, %s)", path, version, len(model.names), loaded.runtime
     )
     return loaded
+
+
+def _lane_copy(loaded: LoadedWeights, threads: int | None) -> LoadedWeights:
+    """Another copy of ``loaded`` for one lane: the same file on the same runtime, with the lane's threads."""
+    from ultralytics import YOLO
+
+    runtime = replace(loaded.requested, threads=threads, lanes=1)
+    if loaded.runtime == OPENVINO:
+        task = loaded.model.task
+        model = load_openvino(loaded.path, loaded.content_version, task, loaded.imgsz or 640, runtime, pinned=False)
+    else:
+        model = YOLO(str(loaded.path))
+        if runtime.device != "cpu":
+            model.to(runtime.device)
+        _warm_up(model, runtime.device)
+    return replace(
+        loaded, model=model, requested=runtime, lock=threading.Lock(), _lanes={}, _lanes_lock=threading.Lock()
+    )
 
 
 def _keypoint_count(model: YOLO) -> int:

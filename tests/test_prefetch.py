@@ -28,7 +28,7 @@ def wait_for(condition, seconds: float = 5.0) -> bool:
 def test_the_next_images_are_requested_while_the_first_task_is_predicted(
     backend_env: Path, sample_images: list[SampleImage]
 ) -> None:
-    predictor = build_project_predictor(BOXES_CONFIG, project_id=1, settings=BackendSettings())
+    predictor = build_project_predictor(BOXES_CONFIG, project_id=1, settings=BackendSettings(inference_lanes=1))
     with serve_files() as storage:
         urls = [storage.add(f"/images/{n}.png", sample_images[n % 6].path.read_bytes()) for n in range(12)]
         tasks = [{"id": n, "data": {"image": url}} for n, url in enumerate(urls)]

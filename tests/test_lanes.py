@@ -1,0 +1,126 @@
+"""Lanes: a batch is predicted several tasks at a time, each lane on its own copy of the model, with the same
+predictions, in task order, failures kept to their task, and a stop that leaves nothing running."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import label_studio_yolo.predictor as predictor_module
+from conftest import BOXES_CONFIG, SampleImage
+from label_studio_yolo.inference import run_model
+from label_studio_yolo.predictor import TaskPredictor
+from label_studio_yolo.project_predictor import build_project_predictor
+from label_studio_yolo.runtimes import OPENVINO, Runtime, compiled_property
+from label_studio_yolo.settings import BackendSettings
+from label_studio_yolo.weights import load_weights_file
+from tests.support.image_server import serve_files
+
+
+def predictor_with(lanes: int) -> TaskPredictor:
+    return build_project_predictor(BOXES_CONFIG, project_id=1, settings=BackendSettings(inference_lanes=lanes))
+
+
+def tasks_for(images: list[SampleImage], count: int) -> list[dict[str, Any]]:
+    return [{"id": n, "data": {"image": images[n % len(images)].data_uri()}} for n in range(count)]
+
+
+def rounded(prediction: Any) -> list[tuple[str, float, float, float, float]]:
+    """Each region's label and box, to 0.1% of the image (one vs two threads may differ in the last float bits)."""
+    return [
+        (r["value"]["rectanglelabels"][0], *(round(r["value"][k], 1) for k in ("x", "y", "width", "height")))
+        for r in prediction["result"]
+    ]
+
+
+def test_lanes_give_the_predictions_of_one_task_at_a_time_in_task_order(
+    backend_env: Path, sample_images: list[SampleImage]
+) -> None:
+    tasks = tasks_for(sample_images, 9)
+
+    alone = predictor_with(1).predict(tasks)
+    in_lanes = list(predictor_with(2).attempt_all(tasks))
+
+    assert [outcome.task_id for outcome in in_lanes] == list(range(9))
+    assert [rounded(outcome.prediction) for outcome in in_lanes] == [rounded(p) for p in alone]
+    assert all(rounded(p) for p in alone), "every sample has its two boxes"
+
+
+def test_each_lane_runs_its_own_model_copy_with_its_share_of_the_threads(
+    backend_env: Path, sample_images: list[SampleImage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, int, int | None]] = []
+
+    def recording_run_model(weights: Any, image: Any, **options: Any) -> Any:
+        calls.append((threading.current_thread().name, id(weights), options.get("threads")))
+        return run_model(weights, image, **options)
+
+    monkeypatch.setattr(predictor_module, "run_model", recording_run_model)
+    predictor = predictor_with(2)
+    primary = predictor.controls[0].weights
+
+    predictor.predict(tasks_for(sample_images, 6))
+    predictor.predict(tasks_for(sample_images, 1))
+
+    copies = {id(primary.lane_copy(lane, threads=1)) for lane in (0, 1)}
+    batch, single = calls[:6], calls[6]
+    assert len(copies) == 2 and id(primary) not in copies
+    assert {model for _, model, _ in batch} == copies, "both lane copies predicted"
+    assert len({thread for thread, _, _ in batch}) == 2, "from two threads at once"
+    assert {threads for _, _, threads in batch} == {1}, "TORCH_THREADS=2 shared out: one thread per lane"
+    assert single[1:] == (id(primary), 2), "a single task runs on the model itself with every thread"
+
+
+def test_a_broken_task_fails_alone_in_its_lane(backend_env: Path, sample_images: list[SampleImage]) -> None:
+    tasks = tasks_for(sample_images, 6)
+    tasks[2]["data"]["image"] = "data:image/png;base64,bm90IGFuIGltYWdl"
+
+    outcomes = list(predictor_with(2).attempt_all(tasks))
+
+    assert outcomes[2].prediction is None and "not a readable image" in (outcomes[2].error or "")
+    assert all(outcome.prediction and outcome.prediction["result"] for i, outcome in enumerate(outcomes) if i != 2)
+
+
+def test_closing_the_stream_early_stops_every_lane(backend_env: Path, sample_images: list[SampleImage]) -> None:
+    with serve_files() as storage:
+        urls = [storage.add(f"/{n}.png", sample_images[n % 6].path.read_bytes()) for n in range(40)]
+        outcomes = predictor_with(2).attempt_all([{"id": n, "data": {"image": url}} for n, url in enumerate(urls)])
+
+        assert next(outcomes).prediction
+        outcomes.close()  # returns once each lane has finished the task it was on
+        requested = len(storage.requests)
+
+    assert requested < 40, "the remaining images were not all fetched"
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("lane")], "no lane left running"
+
+
+@pytest.mark.parametrize(
+    ("environment", "lanes"),
+    [({"TORCH_THREADS": "2"}, 2), ({"TORCH_THREADS": "1"}, 1), ({"TORCH_THREADS": "8", "INFERENCE_LANES": "4"}, 4)],
+)
+def test_lanes_default_to_two_on_a_cpu_with_two_threads(
+    environment: dict[str, str], lanes: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("INFERENCE_LANES", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+
+    assert BackendSettings().runtime.lanes == lanes
+    assert BackendSettings(device="cuda").runtime.lanes == (4 if "INFERENCE_LANES" in environment else 1)
+
+
+def test_openvino_lane_copies_are_compiled_for_one_thread_each_and_not_pinned(tiny_weights: Path, tmp_path: Path):
+    weights = tmp_path / "boxes.pt"
+    shutil.copy2(tiny_weights, weights)
+
+    loaded = load_weights_file(weights, Runtime(OPENVINO, threads=2, lanes=2))
+    copies = [loaded.lane_copy(lane, threads=1) for lane in (0, 1)]
+
+    assert compiled_property(loaded.model, "INFERENCE_NUM_THREADS") == "2"
+    assert [compiled_property(copy.model, "INFERENCE_NUM_THREADS") for copy in copies] == ["1", "1"]
+    assert [compiled_property(copy.model, "ENABLE_CPU_PINNING") for copy in copies] == ["False", "False"]
+    assert len(list(tmp_path.glob("*_openvino_model"))) == 1, "the copies share the one export"
