@@ -53,8 +53,9 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
         return sorted({control.weights.path for control in self.predictor.controls})
 
     def predict(self, tasks: list[dict[str, Any]], **kwargs: Any) -> list[TaskPrediction]:
-        """One prediction per task, in order; a task whose image fails gets ``[]`` and a logged reason."""
-        return self.predictor.predict(tasks)
+        """One prediction per task, in order; a task whose image fails gets ``[]`` and a logged reason, and so do
+        the tasks left when ``PREDICT_TIME_BUDGET`` is spent."""
+        return self.predictor.predict(tasks, time_budget=self.settings.predict_time_budget or None)
 
     def fit(self, event: Any, data: dict[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
         """Hand a Label Studio event (``START_TRAINING``, ``ANNOTATION_CREATED``, ...) to the training scheduler.

@@ -146,6 +146,23 @@ def test_a_broken_image_fails_only_its_own_task(client, storage, sample_images, 
     assert "Task 4: no prediction" in log and "'image'" in log
 
 
+def test_a_batch_past_its_time_budget_answers_with_what_is_predicted(
+    client, sample_images, monkeypatch, caplog
+) -> None:
+    """Label Studio gives /predict 100 s; a batch that would take longer answers in time with the tasks it reached,
+    and an empty entry (nothing stored, asked again next time) for each of the others."""
+    monkeypatch.setenv("PREDICT_TIME_BUDGET", "0.001")
+    tasks = [{"id": n, "data": {"image": sample_images[n % 6].data_uri()}} for n in range(12)]
+
+    with caplog.at_level(logging.WARNING):
+        results = predict(client, tasks).json["results"]
+
+    assert len(results) == 12 and results[0] and results[0]["result"]
+    assert results[-1] == [], "the batch stopped early"
+    assert results == [entry for entry in results if entry] + [[]] * results.count([]), "predicted tasks come first"
+    assert f"after {12 - results.count([])} of 12 tasks" in caplog.text and "label-studio-yolo predict" in caplog.text
+
+
 def test_two_projects_get_their_own_labels_alternately_and_concurrently(client, sample_images) -> None:
     french = BOXES_CONFIG.replace('value="Red box" predicted_values="red"', 'value="Rouge" predicted_values="red"')
     french = french.replace('<Label value="Blue"/>', '<Label value="Bleu" predicted_values="blue"/>')

@@ -4,8 +4,9 @@ Prints tasks per second and ratios for:
 
 - **raw PyTorch**: ``YOLO(weights).predict(path)`` one local file at a time (Label Studio's own example's way);
 - **raw OpenVINO** (``f32`` and ``bf16``): the same loop on the backend's OpenVINO export;
-- **/predict** of the backend under gunicorn, for each ``INFERENCE_RUNTIME`` and precision, with 32 tasks in one
-  request and with 1 task per request, images served over local HTTP.
+- **/predict** of the backend under gunicorn, for each ``INFERENCE_RUNTIME`` and precision (and the default runtime
+  with ``INFERENCE_LANES=1``), with 32 tasks in one request and with 1 task per request, images served over local
+  HTTP, and the peak RSS of the backend's worker process.
 
 Photos are ultralytics' ``bus.jpg`` and ``zidane.jpg``, alternating. The default weights are the repository's tiny
 test model asked at 640 px (yolo11n's cost); ``--weights`` takes a real model.
@@ -31,6 +32,23 @@ from tests.e2e.conftest import backend_server
 from tests.support.image_server import serve_files
 
 TASKS = 32
+
+SERVED = [("pytorch", "f32", ""), ("openvino", "f32", ""), ("openvino", "f32", "1"), ("openvino", "bf16", "")]
+"""Backends measured: runtime, OpenVINO precision, INFERENCE_LANES ("" = the default)."""
+
+
+def worker_peak_rss_mb(url: str) -> float:
+    """Peak resident memory (VmHWM) of the gunicorn processes bound to ``url``'s port, the largest one (the worker)."""
+    bind = url.removeprefix("http://")
+    peaks = [0.0]
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and bind in (proc / "cmdline").read_text():
+                status = (proc / "status").read_text()
+                peaks.append(int(status.split("VmHWM:")[1].split()[0]) / 1024)
+        except (OSError, IndexError):
+            continue  # a process that ended meanwhile
+    return max(peaks)
 
 
 def raw_openvino_rate(weights: Path, images: list[Path], imgsz: int, threads: int, precision: str) -> float:
@@ -70,6 +88,7 @@ def main() -> None:
 
     images = [PHOTOS[index % len(PHOTOS)] for index in range(TASKS)]
     rows: list[tuple[str, float]] = []
+    rss: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "models"
         root.mkdir()
@@ -84,24 +103,29 @@ def main() -> None:
                 {"id": index, "data": {"image": storage.add(f"/{index}-{path.name}", path.read_bytes())}}
                 for index, path in enumerate(images)
             ]
-            for runtime, precision in (("pytorch", "f32"), ("openvino", "f32"), ("openvino", "bf16")):
+            for runtime, precision, lanes in SERVED:
                 settings = {
                     "TORCH_THREADS": str(args.threads),
                     "MODEL_IMGSZ": str(args.imgsz),
                     "INFERENCE_RUNTIME": runtime,
                     "OPENVINO_PRECISION": precision,
+                    "INFERENCE_LANES": lanes,
                 }
-                name = runtime if runtime == "pytorch" else f"openvino {precision}"
+                name = (runtime if runtime == "pytorch" else f"openvino {precision}") + (", 1 lane" if lanes else "")
                 with backend_server(root, Path(scratch), **settings) as backend:
                     batch, single = predict_rates(backend.url, tasks)
+                    peak = worker_peak_rss_mb(backend.url)
                 rows.append((f"/predict {TASKS} tasks, {name}", batch))
                 rows.append((f"/predict 1 task x {TASKS}, {name}", single))
+                rss.append((name, peak))
 
     raw = rows[0][1]
     print(f"{TASKS} photos, {args.weights.name} at {args.imgsz} px, {args.threads} threads")
     for name, rate in rows:
         print(f"  {name + ':':40} {rate:6.1f} tasks/s   {rate / raw:.2f}x")
-    print(f"  peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    for name, peak in rss:
+        print(f"  peak RSS of the backend worker, {name}: {peak:.0f} MB")
+    print(f"  peak RSS of this process (raw loops) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 if __name__ == "__main__":

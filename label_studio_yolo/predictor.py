@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,9 +62,32 @@ class TaskPredictor:
         for control in self.controls:
             control.link(self.controls)
 
-    def predict(self, tasks: Sequence[object]) -> list[TaskPrediction]:
-        """One entry per task, in task order."""
-        return [outcome.prediction or [] for outcome in self.attempt_all(tasks)]
+    def predict(self, tasks: Sequence[object], time_budget: float | None = None) -> list[TaskPrediction]:
+        """One entry per task, in task order.
+
+        With ``time_budget`` (seconds), tasks whose turn comes after it is spent get ``[]``: Label Studio stores the
+        predictions made so far instead of timing out on the whole batch, and asks for the others on the next
+        "Retrieve predictions".
+        """
+        deadline = time.monotonic() + time_budget if time_budget else None
+        results: list[TaskPrediction] = []
+        outcomes = self.attempt_all(tasks)
+        try:
+            for outcome in outcomes:
+                results.append(outcome.prediction or [])
+                if deadline is not None and time.monotonic() > deadline and len(results) < len(tasks):
+                    logger.warning(
+                        "Time budget of %.0f s spent after %d of %d tasks: the other %d get no prediction this time "
+                        "(run Retrieve predictions again, or `label-studio-yolo predict` for whole projects)",
+                        time_budget,
+                        len(results),
+                        len(tasks),
+                        len(tasks) - len(results),
+                    )
+                    break
+        finally:
+            outcomes.close()
+        return results + [[] for _ in tasks[len(results) :]]
 
     def predict_task(self, task: object) -> TaskPrediction:
         """The prediction for one task, or ``[]`` (with a logged reason) when it cannot be made."""

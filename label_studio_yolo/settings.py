@@ -16,7 +16,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from label_studio_yolo.runtimes import PRECISIONS, PYTORCH, RUNTIMES, Runtime, default_lanes
+from label_studio_yolo.runtimes import OPENVINO, PRECISIONS, RUNTIMES, Runtime, default_lanes
 
 
 def _default_threads() -> int:
@@ -39,10 +39,10 @@ class BackendSettings(BaseSettings):
     )
     device: str = Field("cpu", description="Torch device for inference: cpu, cuda, cuda:0, mps.")
     inference_runtime: str = Field(
-        PYTORCH,
+        OPENVINO,
         pattern=f"^({'|'.join(RUNTIMES)})$",
-        description="pytorch, or openvino (exported once per weight file, CPU only; a failed export falls back to "
-        "pytorch).",
+        description="openvino (on the CPU: exported once per weight file; another device or a failed export falls "
+        "back to pytorch) or pytorch.",
     )
     openvino_precision: str = Field(
         "f32",
@@ -59,6 +59,12 @@ class BackendSettings(BaseSettings):
         gt=0,
         description="Tasks of one /predict batch predicted at once, each on its own copy of the model with "
         "TORCH_THREADS / lanes threads (default: 2 on a CPU with 2 or more threads, else 1).",
+    )
+    predict_time_budget: float = Field(
+        90.0,
+        ge=0,
+        description="Seconds one /predict may spend (Label Studio gives up after 100 s); tasks whose turn comes later "
+        "get no prediction and are asked for again next time. 0: no limit.",
     )
     label_studio_url: str | None = Field(
         None, description="Base URL of Label Studio for /data/upload/ images; else the hostname /setup sends."
