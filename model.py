@@ -43,7 +43,12 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
             LabelConfigError: the config has no control this backend can fill.
         """
         self.predictor = build_project_predictor(
-            self.label_config or "", self.project_id, self.settings, self.hostname, self.access_token
+            self.label_config or "",
+            self.project_id,
+            self.settings,
+            self.hostname,
+            self.access_token,
+            background_export=True,
         )
         self.model_version = self.predictor.model_version
 

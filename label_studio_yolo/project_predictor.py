@@ -12,11 +12,13 @@ Example:
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from label_studio_yolo.controls import ControlPredictor, control_for, supported_controls
 from label_studio_yolo.label_config import ControlSpec, LabelConfigError, parse_label_config, with_own_labels
 from label_studio_yolo.media import ImageLoader, MediaSettings
 from label_studio_yolo.predictor import TaskPredictor
+from label_studio_yolo.runtimes import Runtime
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.versions import VersionStore
 from label_studio_yolo.weights import LoadedWeights, load_weights, load_weights_file
@@ -30,26 +32,29 @@ def build_project_predictor(
     settings: BackendSettings,
     hostname: str | None = None,
     access_token: str | None = None,
+    background_export: bool = False,
 ) -> TaskPredictor:
     """The predictor for ``project_id``: its published version (else ``MODEL_PATH``) mapped onto ``label_config``.
 
     Weights are cached per process. A version trained here has the project's labels as its classes. Images stored
     in Label Studio are fetched from ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``, else from ``hostname`` with
-    ``access_token`` (what Label Studio's ``/setup`` sends).
+    ``access_token`` (what Label Studio's ``/setup`` sends). ``background_export`` serves weights that have no
+    OpenVINO export yet with PyTorch until the export, made in the background, is ready (for ``/setup``'s 3 s).
 
     Raises:
         WeightsError: a weight file is missing and cannot be downloaded, or is not a YOLO model.
         LabelConfigError: the config has no control this backend can fill.
     """
+    runtime = replace(settings.runtime, background_export=background_export)
     version = VersionStore(settings.model_dir).current(project_id) if project_id is not None else None
     if version is not None:
-        project_weights = load_weights_file(version.weights, settings.runtime, version=version.name)
+        project_weights = load_weights_file(version.weights, runtime, version=version.name)
     else:
-        project_weights = load_weights(settings.model_root, settings.model_path, settings.runtime)
+        project_weights = load_weights(settings.model_root, settings.model_path, runtime)
     specs = parse_label_config(label_config, settings.model_score_threshold, supported_controls())
     if version is not None:
         specs = [with_own_labels(spec) if spec.model_path is None else spec for spec in specs]
-    controls = _usable([control_for(spec, _weights_for(spec, project_weights, settings)) for spec in specs])
+    controls = _usable([control_for(spec, _weights_for(spec, project_weights, settings, runtime)) for spec in specs])
     media = MediaSettings(
         label_studio_url=settings.label_studio_url or hostname or None,
         api_key=settings.label_studio_api_key or access_token or None,
@@ -63,15 +68,17 @@ def build_project_predictor(
         loader=ImageLoader(media),
         imgsz=settings.model_imgsz,
         threads=settings.torch_threads,
-        lanes=settings.runtime.lanes,
+        lanes=runtime.lanes,
     )
 
 
-def _weights_for(spec: ControlSpec, project_weights: LoadedWeights, settings: BackendSettings) -> LoadedWeights:
+def _weights_for(
+    spec: ControlSpec, project_weights: LoadedWeights, settings: BackendSettings, runtime: Runtime
+) -> LoadedWeights:
     """The tag's own ``model_path`` weights (inside MODEL_ROOT), else the project's weights."""
     if spec.model_path is None:
         return project_weights
-    return load_weights(settings.model_root, spec.model_path, settings.runtime)
+    return load_weights(settings.model_root, spec.model_path, runtime)
 
 
 def _usable(controls: list[ControlPredictor]) -> list[ControlPredictor]:

@@ -57,6 +57,9 @@ class Runtime:
     threads: int | None = None
     precision: str = "f32"
     lanes: int = 1
+    background_export: bool = False
+    """Serve with PyTorch while a missing OpenVINO export is made in a background thread, then switch (a server's
+    /setup must answer within Label Studio's 3 s; an export takes 5-10 s)."""
 
     @property
     def wants_openvino(self) -> bool:
@@ -77,6 +80,11 @@ def default_lanes(device: str, threads: int) -> int:
 def openvino_folder(weights: Path, version: str) -> Path:
     """Where the OpenVINO export of ``weights`` (whose content version is ``version``) lives."""
     return weights.parent / f"{version}{OPENVINO_FOLDER_SUFFIX}"
+
+
+def openvino_export_exists(weights: Path, version: str) -> bool:
+    """Whether the OpenVINO export of ``weights`` (content version ``version``) is already made."""
+    return _is_complete(openvino_folder(weights, version))
 
 
 def ensure_openvino_export(weights: Path, version: str, imgsz: int) -> Path:

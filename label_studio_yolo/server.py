@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import replace
 from typing import Any
 
 from flask import Flask, jsonify, request
@@ -197,7 +198,7 @@ def preload_base_weights() -> threading.Thread:
     def load() -> None:
         settings = BackendSettings()
         try:
-            load_weights(settings.model_root, settings.model_path, settings.runtime)
+            load_weights(settings.model_root, settings.model_path, replace(settings.runtime, background_export=True))
         except Exception as error:  # logged, and raised again by the /setup that needs the weights
             logger.warning("Weights %s not preloaded: %s", settings.model_path, error)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from label_studio_yolo.runtimes import OPENVINO, PYTORCH, Runtime, load_openvino
+from label_studio_yolo.runtimes import OPENVINO, PYTORCH, Runtime, load_openvino, openvino_export_exists
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -162,17 +162,30 @@ def _load(path: Path, runtime: Runtime, version: str | None = None) -> LoadedWei
     version = version or content_version
     imgsz = _trained_imgsz(model)
     loaded = LoadedWeights(path, version, model, imgsz=imgsz, keypoints=_keypoint_count(model), requested=runtime)
-    if runtime.wants_openvino:
-        try:
-            loaded.model = load_openvino(path, content_version, model.task, imgsz or 640, runtime)
-            loaded.runtime = OPENVINO
-            loaded.content_version = content_version
-        except Exception as error:  # OpenVINO missing, a read-only folder, an export that fails: PyTorch serves
-            logger.warning("Weights %s run on PyTorch: no OpenVINO export (%s)", path, error)
+    loaded.content_version = content_version
+    if runtime.wants_openvino and runtime.background_export and not openvino_export_exists(path, content_version):
+        threading.Thread(target=_switch_to_openvino, args=(loaded,), name="openvino-export", daemon=True).start()
+    elif runtime.wants_openvino:
+        _switch_to_openvino(loaded)
     logger.info(
         "Loaded weights %s as model version %s (%d classes, %s)", path, version, len(model.names), loaded.runtime
     )
     return loaded
+
+
+def _switch_to_openvino(loaded: LoadedWeights) -> None:
+    """Serve ``loaded`` with its OpenVINO export from now on (made now if missing); on failure PyTorch stays."""
+    try:
+        task = loaded.model.task
+        model = load_openvino(loaded.path, loaded.content_version, task, loaded.imgsz or 640, loaded.requested)
+    except Exception as error:  # OpenVINO missing, a read-only folder, an export that fails: PyTorch serves
+        logger.warning("Weights %s run on PyTorch: no OpenVINO export (%s)", loaded.path, error)
+        return
+    with loaded.lock:
+        loaded.model, loaded.runtime = model, OPENVINO
+    with loaded._lanes_lock:
+        loaded._lanes.clear()  # lane copies made meanwhile ran PyTorch; the next ones are OpenVINO's
+    logger.info("Weights %s run on OpenVINO", loaded.path)
 
 
 def _lane_copy(loaded: LoadedWeights, threads: int | None) -> LoadedWeights:

@@ -8,6 +8,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,44 @@ def test_openvino_gives_pytorchs_outlines_keypoints_rotated_boxes_and_classes(
             for index in range(len(expected.detections)):
                 mine, theirs = expected.masks.full_size(index), actual.masks.full_size(index)
                 assert (mine & theirs).sum() / max(1, (mine | theirs).sum()) >= 0.95
+
+
+def test_setup_does_not_wait_for_an_export_and_predictions_switch_to_openvino_when_it_is_made(
+    weights_copy: Path, backend_env: Path, sample_images: list[SampleImage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Label Studio gives /setup 3 s, an export takes longer: PyTorch serves until the export is ready."""
+    from conftest import BOXES_CONFIG, app_client
+    from label_studio_yolo import runtimes
+    from label_studio_yolo.settings import BackendSettings
+    from label_studio_yolo.weights import load_weights
+
+    release = threading.Event()
+    real_export = runtimes._export_into
+
+    def held_export(*args: object) -> None:
+        assert release.wait(60), "the test releases the export"
+        real_export(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtimes, "_export_into", held_export)
+    monkeypatch.setenv("MODEL_ROOT", str(weights_copy.parent))
+    monkeypatch.setenv("MODEL_PATH", weights_copy.name)
+    task = {"id": 1, "data": {"image": sample_images[0].data_uri()}}
+    body = {"project": "9.1", "label_config": BOXES_CONFIG, "tasks": [task]}
+    with app_client() as client:
+        assert client.post("/setup", json={"project": "9.1", "schema": BOXES_CONFIG}).status_code == 200
+        on_pytorch = client.post("/predict", json=body).json["results"][0]
+        loaded = load_weights(weights_copy.parent, weights_copy.name, BackendSettings().runtime)  # the server's
+        assert loaded.runtime == PYTORCH, "served while the export is still held"
+
+        release.set()
+        exporting = [thread for thread in threading.enumerate() if thread.name == "openvino-export"]
+        for thread in exporting:
+            thread.join(120)
+        on_openvino = client.post("/predict", json=body).json["results"][0]
+
+    assert exporting and loaded.runtime == OPENVINO
+    assert [r["value"]["rectanglelabels"] for r in on_openvino["result"]] == [
+        r["value"]["rectanglelabels"] for r in on_pytorch["result"]
+    ]
+    for before, after in zip(on_pytorch["result"], on_openvino["result"], strict=True):
+        assert all(abs(before["value"][k] - after["value"][k]) < 0.5 for k in ("x", "y", "width", "height"))
