@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import requests
 
-from benchmarks.bulk_predict import DEFAULT_WEIGHTS, PHOTOS, raw_ultralytics_rate
+from benchmarks.bulk_predict import DEFAULT_WEIGHTS, PHOTOS
 from conftest import BOXES_CONFIG, WEIGHTS_NAME
 from tests.e2e.conftest import backend_server
 from tests.support.image_server import serve_files
@@ -51,31 +52,47 @@ def worker_peak_rss_mb(url: str) -> float:
     return max(peaks)
 
 
-def raw_openvino_rate(weights: Path, images: list[Path], imgsz: int, threads: int, precision: str) -> float:
-    """Images per second of one predict call per local file, on the backend's OpenVINO export."""
+def raw_rates(weights: Path, images: list[Path], imgsz: int, threads: int, repeat: int) -> dict[str, list[float]]:
+    """Images per second of one ``predict(path)`` per local file: PyTorch, and the backend's OpenVINO export in f32
+    and bf16, measured in turns ``repeat`` times (so a slow spell of the machine hits all three)."""
+    import torch
+    from ultralytics import YOLO
+
     from label_studio_yolo.runtimes import OPENVINO, Runtime
     from label_studio_yolo.weights import load_weights_file
 
-    model = load_weights_file(weights, Runtime(OPENVINO, threads=threads, precision=precision)).model
-    started = time.perf_counter()
-    for path in images:
-        model.predict(str(path), imgsz=imgsz, conf=0.25, verbose=False)
-    return len(images) / (time.perf_counter() - started)
+    models = {"PyTorch": YOLO(str(weights))}
+    for precision in ("f32", "bf16"):
+        runtime = Runtime(OPENVINO, threads=threads, precision=precision)
+        models[f"OpenVINO {precision}"] = load_weights_file(weights, runtime).model
+    for model in models.values():
+        model.predict(str(images[0]), imgsz=imgsz, conf=0.25, verbose=False)  # warm-up
+    torch.set_num_threads(threads)  # select_device() lowered it; compare at the same thread count
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(repeat):
+        for name, model in models.items():
+            started = time.perf_counter()
+            for path in images:
+                model.predict(str(path), imgsz=imgsz, conf=0.25, verbose=False)
+            rates[name].append(len(images) / (time.perf_counter() - started))
+    return rates
 
 
-def predict_rates(url: str, tasks: list[dict[str, object]]) -> tuple[float, float]:
-    """Tasks per second of ``/predict``: all tasks in one request, and one task per request."""
+def predict_rates(url: str, tasks: list[dict[str, object]], repeat: int) -> tuple[list[float], list[float]]:
+    """Tasks per second of ``/predict``, ``repeat`` times each: all tasks in one request, and one task per request."""
     body = {"project": "bench.1", "label_config": BOXES_CONFIG}
     requests.post(f"{url}/setup", json={"project": "bench.1", "schema": BOXES_CONFIG}, timeout=120)
-    requests.post(f"{url}/predict", json={**body, "tasks": tasks[:2]}, timeout=120)  # warm-up
-    started = time.perf_counter()
-    answer = requests.post(f"{url}/predict", json={**body, "tasks": tasks}, timeout=300)
-    batch = len(tasks) / (time.perf_counter() - started)
-    assert all(entry for entry in answer.json()["results"]), "every task predicted"
-    started = time.perf_counter()
-    for task in tasks:
-        requests.post(f"{url}/predict", json={**body, "tasks": [task]}, timeout=120)
-    single = len(tasks) / (time.perf_counter() - started)
+    requests.post(f"{url}/predict", json={**body, "tasks": tasks[:2]}, timeout=120)  # warm-up, lane copies made
+    batch, single = [], []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        answer = requests.post(f"{url}/predict", json={**body, "tasks": tasks}, timeout=300)
+        batch.append(len(tasks) / (time.perf_counter() - started))
+        assert all(entry for entry in answer.json()["results"]), "every task predicted"
+        started = time.perf_counter()
+        for task in tasks:
+            requests.post(f"{url}/predict", json={**body, "tasks": [task]}, timeout=120)
+        single.append(len(tasks) / (time.perf_counter() - started))
     return batch, single
 
 
@@ -84,20 +101,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="inference threads (default: 2)")
     parser.add_argument("--imgsz", type=int, default=640, help="inference size (default: 640)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="YOLO weights (default: tiny test model)")
+    parser.add_argument("--repeat", type=int, default=3, help="measurements per row; the median is shown (default: 3)")
     args = parser.parse_args()
 
     images = [PHOTOS[index % len(PHOTOS)] for index in range(TASKS)]
-    rows: list[tuple[str, float]] = []
+    rows: list[tuple[str, list[float]]] = []
     rss: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "models"
         root.mkdir()
         weights = root / WEIGHTS_NAME
         shutil.copy2(args.weights, weights)
-        rows.append(("raw ultralytics, PyTorch", raw_ultralytics_rate(weights, images, args.imgsz, args.threads)))
-        for precision in ("f32", "bf16"):
-            rate = raw_openvino_rate(weights, images, args.imgsz, args.threads, precision)
-            rows.append((f"raw ultralytics, OpenVINO {precision}", rate))
+        raw_loops = raw_rates(weights, images, args.imgsz, args.threads, args.repeat)
+        rows.extend((f"raw ultralytics, {name}", rates) for name, rates in raw_loops.items())
         with serve_files() as storage:
             tasks: list[dict[str, object]] = [
                 {"id": index, "data": {"image": storage.add(f"/{index}-{path.name}", path.read_bytes())}}
@@ -113,16 +129,18 @@ def main() -> None:
                 }
                 name = (runtime if runtime == "pytorch" else f"openvino {precision}") + (", 1 lane" if lanes else "")
                 with backend_server(root, Path(scratch), **settings) as backend:
-                    batch, single = predict_rates(backend.url, tasks)
+                    batch, single = predict_rates(backend.url, tasks, args.repeat)
                     peak = worker_peak_rss_mb(backend.url)
                 rows.append((f"/predict {TASKS} tasks, {name}", batch))
                 rows.append((f"/predict 1 task x {TASKS}, {name}", single))
                 rss.append((name, peak))
 
-    raw = rows[0][1]
-    print(f"{TASKS} photos, {args.weights.name} at {args.imgsz} px, {args.threads} threads")
-    for name, rate in rows:
-        print(f"  {name + ':':40} {rate:6.1f} tasks/s   {rate / raw:.2f}x")
+    raw = statistics.median(rows[0][1])
+    print(f"{TASKS} photos, {args.weights.name} at {args.imgsz} px, {args.threads} threads, median of {args.repeat}")
+    for name, rates in rows:
+        rate = statistics.median(rates)
+        spread = f"({min(rates):.1f}-{max(rates):.1f})"
+        print(f"  {name + ':':44} {rate:6.1f} tasks/s {spread:13} {rate / raw:.2f}x")
     for name, peak in rss:
         print(f"  peak RSS of the backend worker, {name}: {peak:.0f} MB")
     print(f"  peak RSS of this process (raw loops) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
