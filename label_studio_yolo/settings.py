@@ -10,18 +10,13 @@ Example:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from label_studio_yolo.cpus import available_cpus
 from label_studio_yolo.runtimes import OPENVINO, PRECISIONS, RUNTIMES, Runtime, default_lanes
-
-
-def _default_threads() -> int:
-    """All cores this process may use (a container's CPU set, not the host's)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class BackendSettings(BaseSettings):
@@ -50,9 +45,10 @@ class BackendSettings(BaseSettings):
         description="f32 (PyTorch's boxes) or bf16 (faster on CPUs with bfloat16, boxes within about a pixel).",
     )
     torch_threads: int = Field(
-        default_factory=_default_threads,
+        default_factory=available_cpus,
         gt=0,
-        description="CPU threads of inference per process, torch and OpenVINO (default: all cores).",
+        description="CPU threads of inference per process, torch and OpenVINO (default: the cores this process may "
+        "use, capped by a container's CPU quota).",
     )
     inference_lanes: int | None = Field(
         None,
