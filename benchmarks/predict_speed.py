@@ -37,6 +37,18 @@ TASKS = 32
 SERVED = [("pytorch", "f32", ""), ("openvino", "f32", ""), ("openvino", "f32", "1"), ("openvino", "bf16", "")]
 """Backends measured: runtime, OpenVINO precision, INFERENCE_LANES ("" = the default)."""
 
+PROJECTS = 8
+"""Projects added to the default backend after its timings, to show that memory does not grow per project."""
+
+
+def serve_more_projects(url: str, tasks: list[dict[str, object]], count: int = PROJECTS) -> None:
+    """Set up ``count`` more projects, each with its own labels for the same weights, and predict for each."""
+    for number in range(count):
+        config = BOXES_CONFIG.replace('value="Red box"', f'value="Red {number}"')
+        body = {"project": f"bench.extra{number}", "label_config": config}
+        requests.post(f"{url}/setup", json={"project": body["project"], "schema": config}, timeout=120)
+        requests.post(f"{url}/predict", json={**body, "tasks": tasks[:4]}, timeout=120).raise_for_status()
+
 
 def worker_peak_rss_mb(url: str) -> float:
     """Peak resident memory (VmHWM) of the gunicorn processes bound to ``url``'s port, the largest one (the worker)."""
@@ -131,6 +143,9 @@ def main() -> None:
                 with backend_server(root, Path(scratch), **settings) as backend:
                     batch, single = predict_rates(backend.url, tasks, args.repeat)
                     peak = worker_peak_rss_mb(backend.url)
+                    if (runtime, precision, lanes) == SERVED[1]:
+                        serve_more_projects(backend.url, tasks)
+                        rss.append((f"{name}, {PROJECTS} more projects", worker_peak_rss_mb(backend.url)))
                 rows.append((f"/predict {TASKS} tasks, {name}", batch))
                 rows.append((f"/predict 1 task x {TASKS}, {name}", single))
                 rss.append((name, peak))
