@@ -46,7 +46,7 @@ class TaskPredictor:
     """Fills the controls of one labelling config, each with its model; every prediction carries ``model_version``.
 
     With ``lanes`` > 1, a batch is predicted that many tasks at a time, each lane on its own copy of every model
-    (:meth:`LoadedWeights.lane_copy`) with ``threads / lanes`` threads; a single task runs alone with all threads.
+    (:meth:`LoadedWeights.lane_copies`) with ``threads / lanes`` threads; a single task runs alone with all threads.
     """
 
     model_version: str
@@ -188,7 +188,7 @@ class TaskPredictor:
             weights, threads = controls[0].weights, self.threads
             if lane is not None:
                 threads = max(1, self.threads // self.lanes) if self.threads else None
-                weights = weights.lane_copy(lane, threads)
+                weights = weights.lane_copies(self.lanes, threads)[lane]
             yield controls, run_model(weights, image, conf=conf, imgsz=self.imgsz, threads=threads)
         del image  # decoded pixels are not needed past inference
 

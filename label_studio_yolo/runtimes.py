@@ -103,24 +103,59 @@ def ensure_openvino_export(weights: Path, version: str, imgsz: int) -> Path:
     return target
 
 
-def load_openvino(weights: Path, version: str, task: str, imgsz: int, runtime: Runtime, pinned: bool = True) -> YOLO:
-    """The OpenVINO export of ``weights`` as a YOLO model, compiled for the runtime's threads and precision.
+def load_openvino(weights: Path, version: str, task: str, imgsz: int, runtime: Runtime) -> YOLO:
+    """The OpenVINO export of ``weights`` as a YOLO model, compiled for the runtime's threads and precision."""
+    model = _openvino_model(weights, version, task, imgsz)
+    _compile_with(model, openvino_folder(weights, version), _settings(runtime))
+    return model
 
-    ``pinned=False`` lets the operating system place the network's threads: lane copies must not all be pinned to
-    the same cores (two one-thread networks pinned by OpenVINO ran at 0.7x one two-thread network here).
+
+def load_openvino_lanes(weights: Path, version: str, task: str, imgsz: int, runtime: Runtime, lanes: int) -> list[YOLO]:
+    """``lanes`` YOLO models that share one network, compiled with ``lanes`` streams of ``runtime.threads`` each.
+
+    Each model has its own predictor and its own OpenVINO infer request, so the lanes predict at the same time while
+    the weights are held once. OpenVINO places the streams on different cores.
     """
+    models = [_openvino_model(weights, version, task, imgsz) for _ in range(lanes)]
+    settings = {**_settings(runtime), "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": lanes}
+    if runtime.threads:
+        settings["INFERENCE_NUM_THREADS"] = runtime.threads * lanes
+    network = _compile_with(models[0], openvino_folder(weights, version), settings)
+    for model in models:
+        _backend(model).ov_compiled_model = _OwnInferRequest(network)
+    return models
+
+
+class _OwnInferRequest:
+    """Stands in for a compiled network inside one ultralytics backend: the same network, with this backend's own
+    infer request (calling a ``CompiledModel`` uses one request per network, which threads must not share)."""
+
+    def __init__(self, network: Any) -> None:
+        self._network = network
+        self._request = network.create_infer_request()
+
+    def __call__(self, inputs: Any) -> Any:
+        return self._request.infer(inputs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._network, name)
+
+
+def _openvino_model(weights: Path, version: str, task: str, imgsz: int) -> YOLO:
+    """The export of ``weights`` (made now if missing) as a YOLO model with its predictor built."""
     from ultralytics import YOLO
 
     folder = ensure_openvino_export(weights, version, imgsz)
     model = YOLO(str(folder), task=task)
     model.predict(_blank_image(), imgsz=imgsz, verbose=False)  # builds the predictor and compiles the network
+    return model
+
+
+def _settings(runtime: Runtime) -> dict[str, object]:
     settings: dict[str, object] = {"INFERENCE_PRECISION_HINT": runtime.precision}
     if runtime.threads:
         settings["INFERENCE_NUM_THREADS"] = runtime.threads
-    if not pinned:
-        settings["ENABLE_CPU_PINNING"] = False
-    _compile_with(model, folder, settings)
-    return model
+    return settings
 
 
 def _export_into(weights: Path, target: Path, imgsz: int) -> None:
@@ -154,25 +189,30 @@ def _exclusive(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _compile_with(model: YOLO, folder: Path, settings: dict[str, object]) -> None:
-    """Compile the network again with OpenVINO ``settings`` added to ultralytics' own.
+def _compile_with(model: YOLO, folder: Path, settings: dict[str, object]) -> Any:
+    """Compile the model's network again with OpenVINO ``settings`` added to ultralytics' own; return it.
 
     ultralytics (8.4) compiles OpenVINO models with a fixed config (no threads, OpenVINO's default precision); its
     backend keeps the ``compile_model`` partial it used, which this extends. The predictor is not rebuilt, so this
     stays in effect.
     """
-    backend: Any = model.predictor.model.backend  # type: ignore[union-attr]
+    backend = _backend(model)
     compile_model = backend.compile_model
     config = {**compile_model.keywords["config"], **settings}
     backend.compile_model = functools.partial(compile_model.func, **{**compile_model.keywords, "config": config})
     core = compile_model.func.__self__
     backend.ov_compiled_model = backend.compile_model(core.read_model(str(next(folder.glob("*.xml")))))
+    return backend.ov_compiled_model
+
+
+def _backend(model: YOLO) -> Any:
+    """ultralytics' OpenVINO backend object inside ``model``'s predictor."""
+    return model.predictor.model.backend  # type: ignore[union-attr]
 
 
 def compiled_property(model: YOLO, name: str) -> str:
     """A property of the compiled OpenVINO network, e.g. ``INFERENCE_NUM_THREADS`` (for diagnostics and tests)."""
-    backend: Any = model.predictor.model.backend  # type: ignore[union-attr]
-    return str(backend.ov_compiled_model.get_property(name))
+    return str(_backend(model).ov_compiled_model.get_property(name))
 
 
 def _blank_image() -> Any:

@@ -20,7 +20,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from label_studio_yolo.runtimes import OPENVINO, PYTORCH, Runtime, load_openvino, openvino_export_exists
+from label_studio_yolo.runtimes import (
+    OPENVINO,
+    PYTORCH,
+    Runtime,
+    load_openvino,
+    load_openvino_lanes,
+    openvino_export_exists,
+)
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -59,7 +66,7 @@ class LoadedWeights:
     requested: Runtime = field(default_factory=Runtime)
     content_version: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
-    _lanes: dict[int | None, list[LoadedWeights]] = field(default_factory=dict, repr=False)
+    _lanes: dict[tuple[int, int | None], list[LoadedWeights]] = field(default_factory=dict, repr=False)
     _lanes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -67,16 +74,17 @@ class LoadedWeights:
         """Model class id to class name."""
         return dict(self.model.names)
 
-    def lane_copy(self, lane: int, threads: int | None) -> LoadedWeights:
-        """Lane ``lane``'s copy of this model, for ``threads`` threads: its own predictor and lock (ultralytics'
-        predictor is not thread-safe), compiled for those threads on OpenVINO. Made on first use, then kept.
+    def lane_copies(self, lanes: int, threads: int | None) -> list[LoadedWeights]:
+        """This model once per lane, for ``threads`` threads each: every copy has its own predictor and lock
+        (ultralytics' predictor is not thread-safe). OpenVINO copies share one network compiled with a stream per
+        lane; PyTorch copies each load the file. Made on first use, then kept.
         """
         with self._lanes_lock:
-            copies = self._lanes.setdefault(threads, [])
-            while len(copies) <= lane:
-                copies.append(_lane_copy(self, threads))
-                logger.info("Weights %s: lane copy %d loaded (%s threads)", self.path, len(copies) - 1, threads)
-            return copies[lane]
+            key = (lanes, threads)
+            if key not in self._lanes:
+                self._lanes[key] = _lane_copies(self, lanes, threads)
+                logger.info("Weights %s: %d lane copies loaded (%s threads each)", self.path, lanes, threads)
+            return self._lanes[key]
 
 
 _cache: dict[tuple[Path, int, int, str], LoadedWeights] = {}
@@ -149,13 +157,8 @@ def load_weights_file(path: Path, runtime: Runtime | None = None, version: str |
 
 def _load(path: Path, runtime: Runtime, version: str | None = None) -> LoadedWeights:
     """Read one weight file into a YOLO model on the runtime's device; OpenVINO replaces it when asked for."""
-    from ultralytics import YOLO
-
     try:
-        model = YOLO(str(path))
-        if runtime.device != "cpu":
-            model.to(runtime.device)
-        _warm_up(model, runtime.device)
+        model = _pytorch_model(path, runtime.device)
     except Exception as error:  # a corrupt or foreign file raises anything from pickle to KeyError
         raise WeightsError(f"Weights at {path} could not be loaded as a YOLO model: {error}") from error
     content_version = file_version(path)  # names the OpenVINO export; hashed once per load
@@ -188,22 +191,28 @@ def _switch_to_openvino(loaded: LoadedWeights) -> None:
     logger.info("Weights %s run on OpenVINO", loaded.path)
 
 
-def _lane_copy(loaded: LoadedWeights, threads: int | None) -> LoadedWeights:
-    """Another copy of ``loaded`` for one lane: the same file on the same runtime, with the lane's threads."""
-    from ultralytics import YOLO
-
+def _lane_copies(loaded: LoadedWeights, lanes: int, threads: int | None) -> list[LoadedWeights]:
+    """``lanes`` copies of ``loaded``: the same file on the same runtime, each with ``threads`` threads."""
     runtime = replace(loaded.requested, threads=threads, lanes=1)
     if loaded.runtime == OPENVINO:
-        task = loaded.model.task
-        model = load_openvino(loaded.path, loaded.content_version, task, loaded.imgsz or 640, runtime, pinned=False)
+        task, imgsz = loaded.model.task, loaded.imgsz or 640
+        models = load_openvino_lanes(loaded.path, loaded.content_version, task, imgsz, runtime, lanes)
     else:
-        model = YOLO(str(loaded.path))
-        if runtime.device != "cpu":
-            model.to(runtime.device)
-        _warm_up(model, runtime.device)
-    return replace(
-        loaded, model=model, requested=runtime, lock=threading.Lock(), _lanes={}, _lanes_lock=threading.Lock()
-    )
+        models = [_pytorch_model(loaded.path, runtime.device) for _ in range(lanes)]
+    return [
+        replace(loaded, model=model, requested=runtime, lock=threading.Lock(), _lanes={}, _lanes_lock=threading.Lock())
+        for model in models
+    ]
+
+
+def _pytorch_model(path: Path, device: str) -> YOLO:
+    from ultralytics import YOLO
+
+    model = YOLO(str(path))
+    if device != "cpu":
+        model.to(device)
+    _warm_up(model, device)
+    return model
 
 
 def _keypoint_count(model: YOLO) -> int:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import shutil
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import label_studio_yolo.predictor as predictor_module
 from conftest import BOXES_CONFIG, SampleImage
@@ -66,7 +69,7 @@ def test_each_lane_runs_its_own_model_copy_with_its_share_of_the_threads(
     predictor.predict(tasks_for(sample_images, 6))
     predictor.predict(tasks_for(sample_images, 1))
 
-    copies = {id(primary.lane_copy(lane, threads=1)) for lane in (0, 1)}
+    copies = {id(copy) for copy in primary.lane_copies(2, threads=1)}
     batch, single = calls[:6], calls[6]
     assert len(copies) == 2 and id(primary) not in copies
     assert {model for _, model, _ in batch} == copies, "both lane copies predicted"
@@ -113,14 +116,26 @@ def test_lanes_default_to_two_on_a_cpu_with_two_threads(
     assert BackendSettings(device="cuda").runtime.lanes == (4 if "INFERENCE_LANES" in environment else 1)
 
 
-def test_openvino_lane_copies_are_compiled_for_one_thread_each_and_not_pinned(tiny_weights: Path, tmp_path: Path):
+def test_openvino_lane_copies_share_one_network_with_a_stream_and_a_thread_per_lane(
+    tiny_weights: Path, tmp_path: Path, sample_images: list[SampleImage]
+) -> None:
     weights = tmp_path / "boxes.pt"
     shutil.copy2(tiny_weights, weights)
 
     loaded = load_weights_file(weights, Runtime(OPENVINO, threads=2, lanes=2))
-    copies = [loaded.lane_copy(lane, threads=1) for lane in (0, 1)]
+    copies = loaded.lane_copies(2, threads=1)
 
     assert compiled_property(loaded.model, "INFERENCE_NUM_THREADS") == "2"
-    assert [compiled_property(copy.model, "INFERENCE_NUM_THREADS") for copy in copies] == ["1", "1"]
-    assert [compiled_property(copy.model, "ENABLE_CPU_PINNING") for copy in copies] == ["False", "False"]
-    assert len(list(tmp_path.glob("*_openvino_model"))) == 1, "the copies share the one export"
+    networks = {id(copy.model.predictor.model.backend.ov_compiled_model._network) for copy in copies}
+    assert len(networks) == 1, "the weights are held once for both lanes"
+    assert compiled_property(copies[0].model, "NUM_STREAMS") == "2"
+    assert compiled_property(copies[0].model, "INFERENCE_NUM_THREADS") == "2", "one thread per stream"
+    assert len(list(tmp_path.glob("*_openvino_model"))) == 1, "one export"
+    image = np.asarray(Image.open(sample_images[0].path).convert("RGB"))[:, :, ::-1].copy()
+    expected = run_model(loaded, image, conf=0.5).detections
+    with ThreadPoolExecutor(2) as pool:  # both lanes at once, as a batch runs them
+        outputs = list(pool.map(lambda copy: run_model(copy, image, conf=0.5, threads=1), copies * 4))
+    for output in outputs:
+        assert [d.class_name for d in output.detections] == [d.class_name for d in expected]
+        for got, want in zip(output.detections, expected, strict=True):
+            assert abs(got.x0 - want.x0) < 0.5 and abs(got.y1 - want.y1) < 0.5
