@@ -53,7 +53,7 @@ class BackendSettings(BaseSettings):
     inference_lanes: int | None = Field(
         None,
         gt=0,
-        description="Tasks of one /predict batch predicted at once, each on its own copy of the model with "
+        description="Tasks of one /predict batch predicted at once, each lane with its own predictor and "
         "TORCH_THREADS / lanes threads (default: 2 on a CPU with 2 or more threads, else 1).",
     )
     predict_time_budget: float = Field(
