@@ -45,8 +45,9 @@ class TaskOutcome:
 class TaskPredictor:
     """Fills the controls of one labelling config, each with its model; every prediction carries ``model_version``.
 
-    With ``lanes`` > 1, a batch is predicted that many tasks at a time, each lane on its own copy of every model
-    (:meth:`LoadedWeights.lane_copies`) with ``threads / lanes`` threads; a single task runs alone with all threads.
+    With ``lanes`` > 1, a batch is predicted that many tasks at a time, each lane with its own predictor of every
+    model (:meth:`LoadedWeights.lane_copies`) and ``threads / lanes`` threads; a single task runs alone with all
+    threads.
     """
 
     model_version: str
