@@ -116,3 +116,15 @@ def test_dockerfile_env_matches_compose_env() -> None:
     assert {"MODEL_ROOT", "MODEL_DIR", "WORKERS", "THREADS"} <= shared
     for name in shared:
         assert resolve_default(compose_env[name]) == image_env[name], name
+
+
+def test_every_compose_variable_is_a_setting_the_backend_reads() -> None:
+    """A misspelt variable in the compose file would be ignored silently."""
+    from label_studio_yolo.settings import BackendSettings
+
+    names = set(load_compose()["services"]["backend"]["environment"])
+    settings = {name.upper() for name in BackendSettings.model_fields}
+    gunicorn = {"WORKERS", "THREADS", "PORT"}
+
+    assert names - settings - gunicorn == set()
+    assert {"INFERENCE_RUNTIME", "INFERENCE_LANES", "TORCH_THREADS", "PREDICT_TIME_BUDGET"} <= names
