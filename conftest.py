@@ -10,6 +10,7 @@ import base64
 import os
 import random
 import shutil
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,6 +66,15 @@ def client(backend_env: Path) -> Iterator[FlaskClient]:
     """The backend app serving the tiny model (no Redis: training would run in a local process)."""
     with app_client() as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_exports_finish() -> Iterator[None]:
+    """Let OpenVINO exports that a server started in the background finish while pytest still captures their log."""
+    yield
+    for thread in threading.enumerate():
+        if thread.name == "openvino-export":
+            thread.join(300)
 
 
 @pytest.fixture(scope="session")

@@ -167,7 +167,8 @@ def _load(path: Path, runtime: Runtime, version: str | None = None) -> LoadedWei
     loaded = LoadedWeights(path, version, model, imgsz=imgsz, keypoints=_keypoint_count(model), requested=runtime)
     loaded.content_version = content_version
     if runtime.wants_openvino and runtime.background_export and not openvino_export_exists(path, content_version):
-        threading.Thread(target=_switch_to_openvino, args=(loaded,), name="openvino-export", daemon=True).start()
+        # Not a daemon: a process that exits while OpenVINO works in this thread would abort ("terminate called").
+        threading.Thread(target=_switch_to_openvino, args=(loaded,), name="openvino-export").start()
     elif runtime.wants_openvino:
         _switch_to_openvino(loaded)
     logger.info(
