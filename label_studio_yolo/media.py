@@ -64,14 +64,14 @@ class ImageLoader:
 
     def load(self, value: object) -> Image.Image:
         """The image at ``value`` (a task-data string) as a Pillow image."""
-        return decode_image(self.read_bytes(_location(value)))
+        return decode_image(self.read_bytes(value))
 
     def load_pixels(self, value: object) -> Pixels:
         """The image at ``value`` as the BGR array inference takes."""
-        return decode_pixels(self.read_bytes(_location(value)))
+        return decode_pixels(self.read_bytes(value))
 
-    def read_bytes(self, value: str) -> bytes:
-        """The raw bytes ``value`` points to."""
+    def read_bytes(self, value: object) -> bytes:
+        """The raw bytes ``value`` (a task-data string) points to."""
         value = _location(value)
         if value.startswith("data:"):
             return self._read_data_uri(value)

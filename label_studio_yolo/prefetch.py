@@ -81,7 +81,7 @@ class MediaPrefetcher:
 
     def _read(self, value: str) -> bytes:
         try:
-            return self.loader.read_bytes(value.strip())
+            return self.loader.read_bytes(value)
         except MediaError:
             raise
         except Exception as error:  # a thread must hand every failure back to the task that needs it

@@ -1,14 +1,14 @@
 """Inference runtimes: PyTorch, or OpenVINO through ultralytics' own export, cached beside the weights.
 
 OpenVINO is the default on the CPU. It computes in float32 here, which gives PyTorch's boxes (IoU >= 0.99) 1.1-1.2x
-faster than PyTorch on an AMD EPYC and 1.3-1.7x on an Intel Xeon with AMX (yolo11n, 640 px, 2 threads).
+faster than PyTorch on an AMD EPYC and 1.1-1.7x on an Intel Xeon with AMX (yolo11n, 640 px, 2 threads).
 ``OPENVINO_PRECISION=bf16`` (what OpenVINO picks by itself on CPUs with bfloat16 instructions) is faster still
-(about 1.3x f32 on that AMD, more with AMX) and moves small boxes by up to about a pixel. The export is made once
-per weight content, with dynamic input shapes so images keep their aspect ratio (a static 640x640 export pads them
-square and moves boxes). It lives beside the weights as ``<stem>-<sha256[:8]>_openvino_model/``, is written to a
-temporary folder and renamed into place under a lock file, so processes that start together export once and never
-read half an export. Any failure (OpenVINO missing, a read-only folder, an export error) leaves PyTorch in use, with
-the reason logged.
+(about 1.3x f32 on that AMD, more with AMX) and moves boxes: a 26 px one by about a pixel on that AMD, a weak
+detection to IoU 0.70 on that Xeon. The export is made once per weight content, with dynamic input shapes so images
+keep their aspect ratio (a static 640x640 export pads them square and moves boxes). It lives beside the weights as
+``<stem>-<sha256[:8]>_openvino_model/``, is written to a temporary folder and renamed into place under a lock file,
+so processes that start together export once and never read half an export. Any failure (OpenVINO missing, a read-
+only folder, an export error) leaves PyTorch in use, with the reason logged.
 
 Example:
     >>> folder = ensure_openvino_export(Path("models/yolo11n.pt"), imgsz=640)   # doctest: +SKIP
@@ -50,7 +50,7 @@ OPENVINO_FOLDER_SUFFIX = "_openvino_model"
 @dataclass(frozen=True)
 class Runtime:
     """How weights are run: the runtime asked for, the torch device, the CPU threads per process, the precision
-    OpenVINO computes in, and the lanes (tasks of one batch predicted at once, each on its own copy of the model)."""
+    OpenVINO computes in, and the lanes (tasks of one batch predicted at once, each with its own predictor)."""
 
     name: str = PYTORCH
     device: str = "cpu"
