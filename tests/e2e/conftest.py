@@ -40,7 +40,9 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
 
 
 @contextmanager
-def backend_server(model_root: Path, log_dir: Path, workers: int = 1, **settings: str) -> Iterator[BackendServer]:
+def backend_server(
+    model_root: Path, log_dir: Path, workers: int = 1, threads: int = 2, **settings: str
+) -> Iterator[BackendServer]:
     """The backend as users run it: gunicorn serving ``_wsgi:app`` with MODEL_ROOT, MODEL_PATH and ``settings``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -59,7 +61,16 @@ def backend_server(model_root: Path, log_dir: Path, workers: int = 1, **settings
         **settings,
     }
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    command = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", "2", "_wsgi:app"]
+    command = [
+        gunicorn,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "_wsgi:app",
+    ]
     with running_server(command, f"{url}/health", log, env, PROJECT_ROOT, 120.0):
         _wait_until_weights_loaded(url)
         yield BackendServer(url, log, {**os.environ, **env})
