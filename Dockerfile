@@ -66,9 +66,9 @@ USER app
 VOLUME ["/models", "/data"]
 EXPOSE 9090
 
-# No curl in the slim image: probe /health with the standard library.
+# No curl in the slim image: probe /health on $PORT with the standard library, sending BASIC_AUTH_USER/PASS if set.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
-    CMD python -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('PORT', '9090'), timeout=5)"
+    CMD python -m label_studio_yolo.healthcheck /health
 
 # sh -c so that ${PORT}/${WORKERS}/${THREADS} expand at run time; exec so gunicorn is PID 1 and gets signals.
 CMD ["sh", "-c", "exec gunicorn --bind :${PORT} --workers ${WORKERS} --threads ${THREADS} --timeout 300 _wsgi:app"]

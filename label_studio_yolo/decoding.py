@@ -57,9 +57,12 @@ def decode_pixels(data: bytes) -> Pixels:
 
     _register_heif()
     with _opened(data) as opened:  # reads the header only
-        orientation = opened.getexif().get(ExifTags.Base.Orientation, 1)
-        flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # orientation is applied below, for every format
-        pixels = cast("Pixels | None", cv2.imdecode(np.frombuffer(data, np.uint8), flags))
+        try:  # EXIF may sit past the pixels (PNG): a truncated file fails here
+            orientation = opened.getexif().get(ExifTags.Base.Orientation, 1)
+            flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # orientation is applied below, for every format
+            pixels = cast("Pixels | None", cv2.imdecode(np.frombuffer(data, np.uint8), flags))
+        except (OSError, SyntaxError, ValueError, cv2.error) as error:
+            raise MediaError(f"Content is not a readable image ({error})") from error
         if pixels is None:  # a format OpenCV lacks (HEIC): Pillow decodes it
             return _pillow_pixels(opened)
     return _oriented(pixels, orientation)
@@ -71,8 +74,17 @@ def _opened(data: bytes) -> Image.Image:
         return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as error:
         raise MediaError(f"Image refused as a decompression bomb: {error}") from error
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+    except UnidentifiedImageError as error:
+        raise MediaError(f"Content is not a readable image: {_described(data)}") from error
+    except (OSError, SyntaxError, ValueError) as error:
         raise MediaError(f"Content is not a readable image ({error})") from error
+
+
+def _described(data: bytes) -> str:
+    """What ``data`` holds, for a person to recognise: its length and first bytes (an HTML page shows as such)."""
+    if not data:
+        return "it is empty (0 bytes)"
+    return f"{len(data)} bytes starting {data[:24]!r} (an unknown format, or a file cut short)"
 
 
 def _pillow_pixels(opened: Image.Image) -> Pixels:

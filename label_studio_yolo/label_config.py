@@ -18,8 +18,10 @@ Example:
 from __future__ import annotations
 
 import logging
+import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from pathlib import PurePosixPath, PureWindowsPath
 
 from label_studio_sdk.label_interface.control_tags import ControlTag
 from label_studio_sdk.label_interface.interface import LabelInterface
@@ -115,6 +117,22 @@ DEFAULT_SUPPORTED: Mapping[str, frozenset[str]] = {"RectangleLabels": frozenset(
 """Control tag -> object tags it can label, when the caller names none."""
 
 
+def check_label_config(config: str) -> None:
+    """Raise :class:`LabelConfigError` if ``config`` is not XML that label-studio-ml's model base class can read.
+
+    ``LabelStudioMLBase`` parses the config before this backend sees it, and its errors (an lxml syntax error, a
+    ``KeyError``) would otherwise answer with a bare 500.
+    """
+    from label_studio_tools.core.label_config import parse_config
+
+    try:
+        parse_config(config)
+    except Exception as error:  # lxml, KeyError and label-studio-tools' own errors
+        raise LabelConfigError(
+            f"The labelling config could not be parsed ({error!r:.300}). {_example_hint()}"
+        ) from error
+
+
 def parse_label_config(
     config: str, default_threshold: float, supported_controls: Mapping[str, Iterable[str]] = DEFAULT_SUPPORTED
 ) -> list[ControlSpec]:
@@ -162,9 +180,26 @@ def _control_spec(
         threshold=_threshold(control, default_threshold),
         labels=_label_map(labels_tag),
         label_names=tuple(str(label) for label in labels_tag.labels or []),
-        model_path=(control.attr or {}).get(MODEL_PATH_ATTR) or None,
+        model_path=_model_path(control),
         keypoints=keypoint_labels(control) if control.tag == "KeyPointLabels" else (),
     )
+
+
+def _model_path(control: ControlTag) -> str | None:
+    """The tag's ``model_path``, refused when it is absolute or climbs out of MODEL_ROOT with ``..``.
+
+    (A symbolic link inside MODEL_ROOT that points out of it is refused when the weights are loaded.)
+    """
+    raw = (control.attr or {}).get(MODEL_PATH_ATTR) or None
+    if raw is None:
+        return None
+    normal = posixpath.normpath(str(raw).replace("\\", "/"))
+    if PurePosixPath(normal).is_absolute() or PureWindowsPath(raw).is_absolute() or normal.split("/")[0] == "..":
+        raise LabelConfigError(
+            f'<{control.tag} name="{control.name}"> has {MODEL_PATH_ATTR}="{raw}", which points outside MODEL_ROOT; '
+            f'name a weight file relative to MODEL_ROOT, e.g. {MODEL_PATH_ATTR}="extra/best.pt".'
+        )
+    return str(raw)
 
 
 def _label_source(interface: LabelInterface, control: ControlTag) -> ControlTag:

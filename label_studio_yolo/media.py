@@ -9,6 +9,8 @@
 - Absolute ``http(s)://`` URLs are fetched as they are; credentials go only to Label Studio's own host.
 - ``data:`` URIs are decoded by the standard library.
 
+A download must end within ``MEDIA_TIMEOUT`` seconds in all (a server that never answers, or trickles its bytes, is
+cut off) and hold at most ``MEDIA_MAX_BYTES`` (a larger declared ``Content-Length`` is refused before reading).
 Every failure raises :class:`MediaError` with a reason a person can act on.
 
 Example:
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import requests
+import urllib3
 from PIL import Image
 
 from label_studio_yolo.decoding import MediaError, Pixels, decode_image, decode_pixels
@@ -106,15 +110,19 @@ class ImageLoader:
         relative = parse_qs(query).get("d", [""])[0]  # parse_qs decodes once, as Label Studio does
         if not relative:
             raise MediaError("Local-files URL has no ?d=<path>")
-        base = root.expanduser().resolve()
-        path = (base / relative.lstrip("/")).resolve()
-        if not path.is_relative_to(base):
-            raise MediaError(f"Local file {relative!r} is outside LOCAL_FILES_DOCUMENT_ROOT ({base}); refused")
-        if not path.is_file():
-            raise MediaError(f"Local file {path} does not exist")
-        if path.stat().st_size > self.settings.max_bytes:
-            raise MediaError(f"Local file {path} is larger than MEDIA_MAX_BYTES ({self.settings.max_bytes})")
-        return path.read_bytes()
+        shown = _shortened(repr(relative))
+        try:
+            base = root.expanduser().resolve()
+            path = (base / relative.lstrip("/")).resolve()
+            if not path.is_relative_to(base):
+                raise MediaError(f"Local file {shown} is outside LOCAL_FILES_DOCUMENT_ROOT ({base}); refused")
+            if not path.is_file():
+                raise MediaError(f"Local file {path} does not exist")
+            if path.stat().st_size > self.settings.max_bytes:
+                raise MediaError(f"Local file {path} is larger than MEDIA_MAX_BYTES ({self.settings.max_bytes})")
+            return path.read_bytes()
+        except (OSError, ValueError) as error:  # no permission, a NUL byte or an over-long name in the path
+            raise MediaError(f"Local file {shown} could not be read ({error})") from error
 
     def _label_studio_url(self, path: str) -> str:
         if not self.settings.label_studio_url:
@@ -128,20 +136,21 @@ class ImageLoader:
         return bool(base) and urlsplit(url).netloc == urlsplit(base).netloc
 
     def _http_get(self, url: str, authenticated: bool) -> bytes:
+        """The body at ``url``, within ``MEDIA_TIMEOUT`` in all (not per read: a trickling server is cut off too)."""
         headers = {"Authorization": self._authorization()} if authenticated and self.settings.api_key else {}
+        timeout, shown = self.settings.timeout, _shortened(url)
+        deadline = time.monotonic() + timeout
         try:
-            with self._session.get(url, headers=headers, timeout=self.settings.timeout, stream=True) as response:
-                if response.status_code in (401, 403):
-                    raise MediaError(
-                        f"HTTP {response.status_code} for {url}: Label Studio refused the credentials; set "
-                        "LABEL_STUDIO_API_KEY to a valid legacy token or personal access token"
-                    )
-                response.raise_for_status()
-                data = b"".join(_limited_chunks(response, self.settings.max_bytes))
+            with self._session.get(url, headers=headers, timeout=timeout, stream=True) as response:
+                _check_status(response, shown, authenticated)
+                _check_declared_length(response, shown, self.settings.max_bytes)
+                data = _read_body(response, self.settings.max_bytes, deadline)
         except MediaError:
             raise
-        except requests.RequestException as error:
-            raise MediaError(f"Could not download {url}: {error}") from error
+        except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as error:
+            raise MediaError(f"Could not download {shown}: timed out after {timeout:g} s (MEDIA_TIMEOUT)") from error
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
+            raise MediaError(f"Could not download {shown}: {_shortened(str(error), 300)}") from error
         return self._within_limit(data, url)
 
     def _authorization(self) -> str:
@@ -163,23 +172,63 @@ class ImageLoader:
 
     def _within_limit(self, data: bytes, source: str) -> bytes:
         if len(data) > self.settings.max_bytes:
-            raise MediaError(f"{source[:80]} is larger than MEDIA_MAX_BYTES ({self.settings.max_bytes} bytes)")
+            raise MediaError(f"{_shortened(source)} is larger than MEDIA_MAX_BYTES ({self.settings.max_bytes} bytes)")
         return data
 
 
-def _limited_chunks(response: requests.Response, max_bytes: int) -> list[bytes]:
-    """The body in chunks, stopping one chunk past ``max_bytes`` so oversized answers are not read whole."""
+def _check_status(response: requests.Response, shown: str, authenticated: bool) -> None:
+    """Raise :class:`MediaError` for an error status, saying what to do about a refusal."""
+    status = response.status_code
+    if status < 400:
+        return
+    reason = f"HTTP {status} ({response.reason})" if response.reason else f"HTTP {status}"
+    if status in (401, 403) and authenticated:
+        raise MediaError(
+            f"{reason} for {shown}: Label Studio refused the credentials; set LABEL_STUDIO_API_KEY to a valid "
+            "legacy token or personal access token"
+        )
+    if status in (401, 403):
+        raise MediaError(
+            f"Could not download {shown}: {reason}; credentials are sent only to Label Studio's own host "
+            "(LABEL_STUDIO_URL), so this image must be readable without them"
+        )
+    raise MediaError(f"Could not download {shown}: {reason}")
+
+
+def _check_declared_length(response: requests.Response, shown: str, max_bytes: int) -> None:
+    """Refuse an answer whose ``Content-Length`` is over ``max_bytes`` before reading any of it."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise MediaError(f"{shown} is {declared} bytes, larger than MEDIA_MAX_BYTES ({max_bytes} bytes)")
+
+
+def _read_body(response: requests.Response, max_bytes: int, deadline: float) -> bytes:
+    """The body, read as it arrives; stops one chunk past ``max_bytes`` (oversized answers are not read whole).
+
+    Raises:
+        TimeoutError: ``deadline`` (a :func:`time.monotonic` time) passed before the body ended.
+    """
     chunks, total = [], 0
-    for chunk in response.iter_content(chunk_size=1 << 16):
+    while chunk := response.raw.read1(1 << 16, decode_content=True):  # returns what arrived, not a full chunk
         chunks.append(chunk)
         total += len(chunk)
         if total > max_bytes:
             break
-    return chunks
+        if time.monotonic() > deadline:
+            raise TimeoutError
+    return b"".join(chunks)
+
+
+def _shortened(text: str, limit: int = 120) -> str:
+    """``text`` cut to about ``limit`` characters for a log line (a task URL can be a megabyte long); its start and
+    end are kept (a URL's host and file name, an error's cause)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit // 2]}...({len(text)} characters)...{text[-limit // 2 :]}"
 
 
 def _location(value: object) -> str:
     """``value`` as an image location, or :class:`MediaError` for anything that cannot be one."""
     if not isinstance(value, str) or not value.strip():
-        raise MediaError(f"Task data value {value!r} is not an image URL or path")
+        raise MediaError(f"Task data value {_shortened(repr(value), 80)} is not an image URL or path")
     return value.strip()

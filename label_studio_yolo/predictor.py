@@ -101,20 +101,24 @@ class TaskPredictor:
             yield from self._attempt_in_lanes(tasks, lanes)
             return
         with MediaPrefetcher(self.loader, self._image_values(tasks)) as images:
-            for task in tasks:
-                yield self.attempt(task, images)
+            for position, task in enumerate(tasks):
+                yield self.attempt(task, images, position=position)
 
-    def attempt(self, task: object, images: ImageSource | None = None, lane: int | None = None) -> TaskOutcome:
+    def attempt(
+        self, task: object, images: ImageSource | None = None, lane: int | None = None, position: int | None = None
+    ) -> TaskOutcome:
         """The prediction for one task, or the reason (also logged) why there is none; ``lane`` picks the lane's
-        copies of the models (``None``: the models themselves, with all threads)."""
+        copies of the models (``None``: the models themselves, with all threads); ``position`` (the task's index in
+        its batch) names a task that has no id in the log."""
         task_id = _task_id(task)
+        name = task_id if task_id is not None or position is None else f"#{position} of the batch (it has no id)"
         try:
             regions = self._regions(task, images or self.loader, lane)
         except MediaError as error:
-            logger.error("Task %s: no prediction, media not loaded: %s", task_id, error)
+            logger.error("Task %s: no prediction, media not loaded: %s", name, error)
             return TaskOutcome(task_id, error=f"media not loaded: {error}")
         except Exception as error:
-            logger.exception("Task %s: no prediction, unexpected error", task_id)
+            logger.exception("Task %s: no prediction, unexpected error", name)
             return TaskOutcome(task_id, error=f"unexpected error: {error!r}")
         score = sum(region["score"] for region in regions) / len(regions) if regions else 0.0
         prediction = {"result": regions, "score": round(score, 4), "model_version": self.model_version}
@@ -135,7 +139,7 @@ class TaskPredictor:
                     for index in indexes:
                         if stop.is_set():
                             return
-                        outcomes[index].set_result(self.attempt(tasks[index], images, lane))
+                        outcomes[index].set_result(self.attempt(tasks[index], images, lane, position=index))
             finally:  # a lane that dies (or stops) must not leave the consumer waiting
                 for index in indexes:
                     if not outcomes[index].done():
@@ -161,13 +165,18 @@ class TaskPredictor:
         return values
 
     def _regions(self, task: object, images: ImageSource, lane: int | None) -> list[dict[str, Any]]:
-        data = task.get("data") if isinstance(task, dict) else None
+        if not isinstance(task, dict):
+            raise MediaError(f"the task is a JSON {_json_type(task)}, not an object with 'data'")
+        data = task.get("data")
         if not isinstance(data, dict):
-            raise MediaError("task has no 'data' object")
+            found = f"is a JSON {_json_type(data)}" if "data" in task else "is missing"
+            raise MediaError(f"the task's 'data' {found}; expected an object such as {{'image': '<URL>'}}")
         regions: list[dict[str, Any]] = []
         for value_key, by_model in self._by_image.items():
             if value_key not in data:
-                raise MediaError(f"task data has no {value_key!r} key (keys: {sorted(data)})")
+                keys = sorted(map(str, data))
+                shown = ", ".join(keys[:10]) + (", ..." if len(keys) > 10 else "")
+                raise MediaError(f"task data has no {value_key!r} key, which the config reads (keys: {shown})")
             for controls, output in self._outputs(data[value_key], by_model, images, lane):
                 for control in controls:
                     regions.extend(control.regions(output))
@@ -196,6 +205,12 @@ class TaskPredictor:
 
 def _task_id(task: object) -> object:
     return task.get("id") if isinstance(task, dict) else None
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of ``value``'s type, as a Label Studio user would call it."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _without_missing_parents(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:

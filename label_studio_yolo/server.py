@@ -24,7 +24,8 @@ from typing import Any
 from flask import Flask, jsonify, request
 from flask.wrappers import Response
 
-from label_studio_yolo.label_config import LabelConfigError
+from label_studio_yolo.guard import RequestGuard, error_response, too_large_message
+from label_studio_yolo.label_config import LabelConfigError, check_label_config
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.factory import scheduler_for
 from label_studio_yolo.training.scheduler import START_TRAINING, Scheduler, project_id_of
@@ -104,22 +105,43 @@ def register_error_handlers(app: Flask) -> None:
 def register_views(app: Flask, models: ProjectModels, scheduler: Scheduler) -> None:
     """Replace label-studio-ml's model views with project-aware ones."""
 
+    def body_problem(route: str, key: str, kind: type, what: str) -> str | None:
+        """Why the request is not a JSON object whose ``key`` holds ``what`` (of type ``kind``); None when it is."""
+        names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+        if not request.is_json:
+            return f"{route} expects Content-Type application/json, got {request.mimetype or 'none'}"
+        body = request.get_json(silent=True)
+        if body is None and request.get_data().strip() != b"null":
+            return f"{route}: the body is not valid JSON"
+        if not isinstance(body, dict):
+            return f"{route} expects a JSON object with {key!r}, got a JSON {names.get(type(body), 'null')}"
+        if not isinstance(body.get(key), kind):
+            found = f"a JSON {names.get(type(body[key]), 'null')}" if key in body else "missing"
+            return f"{route} expects {key!r} to be {what}; it is {found}"
+        return None
+
     def setup() -> Any:
-        body = _json_body()
-        if body is None or not isinstance(body.get("schema"), str):
-            return _error("/setup expects a JSON object with 'project' and 'schema' (the labelling config)", 400)
+        problem = body_problem("/setup", "schema", str, "the labelling config (a string)")
+        if problem:
+            return _error(problem, 400)
+        body = _json_body() or {}
         project = str(body.get("project") or "")
+        check_label_config(body["schema"])
         models.remember_credentials(project, body.get("hostname"), body.get("access_token"))
         return jsonify({"model_version": models.get(project, body["schema"]).model_version})
 
     def predict() -> Any:
-        body = _json_body()
-        if body is None or not isinstance(body.get("tasks"), list):
-            return _error("/predict expects a JSON object with a 'tasks' list", 400)
+        problem = body_problem("/predict", "tasks", list, "a list of tasks")
+        if problem:
+            return _error(problem, 400)
+        body = _json_body() or {}
         project = str(body.get("project") or "")
         label_config = body.get("label_config") or models.label_config_of(project)
-        if not isinstance(label_config, str):
+        if label_config is None:
             return _error(f"Project {project}: /predict has no 'label_config' and /setup was not called", 400)
+        if not isinstance(label_config, str):
+            return _error(f"Project {project}: 'label_config' must be the labelling config (a string)", 400)
+        check_label_config(label_config)
         model = models.get(project, label_config)
         results = model.predict(body["tasks"])
         predicted = sum(1 for entry in results if entry)
@@ -183,7 +205,36 @@ def create_app(model_class: type[Any]) -> Flask:
     app: Flask = init_app(model_class=model_class)
     register_views(app, ProjectModels(model_class), scheduler_for(settings))
     register_error_handlers(app)
+    guard(app, settings)
     return app
+
+
+def guard(app: Flask, settings: BackendSettings) -> None:
+    """Put HTTP Basic auth (if BASIC_AUTH_USER/PASS are set) and MAX_REQUEST_BYTES in front of every route.
+
+    label-studio-ml's app is a module-level singleton: a guard from an earlier ``create_app`` is replaced, not
+    stacked. Its request log at DEBUG printed every header, the ``Authorization`` header too: ours leaves it out.
+    """
+    inner = app.wsgi_app
+    while isinstance(inner, RequestGuard):
+        inner = inner.app
+    app.wsgi_app = RequestGuard(inner, settings.basic_auth, settings.max_request_bytes)  # type: ignore[method-assign]
+    # Its own level, not the root logger's: OpenVINO's convert_model sets the root level to ERROR while it runs, so
+    # refusals during a background export were lost with every other record that goes by the root level.
+    logging.getLogger(RequestGuard.__module__).setLevel(settings.log_level.upper())
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.register_error_handler(413, lambda _error: error_response(413, too_large_message(settings.max_request_bytes)))
+    hooks = app.before_request_funcs.setdefault(None, [])
+    hooks[:] = [_log_request if getattr(hook, "__name__", "") == "log_request_info" else hook for hook in hooks]
+    logger.info("HTTP Basic auth %s", "required" if settings.basic_auth else "off (BASIC_AUTH_USER/PASS unset)")
+
+
+def _log_request() -> None:
+    """label-studio-ml's request log at DEBUG, without the credentials of the ``Authorization`` header."""
+    if logger.isEnabledFor(logging.DEBUG):
+        headers = {name: "<hidden>" if name.lower() == "authorization" else value for name, value in request.headers}
+        logger.debug("Request headers: %s", headers)
+        logger.debug("Request body: %s", request.get_data())
 
 
 def preload_base_weights() -> threading.Thread:

@@ -12,11 +12,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from label_studio_yolo.cpus import available_cpus
 from label_studio_yolo.runtimes import OPENVINO, PRECISIONS, RUNTIMES, Runtime, default_lanes
+
+DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
+"""100 MiB: room for one task whose inline ``data:`` image is as large as MEDIA_MAX_BYTES allows (50 MiB, 67 MiB
+in base64). Label Studio 1.23 sends each task whole to /predict: measured, 512 bytes for a task with an image URL,
+2.4 KB with one earlier 5-box prediction, so 100 MiB is about 200,000 or 44,000 such tasks, far more than one
+/predict gets through in Label Studio's 100 s."""
 
 
 class BackendSettings(BaseSettings):
@@ -71,9 +77,20 @@ class BackendSettings(BaseSettings):
     local_files_document_root: Path | None = Field(
         None, description="Folder that /data/local-files/?d=... paths may be read from; unset refuses them."
     )
-    media_timeout: float = Field(15.0, gt=0, description="Seconds to wait for one image download.")
+    media_timeout: float = Field(
+        15.0, gt=0, description="Seconds one image or video may take to download, in all (not per read)."
+    )
     media_max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest image (bytes) the backend accepts.")
     log_level: str = Field("INFO", description="Python logging level of the backend.")
+    basic_auth_pass: SecretStr | None = Field(None, description="HTTP Basic auth password (with BASIC_AUTH_USER).")
+    basic_auth_user: str | None = Field(
+        None,
+        validate_default=True,  # checked even when unset: BASIC_AUTH_PASS alone is an error too
+        description="HTTP Basic auth user that every request must send (with BASIC_AUTH_PASS); unset: no auth.",
+    )
+    max_request_bytes: int = Field(
+        DEFAULT_MAX_REQUEST_BYTES, gt=0, description="Largest request body (bytes); larger ones get 413."
+    )
 
     redis_url: str | None = Field(None, description="Redis for the training queue; unset trains in a local process.")
     training_queue: str = Field("training", description="rq queue that training jobs go to.")
@@ -92,6 +109,31 @@ class BackendSettings(BaseSettings):
         description="Publish a new version if its val mAP50 is not worse, or always.",
     )
     train_job_timeout: int = Field(6 * 3600, gt=0, description="Seconds a training job may run before rq stops it.")
+
+    @field_validator("basic_auth_user")
+    @classmethod
+    def _basic_auth_is_complete(cls, user: str | None, info: ValidationInfo) -> str | None:
+        """Half a credential pair stops the backend rather than serving without a password.
+
+        A field validator after BASIC_AUTH_PASS (declared first), not a model validator: pydantic's message for a
+        model validator repeats every input, the password with them.
+        """
+        if (user is None) != (info.data.get("basic_auth_pass") is None):
+            missing = "BASIC_AUTH_USER" if user is None else "BASIC_AUTH_PASS"
+            raise ValueError(
+                f"{missing} is not set: set both BASIC_AUTH_USER and BASIC_AUTH_PASS to require HTTP Basic auth, "
+                "or neither to serve without it"
+            )
+        if user is not None and ":" in user:
+            raise ValueError("BASIC_AUTH_USER must not contain ':' (HTTP Basic auth splits user and password there)")
+        return user
+
+    @property
+    def basic_auth(self) -> tuple[str, str] | None:
+        """The user and password that every request must send; None when auth is off."""
+        if self.basic_auth_user is None or self.basic_auth_pass is None:
+            return None
+        return self.basic_auth_user, self.basic_auth_pass.get_secret_value()
 
     @property
     def runtime(self) -> Runtime:
