@@ -23,6 +23,8 @@ import functools
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +48,9 @@ PRECISIONS = ("f32", "bf16")
 OPENVINO_FOLDER_SUFFIX = "_openvino_model"
 """ultralytics recognises an OpenVINO export by this ending of its folder name."""
 
+EXPORT_PROCESS_TIMEOUT = 900
+"""Seconds a background export's child process may run before it is killed (PyTorch then keeps serving)."""
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -58,7 +63,7 @@ class Runtime:
     precision: str = "f32"
     lanes: int = 1
     background_export: bool = False
-    """Serve with PyTorch while a missing OpenVINO export is made in a background thread, then switch (a server's
+    """Serve with PyTorch while a missing OpenVINO export is made in a child process, then switch (a server's
     /setup must answer within Label Studio's 3 s; an export takes 5-10 s)."""
 
     @property
@@ -87,8 +92,9 @@ def openvino_export_exists(weights: Path, version: str) -> bool:
     return _is_complete(openvino_folder(weights, version))
 
 
-def ensure_openvino_export(weights: Path, version: str, imgsz: int) -> Path:
-    """The OpenVINO export of ``weights``, made now if no process made it before.
+def ensure_openvino_export(weights: Path, version: str, imgsz: int, in_child: bool = False) -> Path:
+    """The OpenVINO export of ``weights``, made now if no process made it before; ``in_child`` makes it in a child
+    process (see :func:`_export_in_child`).
 
     Raises:
         Exception: whatever the export raised (the caller falls back to PyTorch).
@@ -99,13 +105,13 @@ def ensure_openvino_export(weights: Path, version: str, imgsz: int) -> Path:
     with _exclusive(target.with_name(f".{target.name}.lock")):
         if _is_complete(target):  # another process exported it while this one waited
             return target
-        _export_into(weights, target, imgsz)
+        _export_into(weights, target, imgsz, in_child)
     return target
 
 
 def load_openvino(weights: Path, version: str, task: str, imgsz: int, runtime: Runtime) -> YOLO:
     """The OpenVINO export of ``weights`` as a YOLO model, compiled for the runtime's threads and precision."""
-    model = _openvino_model(weights, version, task, imgsz)
+    model = _openvino_model(weights, version, task, imgsz, in_child=runtime.background_export)
     _compile_with(model, openvino_folder(weights, version), _settings(runtime))
     return model
 
@@ -141,11 +147,11 @@ class _OwnInferRequest:
         return getattr(self._network, name)
 
 
-def _openvino_model(weights: Path, version: str, task: str, imgsz: int) -> YOLO:
+def _openvino_model(weights: Path, version: str, task: str, imgsz: int, in_child: bool = False) -> YOLO:
     """The export of ``weights`` (made now if missing) as a YOLO model with its predictor built."""
     from ultralytics import YOLO
 
-    folder = ensure_openvino_export(weights, version, imgsz)
+    folder = ensure_openvino_export(weights, version, imgsz, in_child)
     model = YOLO(str(folder), task=task)
     model.predict(_blank_image(), imgsz=imgsz, verbose=False)  # builds the predictor and compiles the network
     return model
@@ -158,20 +164,47 @@ def _settings(runtime: Runtime) -> dict[str, object]:
     return settings
 
 
-def _export_into(weights: Path, target: Path, imgsz: int) -> None:
+def _export_into(weights: Path, target: Path, imgsz: int, in_child: bool = False) -> None:
     """Export in a temporary folder beside ``target``, then rename it into place."""
-    from ultralytics import YOLO
-
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         source = work / weights.name
         shutil.copy2(weights, source)  # ultralytics writes the export beside the file it exports
         logger.info("Exporting %s to OpenVINO (once per weight file)", weights)
-        exported = Path(YOLO(str(source)).export(format="openvino", dynamic=True, half=False, imgsz=imgsz, batch=1))
+        exported = _export_in_child(source, imgsz) if in_child else export_openvino(source, imgsz)
         os.replace(exported, target)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     logger.info("OpenVINO export of %s saved as %s", weights, target)
+
+
+def export_openvino(weights: Path, imgsz: int) -> Path:
+    """ultralytics' OpenVINO export of ``weights`` (dynamic shapes, float32, batch 1), made beside it; its folder."""
+    from ultralytics import YOLO
+
+    return Path(YOLO(str(weights)).export(format="openvino", dynamic=True, half=False, imgsz=imgsz, batch=1))
+
+
+def _export_in_child(weights: Path, imgsz: int) -> Path:
+    """:func:`export_openvino` in a child Python process, for a server that keeps serving meanwhile.
+
+    In the server's own process the export would hold the GIL for seconds at a time (``/health`` then missed Label
+    Studio's 1 s under load), and OpenVINO's converter sets the root logger to ERROR while it runs, which silenced
+    every other thread's log lines.
+
+    Raises:
+        RuntimeError: the child failed; the message ends with its error output.
+    """
+    package_parent = str(Path(__file__).resolve().parents[1])
+    python_path = os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", __name__, str(weights), str(imgsz)]
+    env = {**os.environ, "PYTHONPATH": python_path}
+    done = subprocess.run(  # noqa: S603  # our own module, with paths we made
+        command, capture_output=True, text=True, env=env, timeout=EXPORT_PROCESS_TIMEOUT, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the export process exited with {done.returncode}: {done.stderr.strip()[-800:]}")
+    return Path(done.stdout.strip().splitlines()[-1])
 
 
 def _is_complete(folder: Path) -> bool:
@@ -219,3 +252,7 @@ def _blank_image() -> Any:
     import numpy as np
 
     return np.zeros((32, 32, 3), dtype=np.uint8)
+
+
+if __name__ == "__main__":  # the child process of _export_in_child: prints the export's folder last
+    print(export_openvino(Path(sys.argv[1]), int(sys.argv[2])))

@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import ultralytics
 from PIL import Image
@@ -198,3 +199,25 @@ def test_setup_does_not_wait_for_an_export_and_predictions_switch_to_openvino_wh
     ]
     for before, after in zip(on_pytorch["result"], on_openvino["result"], strict=True):
         assert all(abs(before["value"][k] - after["value"][k]) < 0.5 for k in ("x", "y", "width", "height"))
+
+
+def test_a_background_export_leaves_the_servers_log_level_alone(weights_copy: Path) -> None:
+    """OpenVINO's converter sets the root logger to ERROR while it runs: in the server's process that silenced every
+    log line of the export's 5-10 s (and the export held the GIL, so /health lagged). A server exports in a child."""
+    from label_studio_yolo.runtimes import ensure_openvino_export
+
+    root = logging.getLogger()
+    levels_seen: set[int] = set()
+    export = threading.Thread(
+        target=ensure_openvino_export, args=(weights_copy, file_version(weights_copy), 160, True), name="test-export"
+    )
+    export.start()
+    while export.is_alive():
+        levels_seen.add(root.level)
+        export.join(0.01)
+
+    assert levels_seen == {root.level}
+    folder = openvino_folder(weights_copy, file_version(weights_copy))
+    assert (folder / "metadata.yaml").is_file()
+    model = load_weights_file(weights_copy, Runtime(OPENVINO, threads=1)).model
+    assert model.predict(np.zeros((160, 160, 3), np.uint8), imgsz=160, verbose=False)  # the export loads and runs
