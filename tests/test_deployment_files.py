@@ -78,6 +78,7 @@ def test_worker_runs_rq_against_the_redis_service() -> None:
     services = load_compose()["services"]
     command = services["worker"]["command"].split()
     assert command[:2] == ["rq", "worker"]
+    assert command[command.index("-w") + 1] == "label_studio_yolo.training.worker.TrainingWorker"  # fast recovery
     url = command[command.index("--url") + 1]
     assert url == services["worker"]["environment"]["REDIS_URL"]
     assert url.split("//")[1].split(":")[0] in services

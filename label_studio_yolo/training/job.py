@@ -36,7 +36,7 @@ from label_studio_yolo.training.dataset import Dataset, write_dataset
 from label_studio_yolo.training.evaluate import METRIC_OF_TASK, LabelledImage, score
 from label_studio_yolo.training.plan import TrainingError, TrainingPlan, plan_training
 from label_studio_yolo.training.progress import report_progress
-from label_studio_yolo.training.worker_side import claim, project_lock
+from label_studio_yolo.training.worker_side import StillHeld, claim, project_lock
 from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, VersionInfo, VersionStore
 from label_studio_yolo.weights import LoadedWeights, file_version, load_weights, load_weights_file
 
@@ -54,29 +54,38 @@ def train_project(project: int) -> dict[str, Any]:
         return _train(project)
     claim(job.connection, project, job.id)
     report_progress(stage="waiting for the project lock")
-    with project_lock(job.connection, project):
-        return _train(project)
+    with project_lock(job.connection, project) as still_held:
+        report_progress(stage="exporting")
+        return _train(project, still_held)
 
 
-def _train(project: int) -> dict[str, Any]:
+def _train(project: int, still_held: StillHeld | None = None) -> dict[str, Any]:
     settings = BackendSettings()
     started = time.time()
     client = _label_studio_client(settings)
     label_config = client.projects.get(id=project).label_config
     tasks = client.tasks.list(project=project, fields="all")
-    return train_annotated(project, label_config, tasks, settings, started)
+    return train_annotated(project, label_config, tasks, settings, started, still_held)
 
 
 def train_annotated(
-    project: int, label_config: str, tasks: Iterable[Any], settings: BackendSettings, started: float | None = None
+    project: int,
+    label_config: str,
+    tasks: Iterable[Any],
+    settings: BackendSettings,
+    started: float | None = None,
+    still_held: StillHeld | None = None,
 ) -> dict[str, Any]:
     """Everything after the export: dataset, fine-tuning, comparison, storing and publishing.
 
     ``tasks`` are Label Studio tasks with their annotations (SDK models or dicts as Label Studio exports them).
+    ``still_held`` (the project lock's check) is called after every epoch and before publishing.
 
     Raises:
         TrainingError: nothing in the config or the annotations can be trained (the message says what to fix).
+        LockLost: the job lost its project lock (``still_held`` raised).
     """
+    still_held = still_held or _always_held
     started = started or time.time()
     store = VersionStore(settings.model_dir)
     parent = store.current(project)
@@ -91,7 +100,7 @@ def train_annotated(
         report_progress(
             stage="training", annotations=len(annotated), train=len(dataset.train_ids), val=len(dataset.val_ids)
         )
-        best, run_dir = _fine_tune(settings, dataset, start.path, Path(work) / "run")
+        best, run_dir = _fine_tune(settings, dataset, start.path, Path(work) / "run", still_held)
         trained_at = time.time()
         scores = _compare(plan, start, parent, best, dataset)
         name = f"project{project}-v{len(store.versions(project)) + 1:03d}-{file_version(best).rsplit('-', 1)[-1]}"
@@ -104,6 +113,7 @@ def train_annotated(
         _store_version(store, project, name, best, run_dir, meta, settings)
     published = settings.train_publish_policy == "always" or scores["new"] >= scores["old"]
     if published:
+        still_held()
         store.publish(project, name)
     metric = meta["metric"]
     logger.info("Project %s: %s version %s, %s %s, published=%s", project, plan.task, name, metric, scores, published)
@@ -211,8 +221,17 @@ def _media_settings(settings: BackendSettings) -> MediaSettings:
     )
 
 
-def _fine_tune(settings: BackendSettings, dataset: Dataset, start: Path, run_dir: Path) -> tuple[Path, Path]:
-    """Train from the weights at ``start`` and return the best weights and the run folder."""
+def _always_held() -> None:
+    """The lock check of a job that holds no lock (run outside rq)."""
+
+
+def _fine_tune(
+    settings: BackendSettings, dataset: Dataset, start: Path, run_dir: Path, still_held: StillHeld
+) -> tuple[Path, Path]:
+    """Train from the weights at ``start`` and return the best weights and the run folder.
+
+    ``still_held`` runs after every epoch: an error it raises stops training.
+    """
     import ultralytics.utils.torch_utils as torch_utils
     from ultralytics import YOLO
 
@@ -220,6 +239,7 @@ def _fine_tune(settings: BackendSettings, dataset: Dataset, start: Path, run_dir
     torch_utils.NUM_THREADS = settings.torch_threads
     model = YOLO(str(start))
     model.add_callback("on_fit_epoch_end", _epoch_progress)
+    model.add_callback("on_fit_epoch_end", lambda _trainer: still_held())
     model.train(
         data=str(dataset.data),
         epochs=settings.train_epochs,

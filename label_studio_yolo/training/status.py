@@ -39,10 +39,16 @@ def _version_summary(version: VersionInfo) -> dict[str, Any]:
     }
 
 
+ABANDONED = "The worker running this job stopped without finishing it (killed, or its machine or Redis went away)"
+"""The reason shown for a job rq gave up as abandoned (its worker's heartbeat lapsed)."""
+
+
 def redis_jobs(redis: Any, project: int, queue: str = "training") -> list[dict[str, Any]]:
     """rq jobs of ``project``, newest first: status, progress meta, times, and the error of failed ones.
 
-    Jobs whose worker died (no heartbeat for rq's TTL) are moved to failed first, so they never look running.
+    Jobs whose worker died (no heartbeat for rq's TTL: 15 s with
+    :class:`~label_studio_yolo.training.worker.TrainingWorker`, 90 s with rq's own worker) are moved to failed
+    first, so they never look running.
     """
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
@@ -64,11 +70,17 @@ def redis_jobs(redis: Any, project: int, queue: str = "training") -> list[dict[s
             "progress": job.meta,
         }
         if entry["status"] == "failed":
-            entry["error"] = (job.exc_info or "").strip().splitlines()[-1:] or ["unknown (worker died?)"]
+            entry["error"] = _failure(job.exc_info)
         elif entry["status"] == "finished":
             entry["result"] = job.return_value()
         jobs.append(entry)
     return jobs
+
+
+def _failure(exc_info: str | None) -> list[str]:
+    """The last line of a failed job's traceback, said plainly when rq gave the job up as abandoned."""
+    last = (exc_info or "").strip().splitlines()[-1:] or ["unknown (worker died?)"]
+    return [f"{ABANDONED}; rq: {last[0]}"] if "AbandonedJobError" in last[0] else last
 
 
 def main() -> None:

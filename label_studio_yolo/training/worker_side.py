@@ -2,24 +2,45 @@
 
 - Claiming: the job stops being the project's queued job (so new events queue the next one) and the count of new
   annotations starts again from zero.
-- The project lock: two workers never train one project at once. The lock lives 60 s and is renewed every 20 s
-  while the job runs, so a killed worker frees the project within a minute.
+- The project lock: two workers never train one project at once. The lock lives 15 s and is renewed every 5 s
+  while the job runs, so a killed worker frees its project within 15 s. A renewal that fails because Redis is
+  briefly unreachable is tried again every 0.5 s, so the lock outlives a Redis restart of up to 10 s; a job that
+  finds its lock gone (Redis unreachable for longer, or emptied) stops at its next epoch and publishes nothing,
+  since another job may have taken the project.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from redis.exceptions import LockNotOwnedError, RedisError
+
+from label_studio_yolo.training.plan import TrainingError
+from label_studio_yolo.training.progress import report_progress
 from label_studio_yolo.training.scheduler import key
 
-LOCK_TTL = 60
-"""Seconds the per-project training lock lives without renewal."""
+logger = logging.getLogger(__name__)
 
-LOCK_RENEW_EVERY = 20
-"""Seconds between renewals of the per-project training lock."""
+LOCK_TTL = 15
+"""Seconds the per-project training lock lives without renewal: how long a dead worker keeps its project."""
+
+LOCK_RENEW_EVERY = 5
+"""Seconds between renewals of the per-project training lock (three tries before it lapses)."""
+
+RETRY_EVERY = 0.5
+"""Seconds between tries of a renewal that could not reach Redis."""
+
+StillHeld = Callable[[], None]
+"""Raises :class:`LockLost` once the job no longer holds its project's lock."""
+
+
+class LockLost(TrainingError):
+    """The job's project lock lapsed or was taken: the job stops so two workers never train one project at once."""
 
 
 def claim(redis: Any, project: int, job_id: str) -> None:
@@ -33,22 +54,63 @@ def claim(redis: Any, project: int, job_id: str) -> None:
 @contextmanager
 def project_lock(
     redis: Any, project: int, ttl: float = LOCK_TTL, renew_every: float = LOCK_RENEW_EVERY
-) -> Iterator[None]:
-    """Hold the project's training lock (waiting for another worker's job to finish first)."""
+) -> Iterator[StillHeld]:
+    """Hold the project's training lock (waiting for another worker's job to finish first).
+
+    Yields a check to call between steps of the job: it raises :class:`LockLost` once the lock is gone. The job's
+    progress records when it took the lock and when it gave it back (``lock_acquired_at``, ``lock_released_at``).
+    """
     # thread_local=False: the renewing thread must see the token the job thread acquired.
     lock = redis.lock(key(project, "training_lock"), timeout=ttl, thread_local=False)
     lock.acquire(blocking=True)
-    stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(renew_every):
-            lock.reacquire()
-
-    renewer = threading.Thread(target=renew, daemon=True)
+    report_progress(lock_acquired_at=time.time())
+    stop, lost = threading.Event(), threading.Event()
+    renewer = threading.Thread(target=_renew, args=(lock, project, renew_every, stop, lost), daemon=True)
     renewer.start()
+
+    def still_held() -> None:
+        if lost.is_set():
+            raise LockLost(
+                f"Project {project}: this job lost its training lock (Redis unreachable for more than {ttl:g} s, "
+                "or emptied), so it stopped without publishing: another job may be training the project"
+            )
+
     try:
-        yield
+        yield still_held
     finally:
         stop.set()
         renewer.join()
+        _release(lock, project, lost)
+
+
+def _renew(lock: Any, project: int, every: float, stop: threading.Event, lost: threading.Event) -> None:
+    """Extend ``lock`` every ``every`` seconds until ``stop``; set ``lost`` and give up once it is not ours.
+
+    A renewal that cannot reach Redis is tried again every :data:`RETRY_EVERY` s: the lock outlives a Redis restart
+    shorter than its remaining life.
+    """
+    wait = every
+    while not stop.wait(wait):
+        try:
+            lock.reacquire()
+            wait = every
+        except LockNotOwnedError:
+            lost.set()
+            logger.error("Project %s: the training lock lapsed while this job ran", project)
+            return
+        except RedisError as error:  # Redis briefly unreachable: the lock still has time, try again soon
+            if wait == every:
+                logger.warning("Project %s: training lock not renewed yet (Redis unreachable): %s", project, error)
+            wait = min(RETRY_EVERY, every)
+
+
+def _release(lock: Any, project: int, lost: threading.Event) -> None:
+    """Free the lock; one that lapsed or cannot be reached frees itself when its time is up."""
+    if lost.is_set():
+        return
+    try:
         lock.release()
+    except RedisError as error:
+        logger.warning("Project %s: training lock not released (it lapses by itself): %s", project, error)
+        return
+    report_progress(lock_released_at=time.time())

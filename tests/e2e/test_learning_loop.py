@@ -20,12 +20,16 @@ import requests
 
 from conftest import MODEL_CACHE, PROJECT_ROOT, SampleImage, draw_samples
 from label_studio_yolo.training.evaluate import map50_of_predictions
+from label_studio_yolo.training.worker import TrainingWorker
 from tests.e2e.conftest import BackendServer, LabelStudioServer, backend_server
 from tests.e2e.test_label_studio_predictions import pixel_box, retrieve_predictions, stored_predictions, upload_images
 from tests.support.redis_server import running_redis
 from tests.support.synthetic import train_tiny_model
 
 pytestmark = pytest.mark.e2e
+
+WORKER_CLASS = f"{TrainingWorker.__module__}.{TrainingWorker.__name__}"
+"""The rq worker class docker-compose runs."""
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -132,8 +136,9 @@ def test_start_training_learns_a_new_class_and_serves_it_without_restart(
             jobs = status[str(project.id)]["jobs"]
             assert [job["status"] for job in jobs] == ["queued"], jobs
 
+            rq = str(Path(sys.executable).parent / "rq")
             worker = subprocess.run(
-                [str(Path(sys.executable).parent / "rq"), "worker", "--burst", "--url", redis_url, "training"],
+                [rq, "worker", "--burst", "-w", WORKER_CLASS, "--url", redis_url, "training"],
                 cwd=PROJECT_ROOT,
                 env={**backend.env, "PATH": str(Path(sys.executable).parent)},
                 capture_output=True,

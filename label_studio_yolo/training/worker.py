@@ -1,0 +1,71 @@
+"""The rq worker class for training jobs: rq's abandoned-job handling in seconds rather than minutes.
+
+A plain ``rq worker`` sends a heartbeat for its running job every 30 s and gives it 60 s of grace. If the worker dies
+with its job (killed, out of memory, its machine gone), rq moves the job to failed (``AbandonedJobError``) only once
+that heartbeat has lapsed, up to 90 s later, and only when some process cleans rq's registries (``/training/status``
+does). This worker sends a heartbeat every 5 s with 10 s of grace, so such a job shows as failed 10-15 s after its
+worker died. The project's training lock lapses as quickly (see :mod:`label_studio_yolo.training.worker_side`).
+
+rq's worker also quits when a heartbeat cannot reach Redis, leaving its job to run unwatched; this one tries again
+every 0.5 s, so a running job outlives a Redis restart of up to 10 s (its lock and progress reports do too).
+
+Example:
+    rq worker -w label_studio_yolo.training.worker.TrainingWorker --url redis://localhost:6379/0 training
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+from redis.exceptions import ConnectionError, TimeoutError
+from rq import Worker
+from rq.executions import Execution
+from rq.job import Job
+
+HEARTBEAT_EVERY = 5
+"""Seconds between the worker's heartbeats while a job runs (rq's ``job_monitoring_interval``; rq's default is 30)."""
+
+HEARTBEAT_GRACE = 10
+"""Seconds a running job's heartbeat may be late before rq counts the job as abandoned (rq's default is 60)."""
+
+RETRY_EVERY = 0.5
+"""Seconds between tries of a heartbeat that could not reach Redis."""
+
+
+class TrainingWorker(Worker):
+    """An rq ``Worker`` whose running job is given up as abandoned soon after the worker dies."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.job_monitoring_interval = min(int(self.job_monitoring_interval), HEARTBEAT_EVERY)
+
+    def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
+        """rq's heartbeat for the running job, tried again every :data:`RETRY_EVERY` s while Redis is unreachable.
+
+        rq's own worker quits at the first failed heartbeat, leaving its work horse to train unwatched. This one keeps
+        trying for :data:`HEARTBEAT_GRACE` s, so a job outlives a shorter Redis restart; after that it gives up until
+        the next heartbeat, and the job may be counted as abandoned.
+        """
+        deadline = time.monotonic() + HEARTBEAT_GRACE
+        for attempt in itertools.count():
+            try:
+                super().maintain_heartbeats(job, execution)
+                return
+            except (ConnectionError, TimeoutError) as error:
+                if attempt == 0:
+                    self.log.warning(
+                        "Worker %s: no heartbeat for job %s yet (Redis unreachable): %s", self.name, job.id, error
+                    )
+                if time.monotonic() >= deadline:
+                    self.log.error("Worker %s: no heartbeat for job %s for %s s", self.name, job.id, HEARTBEAT_GRACE)
+                    return
+                time.sleep(RETRY_EVERY)
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        """Seconds the job's next heartbeat may take: the time to the next heartbeat plus :data:`HEARTBEAT_GRACE`."""
+        until_next = float(self.job_monitoring_interval)
+        if job.timeout and job.timeout > 0:
+            until_next = min(job.timeout - working_time, until_next)
+        return int(until_next) + HEARTBEAT_GRACE
