@@ -56,7 +56,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     MODEL_DIR=/data/model-versions \
     PORT=9090 \
     WORKERS=1 \
-    THREADS=4
+    THREADS=16
 
 WORKDIR /app
 COPY --chown=app:app . /app

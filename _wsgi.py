@@ -1,7 +1,7 @@
 """Entry point: ``gunicorn _wsgi:app`` or ``python _wsgi.py`` (what ``label-studio-ml start .`` runs).
 
 Example:
-    $ gunicorn --bind :9090 --workers 1 --threads 4 --timeout 0 _wsgi:app
+    $ gunicorn --bind :9090 --workers 1 --threads 16 --timeout 300 _wsgi:app
     $ python _wsgi.py --port 9090
 """
 

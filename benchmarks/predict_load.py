@@ -154,6 +154,15 @@ def run_load(
     return report
 
 
+def wait_for_log_line(log: Path, text: str, timeout: float) -> None:
+    """Wait until the backend's log holds ``text`` (e.g. its first-start OpenVINO export is in use)."""
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {text!r} in {log} after {timeout} s")
+        time.sleep(0.2)
+
+
 def poll_health(url: str, report: LoadReport) -> None:
     """One ``GET /health`` with Label Studio's 1 s budget; a failure is recorded."""
     sent = time.monotonic()
@@ -180,9 +189,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=CLIENTS, help=f"concurrent clients (default: {CLIENTS})")
     parser.add_argument("--seconds", type=float, default=SECONDS, help=f"load duration (default: {SECONDS:.0f})")
     parser.add_argument("--threads", type=int, default=2, help="TORCH_THREADS of the backend (default: 2)")
-    parser.add_argument("--gunicorn-threads", type=int, default=4, help="gunicorn --threads (default: 4, as make run)")
+    parser.add_argument("--gunicorn-threads", type=int, default=16, help="gunicorn --threads (default: 16)")
     parser.add_argument("--imgsz", type=int, default=640, help="inference size (default: 640)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="YOLO weights (default: tiny test model)")
+    parser.add_argument(
+        "--during-export", action="store_true", help="start at once, while the first OpenVINO export runs"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch, serve_files() as storage:
@@ -192,6 +204,8 @@ def main() -> None:
         urls = [storage.add(f"/{index}-{path.name}", path.read_bytes()) for index, path in enumerate(PHOTOS * 4)]
         settings = {"TORCH_THREADS": str(args.threads), "MODEL_IMGSZ": str(args.imgsz)}
         with backend_server(root, Path(scratch), threads=args.gunicorn_threads, **settings) as backend:
+            if not args.during_export:
+                wait_for_log_line(backend.log, "run on OpenVINO", timeout=300)
             report = run_load(backend.url, photo_bodies(urls), args.clients, args.seconds)
             peak = worker_peak_rss_mb(backend.url)
     print(

@@ -7,13 +7,12 @@ drop, mix up projects or images, or fail them. ``/health`` keeps answering withi
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from benchmarks.predict_load import CLIENTS, LoadReport, photo_bodies, post_predict, run_load
+from benchmarks.predict_load import CLIENTS, LoadReport, photo_bodies, post_predict, run_load, wait_for_log_line
 from conftest import SampleImage
 from test_api import assert_matches_truth
 from tests.e2e.conftest import BackendServer, backend_server
@@ -39,18 +38,11 @@ def storage() -> Iterator[FileServer]:
 
 @pytest.fixture(scope="module")
 def loaded_backend(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendServer]:
-    """The backend as ``make run`` serves it (gunicorn, 1 worker, 4 threads), with two inference threads, once its
+    """The backend as ``make run`` serves it (gunicorn, 1 worker, 16 threads), with two inference threads, once its
     first-start OpenVINO export is done (it runs in the background; the load measures the steady state)."""
-    with backend_server(model_root, tmp_path_factory.mktemp("load"), threads=4, TORCH_THREADS="2") as server:
+    with backend_server(model_root, tmp_path_factory.mktemp("load"), threads=16, TORCH_THREADS="2") as server:
         wait_for_log_line(server.log, "run on OpenVINO", EXPORT_TIMEOUT)
         yield server
-
-
-def wait_for_log_line(log: Path, text: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in log.read_text():
-        assert time.monotonic() < deadline, f"no {text!r} in the backend log after {timeout} s"
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
