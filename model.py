@@ -13,7 +13,7 @@ from label_studio_ml.model import LabelStudioMLBase
 
 from label_studio_yolo.predictor import TaskPrediction
 from label_studio_yolo.project_predictor import build_project_predictor
-from label_studio_yolo.settings import BackendSettings
+from label_studio_yolo.settings import current_settings
 from label_studio_yolo.training.factory import scheduler_for
 
 
@@ -32,7 +32,7 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
     ) -> None:
         super().__init__(label_config=label_config, train_output=train_output, **kwargs)
         self.project_id: int | None = kwargs.get("project_id")
-        self.settings = BackendSettings()
+        self.settings = current_settings()
         self.setup()
 
     def setup(self) -> None:

@@ -26,7 +26,7 @@ from flask.wrappers import Response
 
 from label_studio_yolo.guard import RequestGuard, error_response, too_large_message
 from label_studio_yolo.label_config import LabelConfigError, check_label_config
-from label_studio_yolo.settings import BackendSettings
+from label_studio_yolo.settings import BackendSettings, current_settings
 from label_studio_yolo.training.factory import scheduler_for
 from label_studio_yolo.training.scheduler import START_TRAINING, Scheduler, project_id_of
 from label_studio_yolo.training.status import versions_status
@@ -58,7 +58,7 @@ class ProjectModels:
 
         A change is cheap to see: the published version's pointer and every weight file in use are only ``stat``-ed.
         """
-        settings = BackendSettings()
+        settings = current_settings()
         project_id = project_id_of({"project": project})
         with self._lock:
             hostname, access_token = self._credentials.get(project, (None, None))

@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
@@ -145,3 +147,32 @@ class BackendSettings(BaseSettings):
     def resolved_model_root(self) -> Path:
         """MODEL_ROOT as an absolute path."""
         return self.model_root.expanduser().resolve()
+
+
+ENV_FILE = Path(".env")
+"""The dotenv file read beside the environment (relative to the working directory, as pydantic-settings reads it)."""
+
+_current: tuple[tuple[object, ...], BackendSettings] | None = None
+_current_lock = threading.Lock()
+
+
+def current_settings() -> BackendSettings:
+    """The settings as the environment and ``.env`` say now, read again only when either has changed.
+
+    Reading and validating every setting takes about 5 ms, and a server asks on every request (a changed variable or
+    ``.env`` must still take effect, as tests and ``docker compose`` restarts rely on).
+    """
+    global _current
+    key = (tuple(sorted(os.environ.items())), _file_stamp(ENV_FILE))
+    with _current_lock:
+        if _current is None or _current[0] != key:
+            _current = (key, BackendSettings())
+        return _current[1]
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size)
