@@ -84,6 +84,17 @@ def test_events_while_a_job_is_queued_fold_into_it(scheduler, queue, empty_redis
     assert Job.fetch(job_id, connection=empty_redis).meta["folded_events"] == 2
 
 
+def test_a_queued_job_deleted_from_rq_makes_way_for_a_new_one(scheduler, queue, empty_redis) -> None:
+    """Someone cleared rq's job (``rq empty``, an expired key): Start Training queues a fresh job, not a 503."""
+    lost = scheduler.on_event("START_TRAINING", event("START_TRAINING"))["job_id"]
+    Job.fetch(lost, connection=empty_redis).delete()
+
+    answer = scheduler.on_event("START_TRAINING", event("START_TRAINING"))
+
+    assert answer["status"] == "queued" and answer["job_id"] != lost
+    assert queue.job_ids == [answer["job_id"]]
+
+
 def test_each_project_gets_its_own_job(scheduler, queue) -> None:
     first = scheduler.on_event("START_TRAINING", event("START_TRAINING", project=5))
     second = scheduler.on_event("START_TRAINING", event("START_TRAINING", project=6))
