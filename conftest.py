@@ -11,13 +11,15 @@ import os
 import random
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from PIL import Image
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(__file__).parent / ".cache" / "ultralytics"))
@@ -47,6 +49,29 @@ class SampleImage:
 
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.path.read_bytes()).decode()
+
+    def annotation_result(self, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """The true boxes as a Label Studio annotation's ``result`` (``labels`` renames classes to labels)."""
+        with Image.open(self.path) as image:
+            width, height = image.size
+        return [
+            {
+                "from_name": "label",
+                "to_name": "image",
+                "type": "rectanglelabels",
+                "original_width": width,
+                "original_height": height,
+                "value": {
+                    "x": box.x0 / width * 100,
+                    "y": box.y0 / height * 100,
+                    "width": (box.x1 - box.x0) / width * 100,
+                    "height": (box.y1 - box.y0) / height * 100,
+                    "rotation": 0,
+                    "rectanglelabels": [(labels or {}).get(box.label, box.label)],
+                },
+            }
+            for box in self.truth
+        ]
 
 
 @contextmanager

@@ -88,25 +88,7 @@ class Parts:
 
 def annotated_task(task_id: int, sample: SampleImage) -> dict[str, Any]:
     """A task as Label Studio's API returns it, with one annotation of the sample's boxes."""
-    width, height = 192, 144
-    result = [
-        {
-            "from_name": "label",
-            "to_name": "image",
-            "type": "rectanglelabels",
-            "original_width": width,
-            "original_height": height,
-            "value": {
-                "x": box.x0 / width * 100,
-                "y": box.y0 / height * 100,
-                "width": (box.x1 - box.x0) / width * 100,
-                "height": (box.y1 - box.y0) / height * 100,
-                "rotation": 0,
-                "rectanglelabels": [box.label],
-            },
-        }
-        for box in sample.truth
-    ]
+    result = sample.annotation_result()
     annotation = {"id": task_id, "result": result, "was_cancelled": False, "updated_at": "2026-01-01T00:00:00Z"}
     return {"id": task_id, "data": {"image": sample.data_uri()}, "annotations": [annotation]}
 

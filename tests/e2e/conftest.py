@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -41,9 +42,19 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStud
 
 @contextmanager
 def backend_server(
-    model_root: Path, log_dir: Path, workers: int = 1, threads: int = 2, **settings: str
+    model_root: Path,
+    log_dir: Path,
+    workers: int = 1,
+    threads: int = 2,
+    auth: tuple[str, str] | None = None,
+    warm_up: bool = True,
+    **settings: str,
 ) -> Iterator[BackendServer]:
-    """The backend as users run it: gunicorn serving ``_wsgi:app`` with MODEL_ROOT, MODEL_PATH and ``settings``."""
+    """The backend as users run it: gunicorn serving ``_wsgi:app`` with MODEL_ROOT, MODEL_PATH and ``settings``.
+
+    ``auth`` (user, password) switches on Basic auth and is sent with the start-up probes; ``warm_up`` waits for the
+    preloaded weights (see :func:`_wait_until_weights_loaded`).
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = log_dir / "backend.log"
@@ -58,6 +69,7 @@ def backend_server(
         "LABEL_STUDIO_URL": "",
         "LABEL_STUDIO_API_KEY": "",
         "LOCAL_FILES_DOCUMENT_ROOT": "",
+        **({"BASIC_AUTH_USER": auth[0], "BASIC_AUTH_PASS": auth[1]} if auth else {}),
         **settings,
     }
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
@@ -71,18 +83,20 @@ def backend_server(
         str(threads),
         "_wsgi:app",
     ]
-    with running_server(command, f"{url}/health", log, env, PROJECT_ROOT, 120.0):
-        _wait_until_weights_loaded(url)
+    credentials = f"{quote(auth[0], safe='')}:{quote(auth[1], safe='')}@" if auth else ""  # requests sends them
+    with running_server(command, f"http://{credentials}127.0.0.1:{port}/health", log, env, PROJECT_ROOT, 120.0):
+        if warm_up:
+            _wait_until_weights_loaded(url, auth)
         yield BackendServer(url, log, {**os.environ, **env})
 
 
-def _wait_until_weights_loaded(url: str) -> None:
+def _wait_until_weights_loaded(url: str, auth: tuple[str, str] | None = None) -> None:
     """Wait for the weights the server preloads at start (a cold process needs ~3 s, Label Studio gives /setup 3 s).
 
     A user connects Label Studio long after starting the backend; a test connects within a second. A /setup of the
     default config waits for the preload to finish (or loads the weights itself); its answer does not matter here.
     """
-    requests.post(f"{url}/setup", json={"project": "warm-up", "schema": BOXES_CONFIG}, timeout=120)
+    requests.post(f"{url}/setup", json={"project": "warm-up", "schema": BOXES_CONFIG}, auth=auth, timeout=120)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -56,28 +55,6 @@ def training_images(tmp_path_factory: pytest.TempPathFactory) -> list[SampleImag
     return draw_samples(tmp_path_factory.mktemp("training-images"), "train", TRAINING_TASKS, seed=99)
 
 
-def annotation_result(sample: SampleImage) -> list[dict[str, Any]]:
-    width, height = 192, 144
-    return [
-        {
-            "from_name": "label",
-            "to_name": "image",
-            "type": "rectanglelabels",
-            "original_width": width,
-            "original_height": height,
-            "value": {
-                "x": box.x0 / width * 100,
-                "y": box.y0 / height * 100,
-                "width": (box.x1 - box.x0) / width * 100,
-                "height": (box.y1 - box.y0) / height * 100,
-                "rotation": 0,
-                "rectanglelabels": [LABELS[box.label]],
-            },
-        }
-        for box in sample.truth
-    ]
-
-
 def held_out_map50(server: LabelStudioServer, task_ids: dict[str, int], samples: list[SampleImage], version: str):
     """mAP50 of the predictions Label Studio stored for ``version`` on the held-out tasks, and the labels seen."""
     predictions, truths, seen = [], [], set()
@@ -103,7 +80,7 @@ def test_start_training_learns_a_new_class_and_serves_it_without_restart(
     project = client.projects.create(title="E2E learning loop", label_config=CONFIG)
     train_ids = upload_images(label_studio, project.id, training_images)
     for sample in training_images:
-        client.annotations.create(id=train_ids[sample.path.name], result=annotation_result(sample))
+        client.annotations.create(id=train_ids[sample.path.name], result=sample.annotation_result(LABELS))
     held_out_ids = {
         name: task_id
         for name, task_id in upload_images(label_studio, project.id, sample_images).items()
