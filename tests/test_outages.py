@@ -21,7 +21,6 @@ from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
 
@@ -35,6 +34,7 @@ from label_studio_yolo.training.scheduler import key
 from label_studio_yolo.training.worker import HEARTBEAT_EVERY
 from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, VersionStore
 from tests.e2e.conftest import BackendServer, backend_server
+from tests.support.http_serving import serving
 from tests.support.redis_server import RestartableRedis, restartable_redis
 
 T = TypeVar("T")
@@ -124,13 +124,8 @@ def label_studio_api(tasks: list[dict[str, Any]]) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,13 @@ credentials were sent. ``delay`` makes every answer that many seconds late (slow
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.support.http_serving import serving
 
 
 @dataclass
@@ -52,12 +53,6 @@ def serve_files(token: str = "test-token") -> Iterator[FileServer]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+        state.url = url
         yield state
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -18,6 +18,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.support.http_serving import serving
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -97,13 +99,9 @@ def _handler(state: ScriptedServer) -> type[BaseHTTPRequestHandler]:
 def serve_script() -> Iterator[ScriptedServer]:
     """Run a :class:`ScriptedServer` on 127.0.0.1 for the duration of the block."""
     state = ScriptedServer()
-    server = _Server(("127.0.0.1", 0), _handler(state))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.stopping.set()
-        server.shutdown()
-        server.server_close()
+    with serving(_Server(("127.0.0.1", 0), _handler(state))) as url:
+        state.url = url
+        try:
+            yield state
+        finally:
+            state.stopping.set()
