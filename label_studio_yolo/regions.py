@@ -17,6 +17,9 @@ from typing import Any
 
 from label_studio_yolo.label_config import ControlSpec
 
+RIGHT_ANGLE_TOLERANCE = 1e-9
+"""Quarter turns within this of a whole number count as a right angle (an upright box)."""
+
 
 @dataclass(frozen=True)
 class ImageSize:
@@ -45,17 +48,26 @@ def rotated_rectangle_percent(
     """A pixel box rotated clockwise by ``angle`` radians about its centre, as Label Studio's rectangle.
 
     Label Studio rotates a rectangle about its top-left corner (``x``, ``y``), so that corner is where the rotated
-    box's first corner lies; ``rotation`` is in degrees, clockwise, in [0, 360). The corner is clipped to the image.
+    box's first corner lies; ``rotation`` is in degrees, clockwise, in [0, 360). A box that crosses the image's
+    edge at a right angle becomes an upright box clipped to the image; at other angles its corner is clipped.
     """
+    quarter_turns = angle / (math.pi / 2)
+    corners = rotated_corners(cx, cy, width, height, angle)
+    inside = all(0 <= x <= size.width and 0 <= y <= size.height for x, y in corners)
+    if not inside and abs(quarter_turns - round(quarter_turns)) < RIGHT_ANGLE_TOLERANCE:
+        upright_width, upright_height = (width, height) if round(quarter_turns) % 2 == 0 else (height, width)
+        x0, y0 = cx - upright_width / 2, cy - upright_height / 2
+        return rectangle_percent(x0, y0, x0 + upright_width, y0 + upright_height, size)
     cos, sin = math.cos(angle), math.sin(angle)
     corner_x = cx - width / 2 * cos + height / 2 * sin
     corner_y = cy - width / 2 * sin - height / 2 * cos
+    rotation = math.degrees(angle) % 360
     return {
         "x": _clamp_percent(corner_x / size.width * 100),
         "y": _clamp_percent(corner_y / size.height * 100),
         "width": min(100.0, width / size.width * 100),
         "height": min(100.0, height / size.height * 100),
-        "rotation": math.degrees(angle) % 360,
+        "rotation": rotation if rotation < 360 else 0.0,  # a tiny negative angle's remainder rounds up to 360
     }
 
 
