@@ -11,8 +11,10 @@ import sys
 import threading
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import torch
 import ultralytics
 from PIL import Image
 
@@ -86,6 +88,17 @@ def test_openvino_uses_the_threads_and_precision_it_is_given(weights_copy: Path)
     faster = load_weights_file(weights_copy, Runtime(OPENVINO, threads=2, precision="bf16"))
     assert faster.model is not loaded.model, "each precision is its own compiled network"
     assert compiled_property(faster.model, "INFERENCE_NUM_THREADS") == "2"
+
+
+def test_torch_keeps_one_thread_beside_openvino_and_all_of_them_on_its_own(
+    weights_copy: Path, sample_images: list[SampleImage]
+) -> None:
+    """On OpenVINO torch only pre- and post-processes; a second torch thread fought OpenVINO's for the cores."""
+    image = cv2.imread(str(sample_images[0].path))
+    run_model(load_weights_file(weights_copy, Runtime(OPENVINO, threads=2)), image, conf=0.25, threads=2)
+    assert torch.get_num_threads() == 1
+    run_model(load_weights_file(weights_copy, Runtime(PYTORCH, threads=2)), image, conf=0.25, threads=2)
+    assert torch.get_num_threads() == 2
 
 
 def test_the_export_is_made_once_beside_the_weights_and_reused_by_the_next_process(weights_copy: Path) -> None:
