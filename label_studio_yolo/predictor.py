@@ -166,10 +166,10 @@ class TaskPredictor:
 
     def _regions(self, task: object, images: ImageSource, lane: int | None) -> list[dict[str, Any]]:
         if not isinstance(task, dict):
-            raise MediaError(f"the task is a JSON {_json_type(task)}, not an object with 'data'")
+            raise MediaError(f"the task is a JSON {json_type(task)}, not an object with 'data'")
         data = task.get("data")
         if not isinstance(data, dict):
-            found = f"is a JSON {_json_type(data)}" if "data" in task else "is missing"
+            found = f"is a JSON {json_type(data)}" if "data" in task else "is missing"
             raise MediaError(f"the task's 'data' {found}; expected an object such as {{'image': '<URL>'}}")
         regions: list[dict[str, Any]] = []
         for value_key, by_model in self._by_image.items():
@@ -207,7 +207,7 @@ def _task_id(task: object) -> object:
     return task.get("id") if isinstance(task, dict) else None
 
 
-def _json_type(value: object) -> str:
+def json_type(value: object) -> str:
     """The JSON name of ``value``'s type, as a Label Studio user would call it."""
     names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
     return "null" if value is None else names.get(type(value), type(value).__name__)

@@ -67,6 +67,7 @@ class ProjectModels:
             cached = self._models.get(project)
             if cached is not None and cached[0] == key and cached[2] == file_stamps(cached[1].weight_files):
                 return cached[1]
+            check_label_config(label_config)  # label-studio-ml's base class would fail on it with a bare 500
             model = self.model_class(
                 label_config=label_config, hostname=hostname, access_token=access_token, project_id=project_id
             )
@@ -107,16 +108,17 @@ def register_views(app: Flask, models: ProjectModels, scheduler: Scheduler) -> N
 
     def body_problem(route: str, key: str, kind: type, what: str) -> str | None:
         """Why the request is not a JSON object whose ``key`` holds ``what`` (of type ``kind``); None when it is."""
-        names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+        from label_studio_yolo.predictor import json_type  # imports torch: not at module import
+
         if not request.is_json:
             return f"{route} expects Content-Type application/json, got {request.mimetype or 'none'}"
         body = request.get_json(silent=True)
         if body is None and request.get_data().strip() != b"null":
             return f"{route}: the body is not valid JSON"
         if not isinstance(body, dict):
-            return f"{route} expects a JSON object with {key!r}, got a JSON {names.get(type(body), 'null')}"
+            return f"{route} expects a JSON object with {key!r}, got a JSON {json_type(body)}"
         if not isinstance(body.get(key), kind):
-            found = f"a JSON {names.get(type(body[key]), 'null')}" if key in body else "missing"
+            found = f"a JSON {json_type(body[key])}" if key in body else "missing"
             return f"{route} expects {key!r} to be {what}; it is {found}"
         return None
 
@@ -126,7 +128,6 @@ def register_views(app: Flask, models: ProjectModels, scheduler: Scheduler) -> N
             return _error(problem, 400)
         body = _json_body() or {}
         project = str(body.get("project") or "")
-        check_label_config(body["schema"])
         models.remember_credentials(project, body.get("hostname"), body.get("access_token"))
         return jsonify({"model_version": models.get(project, body["schema"]).model_version})
 
@@ -141,7 +142,6 @@ def register_views(app: Flask, models: ProjectModels, scheduler: Scheduler) -> N
             return _error(f"Project {project}: /predict has no 'label_config' and /setup was not called", 400)
         if not isinstance(label_config, str):
             return _error(f"Project {project}: 'label_config' must be the labelling config (a string)", 400)
-        check_label_config(label_config)
         model = models.get(project, label_config)
         results = model.predict(body["tasks"])
         predicted = sum(1 for entry in results if entry)
