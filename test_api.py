@@ -241,6 +241,26 @@ def test_events_that_do_not_train_are_accepted_quietly(client) -> None:
         assert response.json["status"] == "ignored"
 
 
+def test_versions_lists_the_projects_trained_versions_and_errors_carry_no_traceback(client, backend_env) -> None:
+    from label_studio_yolo.settings import current_settings
+    from label_studio_yolo.versions import META_FILE, VersionStore
+
+    store = VersionStore(current_settings().model_dir)
+    for name in ("project7-v001", "project7-v002"):
+        with store.new_version(7, name) as folder:
+            (folder / META_FILE).write_text("{}")
+    store.publish(7, "project7-v001")
+
+    assert client.post("/versions", json={"project": PROJECT}).json == {
+        "versions": ["project7-v001", "project7-v002"],
+        "current": "project7-v001",
+    }
+    assert client.post("/versions", json={"project": "8.1700000000"}).json == {"versions": [], "current": None}
+    broken = client.post("/versions", data="not json", content_type="application/json")
+    assert broken.status_code == 400 and "'project'" in broken.json["error"]
+    assert "Traceback" not in broken.get_data(as_text=True)
+
+
 def test_the_app_starts_without_loading_weights(tmp_path: Path) -> None:
     """gunicorn can import the app and answer /health before any weights exist; /setup is where they load."""
     script = (

@@ -5,7 +5,7 @@ and does not hand ``/predict``'s ``label_config`` to it, so two projects with di
 other's labels. We keep its app (routes, ``/health``, error handling) and replace the ``/setup`` and ``/predict``
 views with ones that keep a model per project, built from that project's config and serving that project's
 published version. ``/webhook`` (and the older ``/train``) hand Label Studio's events to the training scheduler;
-``/training/status`` shows versions and jobs.
+``/training/status`` shows versions and jobs, and ``/versions`` a project's trained versions.
 
 Example:
     >>> app = create_app(YOLOBackend)
@@ -177,11 +177,21 @@ def register_views(app: Flask, models: ProjectModels, scheduler: Scheduler) -> N
         projects = [asked] if asked is not None else store.projects()
         return jsonify({str(p): {**versions_status(store, p), "jobs": _jobs(scheduler, p)} for p in projects})
 
+    def versions() -> Any:
+        project = project_id_of(_json_body() or {})
+        if project is None:
+            return _error("/versions expects a JSON object with the 'project' id", 400)
+        store = VersionStore(current_settings().model_dir)
+        current = store.current(project)
+        names = [version.name for version in store.versions(project)]
+        return jsonify({"versions": names, "current": current.name if current else None})
+
     app.view_functions["_setup"] = setup
     app.view_functions["_predict"] = predict
     app.view_functions["webhook"] = webhook
     app.view_functions["_train"] = train
     app.view_functions["_is_training"] = is_training
+    app.view_functions["get_version"] = versions  # label-studio-ml's lists its own folder, tracebacks in its 500s
     if "training_status" not in app.view_functions:  # label-studio-ml's app is a module-level singleton
         app.add_url_rule("/training/status", "training_status", methods=["GET"])
     app.view_functions["training_status"] = training_status
