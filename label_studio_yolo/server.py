@@ -229,8 +229,8 @@ def guard(app: Flask, settings: BackendSettings) -> None:
     while isinstance(inner, RequestGuard):
         inner = inner.app
     app.wsgi_app = RequestGuard(inner, settings.basic_auth, settings.max_request_bytes)  # type: ignore[method-assign]
-    # Its own level, not the root logger's: OpenVINO's convert_model sets the root level to ERROR while it runs, so
-    # refusals during a background export were lost with every other record that goes by the root level.
+    # Its own level, not the root logger's: OpenVINO's convert_model sets the root level to ERROR while it runs in a
+    # process. A server exports in a child process now (runtimes._export_in_child); this keeps refusals logged anyway.
     logging.getLogger(RequestGuard.__module__).setLevel(settings.log_level.upper())
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.register_error_handler(413, lambda _error: error_response(413, too_large_message(settings.max_request_bytes)))
