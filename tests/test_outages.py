@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlparse
@@ -34,7 +34,7 @@ from label_studio_yolo.training.scheduler import key
 from label_studio_yolo.training.worker import HEARTBEAT_EVERY
 from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, VersionStore
 from tests.e2e.conftest import BackendServer, backend_server
-from tests.support.http_serving import serving
+from tests.support.http_serving import LoopbackHTTPServer, serving
 from tests.support.redis_server import RestartableRedis, restartable_redis
 
 T = TypeVar("T")
@@ -124,7 +124,7 @@ def label_studio_api(tasks: list[dict[str, Any]]) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+    with serving(LoopbackHTTPServer(("127.0.0.1", 0), Handler)) as url:
         yield url
 
 

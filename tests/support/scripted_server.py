@@ -16,9 +16,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from tests.support.http_serving import serving
+from tests.support.http_serving import LoopbackHTTPServer, serving
 
 
 @dataclass(frozen=True)
@@ -53,12 +53,6 @@ class ScriptedServer:
     def auth_sent_to(self, path: str) -> list[str | None]:
         """The Authorization header of every request for ``path``."""
         return [auth for seen, auth in self.requests if seen == path]
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 64
-    """Connections waiting to be accepted; socketserver's 5 drops bursts (a batch's downloads, a redirect loop)
-    on a busy machine, and a dropped connection is retried only after a second."""
 
 
 def _handler(state: ScriptedServer) -> type[BaseHTTPRequestHandler]:
@@ -99,7 +93,7 @@ def _handler(state: ScriptedServer) -> type[BaseHTTPRequestHandler]:
 def serve_script() -> Iterator[ScriptedServer]:
     """Run a :class:`ScriptedServer` on 127.0.0.1 for the duration of the block."""
     state = ScriptedServer()
-    with serving(_Server(("127.0.0.1", 0), _handler(state))) as url:
+    with serving(LoopbackHTTPServer(("127.0.0.1", 0), _handler(state))) as url:
         state.url = url
         try:
             yield state
