@@ -5,7 +5,8 @@ faster than PyTorch on an AMD EPYC and 1.1-1.7x on an Intel Xeon with AMX (yolo1
 ``OPENVINO_PRECISION=bf16`` (what OpenVINO picks by itself on CPUs with bfloat16 instructions) is faster still
 (about 1.3x f32 on that AMD, more with AMX) and moves boxes: a 26 px one by about a pixel on that AMD, a weak
 detection to IoU 0.70 on that Xeon. The export is made once per weight content, with dynamic input shapes so images
-keep their aspect ratio (a static 640x640 export pads them square and moves boxes). It lives beside the weights as
+keep their aspect ratio (a static 640x640 export pads them square and moves boxes); the shapes a server meets
+most get a network compiled for them (:mod:`label_studio_yolo.openvino_shapes`). It lives beside the weights as
 ``<stem>-<sha256[:8]>_openvino_model/``, is written to a temporary folder and renamed into place under a lock file,
 so processes that start together export once and never read half an export. Any failure (OpenVINO missing, a read-
 only folder, an export error) leaves PyTorch in use, with the reason logged.
@@ -31,6 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from label_studio_yolo.openvino_shapes import DEFAULT_STATIC_SHAPES, ShapeNetworks, ShapeRequests
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -62,6 +65,8 @@ class Runtime:
     threads: int | None = None
     precision: str = "f32"
     lanes: int = 1
+    static_shapes: int = DEFAULT_STATIC_SHAPES
+    """Input shapes OpenVINO compiles a fixed-shape network for, per network family (0: dynamic only)."""
     background_export: bool = False
     """Serve with PyTorch while a missing OpenVINO export is made in a child process, then switch (a server's
     /setup must answer within Label Studio's 3 s; an export takes 5-10 s)."""
@@ -110,41 +115,36 @@ def ensure_openvino_export(weights: Path, version: str, imgsz: int, in_child: bo
 
 
 def load_openvino(weights: Path, version: str, task: str, imgsz: int, runtime: Runtime) -> YOLO:
-    """The OpenVINO export of ``weights`` as a YOLO model, compiled for the runtime's threads and precision."""
+    """The OpenVINO export of ``weights`` as a YOLO model, compiled for the runtime's threads and precision (and
+    for the input shapes it meets, see :mod:`label_studio_yolo.openvino_shapes`)."""
     model = _openvino_model(weights, version, task, imgsz, in_child=runtime.background_export)
-    _compile_with(model, openvino_folder(weights, version), _settings(runtime))
+    networks = _compile_networks(model, openvino_folder(weights, version), _settings(runtime), runtime.static_shapes)
+    _backend(model).ov_compiled_model = ShapeRequests(networks)
     return model
 
 
 def load_openvino_lanes(weights: Path, version: str, task: str, imgsz: int, runtime: Runtime, lanes: int) -> list[YOLO]:
-    """``lanes`` YOLO models that share one network, compiled with ``lanes`` streams of ``runtime.threads`` each.
+    """``lanes`` YOLO models that share one network family, compiled with ``lanes`` streams of ``runtime.threads``
+    each.
 
-    Each model has its own predictor and its own OpenVINO infer request, so the lanes predict at the same time while
-    the weights are held once. OpenVINO places the streams on different cores.
+    Each model has its own predictor and its own OpenVINO infer requests, so the lanes predict at the same time while
+    the weights are held once per input shape. The streams' threads are not pinned to cores: OpenVINO pins stream
+    ``i`` of every network to the same core, so two lanes on images of two shapes (two fixed-shape networks) both ran
+    on the first core (measured on 2 cores: 40-45 images/s pinned, 55-64 unpinned; one network, 52-55 either way).
     """
     models = [_openvino_model(weights, version, task, imgsz) for _ in range(lanes)]
-    settings = {**_settings(runtime), "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": lanes}
+    settings = {
+        **_settings(runtime),
+        "PERFORMANCE_HINT": "THROUGHPUT",
+        "NUM_STREAMS": lanes,
+        "ENABLE_CPU_PINNING": False,
+    }
     if runtime.threads:
         settings["INFERENCE_NUM_THREADS"] = runtime.threads * lanes
-    network = _compile_with(models[0], openvino_folder(weights, version), settings)
+    networks = _compile_networks(models[0], openvino_folder(weights, version), settings, runtime.static_shapes)
     for model in models:
-        _backend(model).ov_compiled_model = _OwnInferRequest(network)
+        _backend(model).ov_compiled_model = ShapeRequests(networks)
     return models
-
-
-class _OwnInferRequest:
-    """Stands in for a compiled network inside one ultralytics backend: the same network, with this backend's own
-    infer request (calling a ``CompiledModel`` uses one request per network, which threads must not share)."""
-
-    def __init__(self, network: Any) -> None:
-        self._network = network
-        self._request = network.create_infer_request()
-
-    def __call__(self, inputs: Any) -> Any:
-        return self._request.infer(inputs)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._network, name)
 
 
 def _openvino_model(weights: Path, version: str, task: str, imgsz: int, in_child: bool = False) -> YOLO:
@@ -222,20 +222,18 @@ def _exclusive(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _compile_with(model: YOLO, folder: Path, settings: dict[str, object]) -> Any:
-    """Compile the model's network again with OpenVINO ``settings`` added to ultralytics' own; return it.
+def _compile_networks(model: YOLO, folder: Path, settings: dict[str, object], static_shapes: int) -> ShapeNetworks:
+    """The model's network compiled again with OpenVINO ``settings`` added to ultralytics' own, as a family of
+    fixed-shape networks (at most ``static_shapes``) beside the dynamic one.
 
     ultralytics (8.4) compiles OpenVINO models with a fixed config (no threads, OpenVINO's default precision); its
-    backend keeps the ``compile_model`` partial it used, which this extends. The predictor is not rebuilt, so this
-    stays in effect.
+    backend keeps the ``compile_model`` partial it used (device and config), which this extends.
     """
-    backend = _backend(model)
-    compile_model = backend.compile_model
+    compile_model = _backend(model).compile_model
     config = {**compile_model.keywords["config"], **settings}
-    backend.compile_model = functools.partial(compile_model.func, **{**compile_model.keywords, "config": config})
+    compile_with_settings = functools.partial(compile_model.func, **{**compile_model.keywords, "config": config})
     core = compile_model.func.__self__
-    backend.ov_compiled_model = backend.compile_model(core.read_model(str(next(folder.glob("*.xml")))))
-    return backend.ov_compiled_model
+    return ShapeNetworks(compile_with_settings, core.read_model(str(next(folder.glob("*.xml")))), static_shapes)
 
 
 def _backend(model: YOLO) -> Any:

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from label_studio_yolo.cpus import available_cpus
+from label_studio_yolo.openvino_shapes import DEFAULT_STATIC_SHAPES
 from label_studio_yolo.runtimes import OPENVINO, PRECISIONS, RUNTIMES, Runtime, default_lanes
 
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
@@ -51,6 +52,13 @@ class BackendSettings(BaseSettings):
         "f32",
         pattern=f"^({'|'.join(PRECISIONS)})$",
         description="f32 (PyTorch's boxes) or bf16 (faster on CPUs with bfloat16, boxes within about a pixel).",
+    )
+    openvino_static_shapes: int = Field(
+        DEFAULT_STATIC_SHAPES,
+        ge=0,
+        description="Input shapes (after letterboxing) that OpenVINO compiles a fixed-shape network for, per network "
+        "family, each once met twice: the same outputs as the dynamic network, faster (up to 1.3x), 40-110 MB each. "
+        "0: dynamic only.",
     )
     torch_threads: int = Field(
         default_factory=available_cpus,
@@ -141,7 +149,14 @@ class BackendSettings(BaseSettings):
     def runtime(self) -> Runtime:
         """How inference runs: runtime, device, threads, precision and lanes."""
         lanes = self.inference_lanes or default_lanes(self.device, self.torch_threads)
-        return Runtime(self.inference_runtime, self.device, self.torch_threads, self.openvino_precision, lanes)
+        return Runtime(
+            self.inference_runtime,
+            self.device,
+            self.torch_threads,
+            self.openvino_precision,
+            lanes,
+            static_shapes=self.openvino_static_shapes,
+        )
 
     @property
     def resolved_model_root(self) -> Path:

@@ -126,7 +126,7 @@ def test_openvino_lane_copies_share_one_network_with_a_stream_and_a_thread_per_l
     copies = loaded.lane_copies(2, threads=1)
 
     assert compiled_property(loaded.model, "INFERENCE_NUM_THREADS") == "2"
-    networks = {id(copy.model.predictor.model.backend.ov_compiled_model._network) for copy in copies}
+    networks = {id(copy.model.predictor.model.backend.ov_compiled_model.networks) for copy in copies}
     assert len(networks) == 1, "the weights are held once for both lanes"
     assert compiled_property(copies[0].model, "NUM_STREAMS") == "2"
     assert compiled_property(copies[0].model, "INFERENCE_NUM_THREADS") == "2", "one thread per stream"
