@@ -22,6 +22,7 @@ from PIL import Image
 from label_studio_yolo.decoding import Pixels
 from label_studio_yolo.regions import ImageSize
 from label_studio_yolo.runtimes import OPENVINO
+from label_studio_yolo.torch_thread import on_torch_thread
 from label_studio_yolo.weights import LoadedWeights
 
 ImageInput = Pixels | Image.Image
@@ -114,7 +115,11 @@ class InstanceMasks:
         self._size = size
 
     def full_size(self, index: int) -> np.ndarray[Any, np.dtype[np.bool_]]:
-        """Object ``index``'s mask as a boolean array of the original image's height and width."""
+        """Object ``index``'s mask as a boolean array of the original image's height and width (scaled on the torch
+        thread: scaling a mask to a photo's size is parallel work)."""
+        return on_torch_thread(self._full_size, index)
+
+    def _full_size(self, index: int) -> np.ndarray[Any, np.dtype[np.bool_]]:
         from ultralytics.utils.ops import scale_masks
 
         scaled = scale_masks(self._masks[index][None, None].float(), (self._size.height, self._size.width))
@@ -141,7 +146,16 @@ def run_model(
 
     ``conf`` goes to ultralytics so thresholds below its default (0.25) are honoured. ``imgsz`` unset means the
     size the weights were trained at. The model's predictor is not thread-safe: calls are serialised per model.
+    PyTorch with more than one thread runs on the process's torch thread (see :mod:`label_studio_yolo.torch_thread`).
     """
+    if weights.runtime == OPENVINO or threads == 1:
+        return _run_model(weights, image, conf, imgsz, threads)
+    return on_torch_thread(_run_model, weights, image, conf, imgsz, threads)
+
+
+def _run_model(
+    weights: LoadedWeights, image: ImageInput, conf: float, imgsz: int | None, threads: int | None
+) -> ModelOutput:
     options: dict[str, object] = {"conf": conf, "verbose": False}
     if imgsz or weights.imgsz:
         options["imgsz"] = imgsz or weights.imgsz  # an exported model does not know the size it was trained at

@@ -28,6 +28,7 @@ from label_studio_yolo.runtimes import (
     load_openvino_lanes,
     openvino_export_exists,
 )
+from label_studio_yolo.torch_thread import on_torch_thread
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -207,6 +208,12 @@ def _lane_copies(loaded: LoadedWeights, lanes: int, threads: int | None) -> list
 
 
 def _pytorch_model(path: Path, device: str) -> YOLO:
+    """The weights as a PyTorch YOLO model, loaded and warmed up on the torch thread (see
+    :mod:`label_studio_yolo.torch_thread`: loading in another thread would leave a second OpenMP team behind)."""
+    return on_torch_thread(_load_pytorch_model, path, device)
+
+
+def _load_pytorch_model(path: Path, device: str) -> YOLO:
     from ultralytics import YOLO
 
     model = YOLO(str(path))

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -21,6 +22,7 @@ from PIL import Image
 from conftest import PROJECT_ROOT, SampleImage
 from label_studio_yolo.inference import Detection, run_model
 from label_studio_yolo.runtimes import OPENVINO, PYTORCH, Runtime, compiled_property, openvino_folder
+from label_studio_yolo.torch_thread import on_torch_thread
 from label_studio_yolo.weights import file_version, load_weights_file
 
 PHOTOS = [Path(ultralytics.__file__).parent / "assets" / name for name in ("bus.jpg", "zidane.jpg")]
@@ -98,7 +100,42 @@ def test_torch_keeps_one_thread_beside_openvino_and_all_of_them_on_its_own(
     run_model(load_weights_file(weights_copy, Runtime(OPENVINO, threads=2)), image, conf=0.25, threads=2)
     assert torch.get_num_threads() == 1
     run_model(load_weights_file(weights_copy, Runtime(PYTORCH, threads=2)), image, conf=0.25, threads=2)
-    assert torch.get_num_threads() == 2
+    assert on_torch_thread(torch.get_num_threads) == 2, "PyTorch runs on the torch thread (test below)"
+
+
+def test_pytorch_predicts_on_one_thread_whichever_thread_asks(
+    weights_copy: Path, sample_images: list[SampleImage]
+) -> None:
+    """OpenMP gives every thread that starts parallel work its own helper threads; once a process has more helpers
+    than cores they sleep between parallel regions. A server that loaded in one thread and predicted from whichever
+    gunicorn thread took the request served single tasks at half the raw loop's speed."""
+    loaded = load_weights_file(weights_copy, Runtime(PYTORCH, threads=2))
+    lane_copy = loaded.lane_copies(2, threads=1)[0]
+    predicted_on: dict[str, list[int]] = {"model": [], "lane copy": []}
+    loaded.model.add_callback("on_predict_start", lambda _: predicted_on["model"].append(threading.get_ident()))
+    lane_copy.model.add_callback("on_predict_start", lambda _: predicted_on["lane copy"].append(threading.get_ident()))
+    image = cv2.imread(str(sample_images[0].path))
+    expected = run_model(loaded, image, conf=0.25, threads=2).detections
+
+    def ask(_: int) -> tuple[int, list[Detection], list[Detection]]:
+        on_model = run_model(loaded, image, conf=0.25, threads=2).detections
+        return threading.get_ident(), on_model, run_model(lane_copy, image, conf=0.25, threads=1).detections
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(ask, range(8)))
+
+    callers = {caller for caller, _, _ in answers} | {threading.get_ident()}
+    assert len(set(predicted_on["model"])) == 1, "every multi-threaded prediction on one thread"
+    assert not callers & set(predicted_on["model"]), "not on any caller's thread"
+    assert set(predicted_on["lane copy"]) <= callers, "a one-thread lane predicts on its own thread"
+    for _, on_model, on_lane in answers:
+        assert [d.class_name for d in on_model] == [d.class_name for d in expected] == [d.class_name for d in on_lane]
+
+
+def test_work_on_the_torch_thread_returns_its_result_or_raises_its_error() -> None:
+    assert on_torch_thread(lambda: on_torch_thread(threading.get_ident)) == on_torch_thread(threading.get_ident)
+    with pytest.raises(ZeroDivisionError):
+        on_torch_thread(lambda: 1 / 0)
 
 
 def test_the_export_is_made_once_beside_the_weights_and_reused_by_the_next_process(weights_copy: Path) -> None:
