@@ -96,13 +96,17 @@ class TaskPredictor:
 
     def attempt_all(self, tasks: Sequence[object]) -> Generator[TaskOutcome, None, None]:
         """Each task's outcome, in task order; the next tasks' images download while a task is predicted."""
-        lanes = min(self.lanes, len(tasks))
-        if lanes > 1:
-            yield from self._attempt_in_lanes(tasks, lanes)
+        if len(tasks) == 1:  # nothing to download ahead of
+            yield self.attempt(tasks[0], position=0)
             return
-        with MediaPrefetcher(self.loader, self._image_values(tasks)) as images:
+        with MediaPrefetcher(self.loader, [self._image_values(task) for task in tasks]) as images:
+            lanes = min(self.lanes, len(tasks))
+            if lanes > 1:
+                yield from self._attempt_in_lanes(tasks, lanes, images)
+                return
             for position, task in enumerate(tasks):
-                yield self.attempt(task, images, position=position)
+                yield self.attempt(task, images.of_task(position), position=position)
+                images.finished(position)
 
     def attempt(
         self, task: object, images: ImageSource | None = None, lane: int | None = None, position: int | None = None
@@ -124,26 +128,37 @@ class TaskPredictor:
         prediction = {"result": regions, "score": round(score, 4), "model_version": self.model_version}
         return TaskOutcome(task_id, prediction=prediction)
 
-    def _attempt_in_lanes(self, tasks: Sequence[object], lanes: int) -> Generator[TaskOutcome, None, None]:
-        """Lane ``i`` predicts tasks ``i, i + lanes, ...`` (with its own prefetcher); outcomes come in task order.
+    def _attempt_in_lanes(
+        self, tasks: Sequence[object], lanes: int, images: MediaPrefetcher
+    ) -> Generator[TaskOutcome, None, None]:
+        """``lanes`` threads predict the tasks, each taking the next one as it finishes one (images differ in size,
+        so a fixed share per lane would leave one lane idle at the end); outcomes come in task order.
 
         Closing the generator early stops each lane after the task it is on.
         """
         outcomes: list[Future[TaskOutcome]] = [Future() for _ in tasks]
+        next_index = iter(range(len(tasks)))
         stop = threading.Event()
+        lock = threading.Lock()
+        running = [lanes]
+
+        def take() -> int | None:
+            with lock:
+                return None if stop.is_set() else next(next_index, None)
 
         def run_lane(lane: int) -> None:
-            indexes = range(lane, len(tasks), lanes)
             try:
-                with MediaPrefetcher(self.loader, self._image_values([tasks[i] for i in indexes])) as images:
-                    for index in indexes:
-                        if stop.is_set():
-                            return
-                        outcomes[index].set_result(self.attempt(tasks[index], images, lane, position=index))
-            finally:  # a lane that dies (or stops) must not leave the consumer waiting
-                for index in indexes:
-                    if not outcomes[index].done():
-                        outcomes[index].set_result(TaskOutcome(_task_id(tasks[index]), error="prediction stopped"))
+                while (index := take()) is not None:
+                    outcomes[index].set_result(self.attempt(tasks[index], images.of_task(index), lane, position=index))
+                    images.finished(index)
+            finally:  # the last lane to end (or die) must not leave the consumer waiting
+                with lock:
+                    running[0] -= 1
+                    last = running[0] == 0
+                if last:
+                    for index, outcome in enumerate(outcomes):
+                        if not outcome.done():
+                            outcome.set_result(TaskOutcome(_task_id(tasks[index]), error="prediction stopped"))
 
         with ThreadPoolExecutor(max_workers=lanes, thread_name_prefix="lane") as pool:
             for lane in range(lanes):
@@ -154,15 +169,11 @@ class TaskPredictor:
             finally:
                 stop.set()
 
-    def _image_values(self, tasks: Sequence[object]) -> list[object]:
-        """The image values of ``tasks`` in the order prediction loads them (videos are streamed, not prefetched)."""
+    def _image_values(self, task: object) -> list[object]:
+        """The image values of ``task`` in the order prediction loads them (videos are streamed, not prefetched)."""
         keys = [key for key, by_model in self._by_image.items() if by_model[0][0].spec.object_type != "Video"]
-        values: list[object] = []
-        for task in tasks:
-            data = task.get("data") if isinstance(task, dict) else None
-            if isinstance(data, dict):
-                values.extend(data[key] for key in keys if key in data)
-        return values
+        data = task.get("data") if isinstance(task, dict) else None
+        return [data[key] for key in keys if key in data] if isinstance(data, dict) else []
 
     def _regions(self, task: object, images: ImageSource, lane: int | None) -> list[dict[str, Any]]:
         if not isinstance(task, dict):

@@ -22,6 +22,7 @@ from label_studio_yolo.runtimes import OPENVINO, Runtime, compiled_property
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.weights import load_weights_file
 from tests.support.image_server import serve_files
+from tests.support.waiting import eventually
 
 
 def predictor_with(lanes: int) -> TaskPredictor:
@@ -86,6 +87,33 @@ def test_a_broken_task_fails_alone_in_its_lane(backend_env: Path, sample_images:
 
     assert outcomes[2].prediction is None and "not a readable image" in (outcomes[2].error or "")
     assert all(outcome.prediction and outcome.prediction["result"] for i, outcome in enumerate(outcomes) if i != 2)
+
+
+def test_a_lane_held_up_by_one_task_leaves_every_other_task_to_the_other_lane(
+    backend_env: Path, sample_images: list[SampleImage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lanes take the next task as they finish one: images differ in size and speed, and a fixed share per lane
+    (tasks 0, 2, 4, ... for the first) would leave half the batch waiting behind one slow image."""
+    predicted: list[int] = []
+
+    def counting_run_model(weights: Any, image: Any, **options: Any) -> Any:
+        predicted.append(1)
+        return run_model(weights, image, **options)
+
+    monkeypatch.setattr(predictor_module, "run_model", counting_run_model)
+    with serve_files() as storage:
+        urls = [storage.add(f"/images/{n}.png", sample_images[n % 6].path.read_bytes()) for n in range(12)]
+        slow_image = storage.hold("/images/0.png")
+        tasks = [{"id": n, "data": {"image": url}} for n, url in enumerate(urls)]
+        with ThreadPoolExecutor(1) as consumer:
+            outcomes = consumer.submit(lambda: list(predictor_with(2).attempt_all(tasks)))
+            others_done = eventually(lambda: len(predicted) == 11)
+            slow_image.set()
+            results = outcomes.result(timeout=60)
+
+    assert others_done, f"only {len(predicted)} of the 11 other tasks were predicted while task 0 waited"
+    assert [outcome.task_id for outcome in results] == list(range(12))
+    assert all(outcome.prediction and outcome.prediction["result"] for outcome in results)
 
 
 def test_closing_the_stream_early_stops_every_lane(backend_env: Path, sample_images: list[SampleImage]) -> None:

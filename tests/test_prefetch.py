@@ -3,7 +3,6 @@ task. Real HTTP against a local file server."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,7 @@ from label_studio_yolo.prefetch import PREFETCH_AHEAD, MediaPrefetcher
 from label_studio_yolo.project_predictor import build_project_predictor
 from label_studio_yolo.settings import BackendSettings
 from tests.support.image_server import serve_files
-
-
-def wait_for(condition, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+from tests.support.waiting import eventually
 
 
 def test_the_next_images_are_requested_while_the_first_task_is_predicted(
@@ -36,7 +27,7 @@ def test_the_next_images_are_requested_while_the_first_task_is_predicted(
 
         first = next(outcomes)
         assert first.prediction and first.prediction["result"]
-        assert wait_for(lambda: len(storage.requests) >= 1 + PREFETCH_AHEAD), storage.requests
+        assert eventually(lambda: len(storage.requests) >= 1 + PREFETCH_AHEAD), storage.requests
         assert len(storage.requests) <= 2 + PREFETCH_AHEAD, "downloads stay a bounded number ahead"
         rest = list(outcomes)
 
@@ -64,13 +55,13 @@ def test_a_failed_download_fails_its_task_only(backend_env: Path, sample_images:
 
 def test_an_unannounced_image_is_loaded_directly(sample_images: list[SampleImage]) -> None:
     loader = ImageLoader(MediaSettings())
-    with MediaPrefetcher(loader, [sample_images[0].data_uri()]) as images:
-        assert images.load_pixels(sample_images[1].data_uri()).shape == (144, 192, 3)
-        assert images.load_pixels(sample_images[0].data_uri()).shape == (144, 192, 3)
+    with MediaPrefetcher(loader, [[sample_images[0].data_uri()]]) as images:
+        assert images.of_task(0).load_pixels(sample_images[1].data_uri()).shape == (144, 192, 3)
+        assert images.of_task(0).load_pixels(sample_images[0].data_uri()).shape == (144, 192, 3)
 
 
 @pytest.mark.parametrize("value", ["", None, 7])
 def test_values_that_are_not_urls_get_the_loaders_clear_error(value) -> None:
-    with MediaPrefetcher(ImageLoader(MediaSettings()), [value]) as images, pytest.raises(MediaError) as raised:
-        images.load_pixels(value)
+    with MediaPrefetcher(ImageLoader(MediaSettings()), [[value]]) as images, pytest.raises(MediaError) as raised:
+        images.of_task(0).load_pixels(value)
     assert "is not an image URL or path" in str(raised.value)
