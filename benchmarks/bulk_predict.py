@@ -29,6 +29,7 @@ from pathlib import Path
 
 import ultralytics
 
+from benchmarks.raw_loops import load_yolo, raw_rate
 from conftest import BOXES_CONFIG
 from label_studio_yolo.bulk.project_run import BulkOptions, BulkReport, predict_project
 from label_studio_yolo.project_predictor import build_project_predictor
@@ -39,20 +40,6 @@ PHOTOS = [Path(ultralytics.__file__).parent / "assets" / name for name in ("bus.
 """Real photos shipped inside the ultralytics package (810x1080 and 1280x720)."""
 
 DEFAULT_WEIGHTS = PROJECT_ROOT / "tests" / "assets" / "models" / "tiny-boxes-v1-60ep.pt"
-
-
-def raw_ultralytics_rate(weights: Path, images: list[Path], imgsz: int, threads: int) -> float:
-    """Images per second of one ``YOLO.predict`` call per local file."""
-    import torch
-    from ultralytics import YOLO
-
-    model = YOLO(str(weights))
-    model.predict(str(images[0]), imgsz=imgsz, conf=0.25, verbose=False)  # warm-up
-    torch.set_num_threads(threads)  # select_device() lowered it; compare at the same thread count
-    started = time.perf_counter()
-    for path in images:
-        model.predict(str(path), imgsz=imgsz, conf=0.25, verbose=False)
-    return len(images) / (time.perf_counter() - started)
 
 
 def bulk_run(server: LabelStudioServer, project_id: int, settings: BackendSettings, dry_run: Path | None) -> BulkReport:
@@ -92,7 +79,7 @@ def main() -> None:
         with running_label_studio(folder / "ls") as server:
             project = server.client.projects.create(title="Bulk benchmark", label_config=BOXES_CONFIG)
             upload_files(server, project.id, images)
-            raw = raw_ultralytics_rate(weights, images, args.imgsz, args.threads)
+            raw = raw_rate(load_yolo(weights), images, args.imgsz, args.threads)
             photo = "data:image/jpeg;base64," + base64.b64encode(images[0].read_bytes()).decode()
             warm_up = [{"id": n, "data": {"image": photo}} for n in range(2)]
             build_project_predictor(BOXES_CONFIG, project.id, settings).predict(warm_up)  # export, lane copies

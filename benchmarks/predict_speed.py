@@ -1,12 +1,18 @@
 """Speed of ``/predict`` against raw ultralytics loops on the same images and weights, in one run.
 
-Prints tasks per second and ratios for:
+Prints tasks per second, and ratios to the raw PyTorch loop, for:
 
-- **raw PyTorch**: ``YOLO(weights).predict(path)`` one local file at a time (Label Studio's own example's way);
-- **raw OpenVINO** (``f32`` and ``bf16``): the same loop on the backend's OpenVINO export;
-- **/predict** of the backend under gunicorn, for each ``INFERENCE_RUNTIME`` and precision (and the default runtime
-  with ``INFERENCE_LANES=1``), with 32 tasks in one request and with 1 task per request, images served over local
-  HTTP, and the peak RSS of the backend's worker process.
+- **raw loops**: ``model.predict(path)`` one local file at a time (Label Studio's own example's way) with
+  PyTorch, with the backend's OpenVINO f32 network compiled for dynamic shapes (what the backend ran before it
+  compiled networks per input shape), with the backend's default runtime (OpenVINO f32 with fixed-shape networks:
+  the raw loop of the runtime ``/predict`` uses), and with that runtime in bf16;
+- **/predict** of the backend under gunicorn, images served over local HTTP, for the default settings and for
+  other runtimes and settings, each with 32 tasks in one request and with 1 task per request;
+- the overhead of ``/predict`` over the raw loop of its own runtime, and the peak RSS of each backend's worker.
+
+Every backend is started first; then each turn measures every row once, so that a slow spell of the machine (these
+2-vCPU machines vary by 20% and more within minutes) hits all rows of a turn alike. Ratios are taken within each
+turn, and the median over ``--repeat`` turns is shown.
 
 Photos are ultralytics' ``bus.jpg`` and ``zidane.jpg``, alternating. The default weights are the repository's tiny
 test model asked at 640 px (yolo11n's cost); ``--weights`` takes a real model.
@@ -23,22 +29,42 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 
 from benchmarks.bulk_predict import DEFAULT_WEIGHTS, PHOTOS
+from benchmarks.raw_loops import load_yolo, raw_rate
 from conftest import BOXES_CONFIG, WEIGHTS_NAME
-from tests.e2e.conftest import backend_server
+from label_studio_yolo.runtimes import ensure_openvino_export
+from label_studio_yolo.weights import file_version
+from tests.e2e.conftest import BackendServer, backend_server
 from tests.support.image_server import serve_files
 
 TASKS = 32
 
-SERVED = [("pytorch", "f32", ""), ("openvino", "f32", ""), ("openvino", "f32", "1"), ("openvino", "bf16", "")]
-"""Backends measured: runtime, OpenVINO precision, INFERENCE_LANES ("" = the default)."""
+SERVED = {
+    "default (OpenVINO f32, fixed-shape networks, 2 lanes)": {},
+    "OpenVINO f32, dynamic shapes only": {"OPENVINO_STATIC_SHAPES": "0"},
+    "OpenVINO f32, 1 lane": {"INFERENCE_LANES": "1"},
+    "PyTorch": {"INFERENCE_RUNTIME": "pytorch"},
+    "OpenVINO bf16": {"OPENVINO_PRECISION": "bf16"},
+}
+"""Backends measured: name -> settings beside the defaults."""
 
 PROJECTS = 8
 """Projects added to the default backend after its timings, to show that memory does not grow per project."""
+
+
+@dataclass
+class Row:
+    """One measured line: its rate in each turn."""
+
+    name: str
+    rates: list[float] = field(default_factory=list)
 
 
 def serve_more_projects(url: str, tasks: list[dict[str, object]], count: int = PROJECTS) -> None:
@@ -64,48 +90,134 @@ def worker_peak_rss_mb(url: str) -> float:
     return max(peaks)
 
 
-def raw_rates(weights: Path, images: list[Path], imgsz: int, threads: int, repeat: int) -> dict[str, list[float]]:
-    """Images per second of one ``predict(path)`` per local file: PyTorch, and the backend's OpenVINO export in f32
-    and bf16, measured in turns ``repeat`` times (so a slow spell of the machine hits all three)."""
-    import torch
-    from ultralytics import YOLO
-
+def raw_loops(scratch: Path, images: list[Path], imgsz: int, threads: int) -> dict[str, Callable[[], float]]:
+    """The raw loops by row name, each a call that measures one turn. Each OpenVINO variant gets its own copy of the
+    weights (the backend's cache holds one model per file and precision)."""
     from label_studio_yolo.runtimes import OPENVINO, Runtime
     from label_studio_yolo.weights import load_weights_file
 
-    models = {"PyTorch": YOLO(str(weights))}
-    for precision in ("f32", "bf16"):
-        runtime = Runtime(OPENVINO, threads=threads, precision=precision)
-        models[f"OpenVINO {precision}"] = load_weights_file(weights, runtime).model
-    for model in models.values():
-        model.predict(str(images[0]), imgsz=imgsz, conf=0.25, verbose=False)  # warm-up
-    torch.set_num_threads(threads)  # select_device() lowered it; compare at the same thread count
-    rates: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(repeat):
-        for name, model in models.items():
-            started = time.perf_counter()
-            for path in images:
-                model.predict(str(path), imgsz=imgsz, conf=0.25, verbose=False)
-            rates[name].append(len(images) / (time.perf_counter() - started))
-    return rates
+    def openvino(folder: str, **runtime: object) -> object:
+        weights = scratch / folder / WEIGHTS_NAME
+        weights.parent.mkdir()
+        shutil.copy2(scratch / "models" / WEIGHTS_NAME, weights)
+        return load_weights_file(weights, Runtime(OPENVINO, threads=threads, **runtime)).model  # type: ignore[arg-type]
+
+    pytorch = load_yolo(scratch / "models" / WEIGHTS_NAME)
+    dynamic = openvino("dynamic", static_shapes=0)
+    fixed = openvino("fixed")
+    bf16 = openvino("bf16", precision="bf16")
+    return {
+        "raw ultralytics, PyTorch": lambda: raw_rate(pytorch, images, imgsz, threads),
+        "raw ultralytics, OpenVINO f32, dynamic shapes": lambda: raw_rate(dynamic, images, imgsz, 1),
+        "raw ultralytics, OpenVINO f32, fixed-shape (default)": lambda: raw_rate(fixed, images, imgsz, 1),
+        "raw ultralytics, OpenVINO bf16, fixed-shape": lambda: raw_rate(bf16, images, imgsz, 1),
+    }
 
 
-def predict_rates(url: str, tasks: list[dict[str, object]], repeat: int) -> tuple[list[float], list[float]]:
-    """Tasks per second of ``/predict``, ``repeat`` times each: all tasks in one request, and one task per request."""
+def predict_turn(url: str, tasks: list[dict[str, object]]) -> tuple[float, float]:
+    """Tasks per second of ``/predict``: all tasks in one request, then one task per request."""
+    body = {"project": "bench.1", "label_config": BOXES_CONFIG}
+    started = time.perf_counter()
+    answer = requests.post(f"{url}/predict", json={**body, "tasks": tasks}, timeout=300)
+    batch = len(tasks) / (time.perf_counter() - started)
+    results = answer.json().get("results")
+    assert results and all(entry for entry in results), f"every task predicted: {answer.text[:300]}"
+    started = time.perf_counter()
+    for task in tasks:
+        requests.post(f"{url}/predict", json={**body, "tasks": [task]}, timeout=120)
+    return batch, len(tasks) / (time.perf_counter() - started)
+
+
+def warm_up(url: str, tasks: list[dict[str, object]]) -> None:
+    """Connect, let every network be built (lane copies, a fixed-shape network per photo shape), as a user's first
+    minutes would."""
     body = {"project": "bench.1", "label_config": BOXES_CONFIG}
     requests.post(f"{url}/setup", json={"project": "bench.1", "schema": BOXES_CONFIG}, timeout=120)
-    requests.post(f"{url}/predict", json={**body, "tasks": tasks[:2]}, timeout=120)  # warm-up, lane copies made
-    batch, single = [], []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        answer = requests.post(f"{url}/predict", json={**body, "tasks": tasks}, timeout=300)
-        batch.append(len(tasks) / (time.perf_counter() - started))
-        assert all(entry for entry in answer.json()["results"]), "every task predicted"
-        started = time.perf_counter()
-        for task in tasks:
+    for _ in range(2):
+        requests.post(f"{url}/predict", json={**body, "tasks": tasks[:4]}, timeout=120)
+        for task in tasks[:4]:
             requests.post(f"{url}/predict", json={**body, "tasks": [task]}, timeout=120)
-        single.append(len(tasks) / (time.perf_counter() - started))
-    return batch, single
+
+
+def start_backends(stack: ExitStack, scratch: Path, settings: dict[str, str]) -> dict[str, BackendServer]:
+    """Every backend of :data:`SERVED`, running until ``stack`` closes."""
+    backends = {}
+    for number, (name, extra) in enumerate(SERVED.items()):
+        logs = scratch / f"backend-{number}"
+        logs.mkdir()
+        backends[name] = stack.enter_context(backend_server(scratch / "models", logs, threads=16, **settings, **extra))
+    return backends
+
+
+def run(args: argparse.Namespace, scratch: Path) -> tuple[list[Row], dict[str, float], list[str]]:
+    """All turns; returns the rows, the peak RSS per backend, and the backends' fixed-shape compile log lines."""
+    images = [PHOTOS[index % len(PHOTOS)] for index in range(TASKS)]
+    (scratch / "models").mkdir()
+    weights = scratch / "models" / WEIGHTS_NAME
+    shutil.copy2(args.weights, weights)
+    ensure_openvino_export(weights, file_version(weights), args.imgsz)  # the backends find it made
+    loops = raw_loops(scratch, images, args.imgsz, args.threads)
+    settings = {"TORCH_THREADS": str(args.threads), "MODEL_IMGSZ": str(args.imgsz)}
+    with serve_files() as storage, ExitStack() as stack:
+        tasks: list[dict[str, object]] = [
+            {"id": index, "data": {"image": storage.add(f"/{index}-{path.name}", path.read_bytes())}}
+            for index, path in enumerate(images)
+        ]
+        backends = start_backends(stack, scratch, settings)
+        for backend in backends.values():
+            warm_up(backend.url, tasks)
+        rows = {name: Row(name) for name in loops}
+        for name in backends:
+            rows[f"/predict {TASKS} tasks, {name}"] = Row(f"/predict {TASKS} tasks, {name}")
+            rows[f"/predict 1 task x {TASKS}, {name}"] = Row(f"/predict 1 task x {TASKS}, {name}")
+        for _ in range(args.repeat):
+            for name, loop in loops.items():
+                rows[name].rates.append(loop())
+            for name, backend in backends.items():
+                batch, single = predict_turn(backend.url, tasks)
+                rows[f"/predict {TASKS} tasks, {name}"].rates.append(batch)
+                rows[f"/predict 1 task x {TASKS}, {name}"].rates.append(single)
+        rss = {name: worker_peak_rss_mb(backend.url) for name, backend in backends.items()}
+        default_name, default = next(iter(backends.items()))
+        serve_more_projects(default.url, tasks)
+        rss[f"{default_name}, {PROJECTS} more projects"] = worker_peak_rss_mb(default.url)
+        compiles = [line for line in _log_lines(default.log) if "compiled for input shape" in line]
+    return list(rows.values()), rss, compiles
+
+
+def _log_lines(log: Path) -> Iterator[str]:
+    yield from log.read_text(errors="replace").splitlines()
+
+
+def ratios(row: Row, baseline: Row) -> list[float]:
+    """``row``'s rate over ``baseline``'s, turn by turn."""
+    return [rate / base for rate, base in zip(row.rates, baseline.rates, strict=True)]
+
+
+def report(args: argparse.Namespace, rows: list[Row], rss: dict[str, float], compiles: list[str]) -> None:
+    by_name = {row.name: row for row in rows}
+    baseline = rows[0]
+    print(f"{TASKS} photos, {args.weights.name} at {args.imgsz} px, {args.threads} threads, median of {args.repeat}")
+    for row in rows:
+        rate, spread = statistics.median(row.rates), f"({min(row.rates):.1f}-{max(row.rates):.1f})"
+        versus = ratios(row, baseline)
+        print(
+            f"  {row.name + ':':78} {rate:6.1f} tasks/s {spread:13} "
+            f"{statistics.median(versus):.2f}x ({min(versus):.2f}-{max(versus):.2f})"
+        )
+    own = by_name["raw ultralytics, OpenVINO f32, fixed-shape (default)"]
+    for kind in (f"{TASKS} tasks", f"1 task x {TASKS}"):
+        row = by_name[f"/predict {kind}, {next(iter(SERVED))}"]
+        versus = ratios(row, own)
+        print(
+            f"  /predict {kind}, default, against the raw loop of its runtime: {statistics.median(versus):.2f}x "
+            f"({min(versus):.2f}-{max(versus):.2f})"
+        )
+    for name, peak in rss.items():
+        print(f"  peak RSS of the backend worker, {name}: {peak:.0f} MB")
+    print(f"  peak RSS of this process (raw loops): {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    for line in compiles:
+        print(f"  default backend's log: {line[line.find('OpenVINO network') :]}")
 
 
 def main() -> None:
@@ -113,52 +225,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="inference threads (default: 2)")
     parser.add_argument("--imgsz", type=int, default=640, help="inference size (default: 640)")
     parser.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS, help="YOLO weights (default: tiny test model)")
-    parser.add_argument("--repeat", type=int, default=3, help="measurements per row; the median is shown (default: 3)")
+    parser.add_argument("--repeat", type=int, default=5, help="turns; medians are shown (default: 5)")
     args = parser.parse_args()
-
-    images = [PHOTOS[index % len(PHOTOS)] for index in range(TASKS)]
-    rows: list[tuple[str, list[float]]] = []
-    rss: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as scratch:
-        root = Path(scratch) / "models"
-        root.mkdir()
-        weights = root / WEIGHTS_NAME
-        shutil.copy2(args.weights, weights)
-        raw_loops = raw_rates(weights, images, args.imgsz, args.threads, args.repeat)
-        rows.extend((f"raw ultralytics, {name}", rates) for name, rates in raw_loops.items())
-        with serve_files() as storage:
-            tasks: list[dict[str, object]] = [
-                {"id": index, "data": {"image": storage.add(f"/{index}-{path.name}", path.read_bytes())}}
-                for index, path in enumerate(images)
-            ]
-            for runtime, precision, lanes in SERVED:
-                settings = {
-                    "TORCH_THREADS": str(args.threads),
-                    "MODEL_IMGSZ": str(args.imgsz),
-                    "INFERENCE_RUNTIME": runtime,
-                    "OPENVINO_PRECISION": precision,
-                    "INFERENCE_LANES": lanes,
-                }
-                name = (runtime if runtime == "pytorch" else f"openvino {precision}") + (", 1 lane" if lanes else "")
-                with backend_server(root, Path(scratch), **settings) as backend:
-                    batch, single = predict_rates(backend.url, tasks, args.repeat)
-                    peak = worker_peak_rss_mb(backend.url)
-                    if (runtime, precision, lanes) == SERVED[1]:
-                        serve_more_projects(backend.url, tasks)
-                        rss.append((f"{name}, {PROJECTS} more projects", worker_peak_rss_mb(backend.url)))
-                rows.append((f"/predict {TASKS} tasks, {name}", batch))
-                rows.append((f"/predict 1 task x {TASKS}, {name}", single))
-                rss.append((name, peak))
-
-    raw = statistics.median(rows[0][1])
-    print(f"{TASKS} photos, {args.weights.name} at {args.imgsz} px, {args.threads} threads, median of {args.repeat}")
-    for name, rates in rows:
-        rate = statistics.median(rates)
-        spread = f"({min(rates):.1f}-{max(rates):.1f})"
-        print(f"  {name + ':':44} {rate:6.1f} tasks/s {spread:13} {rate / raw:.2f}x")
-    for name, peak in rss:
-        print(f"  peak RSS of the backend worker, {name}: {peak:.0f} MB")
-    print(f"  peak RSS of this process (raw loops) {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+        rows, rss, compiles = run(args, Path(scratch))
+    report(args, rows, rss, compiles)
 
 
 if __name__ == "__main__":
