@@ -1,14 +1,15 @@
 """OpenVINO networks compiled for the input shapes a model meets, beside the dynamic network for the rest.
 
 The export has dynamic input shapes, so every image keeps its aspect ratio (and PyTorch's boxes). OpenVINO's CPU
-plugin runs such a network about 1.3x slower than the same network compiled for one fixed shape, whose outputs are
-bit-identical (measured on 2 cores, yolo11n at 640 px: 21.6 against 27.4 photos/s with one thread, 35.6 against
-45.9 with two). ultralytics letterboxes an image to ``imgsz`` on its long side and pads the short side to a multiple
-of 32, so a project meets few shapes: a camera's photos give one or two, a mixed collection a handful of common
-aspect ratios. :class:`ShapeNetworks` compiles a fixed-shape network for each shape it meets twice, up to a limit;
-other shapes run on the dynamic network.
+plugin runs such a network slower than the same network compiled for one fixed shape, whose outputs are
+bit-identical (measured on 2 cores at 640 px, photos per second of the raw ultralytics loop, dynamic against fixed:
+yolo11n 21.6 against 27.4 with one thread and 41.4 against 52.9 with two, yolov8s 16.2 against 17.3 with two).
+ultralytics letterboxes an image to ``imgsz`` on its long side and pads the short side to a multiple of 32, so a
+project meets few shapes: a camera's photos give one or two, a mixed collection a handful of common aspect ratios.
+:class:`ShapeNetworks` compiles a fixed-shape network for each shape it meets twice, up to a limit; other shapes
+run on the dynamic network.
 
-A fixed-shape network costs a compile (0.15-0.3 s for yolo11n and yolov8s here) and memory (40-110 MB: its own
+A fixed-shape network costs a compile (0.1-0.4 s for yolo11n and yolov8s here) and memory (40-110 MB: its own
 weights in the CPU plugin's layout and its activation buffers, more with more streams and larger models).
 
 Example:
