@@ -41,6 +41,15 @@ MODEL_PATH_ATTR = "model_path"
 MODEL_INDEX_ATTR = "model_index"
 """``<Label>`` attribute of ``<KeyPointLabels>``: the index of the model's keypoint this label takes."""
 
+VLM_ATTR = "vlm"
+"""Control-tag attribute choosing the vision-language stage: ``zero-shot``, ``refine`` or ``off`` (else VLM_MODE)."""
+
+VLM_ZERO_SHOT, VLM_REFINE, VLM_OFF, VLM_AUTO = "zero-shot", "refine", "off", "auto"
+VLM_TAG_MODES = (VLM_ZERO_SHOT, VLM_REFINE, VLM_OFF)
+"""Values of the ``vlm`` attribute."""
+VLM_SETTING_MODES = (VLM_AUTO, *VLM_TAG_MODES)
+"""Values of the ``VLM_MODE`` setting: ``auto`` fills zero-shot the boxes of a control no YOLO class maps to."""
+
 SUPPORTED_OBJECT_TAGS = frozenset({"Image", "Video"})
 """Object tags whose data this backend can load."""
 
@@ -101,6 +110,10 @@ class ControlSpec:
     model_path: str | None = None
     keypoints: tuple[KeypointLabel, ...] = ()
     label_names: tuple[str, ...] = ()
+    vlm_mode: str | None = None
+    """The tag's ``vlm`` attribute (None: VLM_MODE decides)."""
+    predicted_classes: frozenset[str] = frozenset()
+    """The model classes (lower-case) the tag's ``predicted_values`` attributes name."""
 
     @property
     def control_type(self) -> str:
@@ -182,7 +195,29 @@ def _control_spec(
         label_names=tuple(str(label) for label in labels_tag.labels or []),
         model_path=_model_path(control),
         keypoints=keypoint_labels(control) if control.tag == "KeyPointLabels" else (),
+        vlm_mode=_vlm_mode(control),
+        predicted_classes=_predicted_classes(labels_tag),
     )
+
+
+def _vlm_mode(control: ControlTag) -> str | None:
+    raw = (control.attr or {}).get(VLM_ATTR)
+    if raw is None:
+        return None
+    if str(raw) not in VLM_TAG_MODES:
+        raise LabelConfigError(
+            f'<{control.tag} name="{control.name}"> has {VLM_ATTR}="{raw}"; it must be one of '
+            f'{", ".join(VLM_TAG_MODES)}, e.g. <{control.tag} name="{control.name}" toName="..." {VLM_ATTR}="refine">.'
+        )
+    return str(raw)
+
+
+def _predicted_classes(control: ControlTag) -> frozenset[str]:
+    names: set[str] = set()
+    for label in control.labels or []:
+        attrs = control.labels_attrs[label].attr if control.labels_attrs and label in control.labels_attrs else {}
+        names.update(name.strip().lower() for name in (attrs.get(PREDICTED_VALUES_ATTR) or "").split(","))
+    return frozenset(names - {""})
 
 
 def _model_path(control: ControlTag) -> str | None:

@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from label_studio_yolo.controls import ControlPredictor
+from label_studio_yolo.decoding import Pixels
 from label_studio_yolo.inference import ModelOutput, run_model
 from label_studio_yolo.media import ImageLoader, MediaError
 from label_studio_yolo.prefetch import ImageSource, MediaPrefetcher
+from label_studio_yolo.regions import ImageSize
+from label_studio_yolo.vlm.client import VlmError
 
 logger = logging.getLogger(__name__)
 
@@ -116,14 +119,20 @@ class TaskPredictor:
         its batch) names a task that has no id in the log."""
         task_id = _task_id(task)
         name = task_id if task_id is not None or position is None else f"#{position} of the batch (it has no id)"
+        notes: list[str] = []
         try:
-            regions = self._regions(task, images or self.loader, lane)
+            regions = self._regions(task, images or self.loader, lane, notes)
         except MediaError as error:
             logger.error("Task %s: no prediction, media not loaded: %s", name, error)
             return TaskOutcome(task_id, error=f"media not loaded: {error}")
+        except VlmError as error:
+            logger.error("Task %s: no prediction, the vision-language model failed: %s", name, error)
+            return TaskOutcome(task_id, error=f"vision-language model: {error}")
         except Exception as error:
             logger.exception("Task %s: no prediction, unexpected error", name)
             return TaskOutcome(task_id, error=f"unexpected error: {error!r}")
+        for note in notes:
+            logger.warning("Task %s: %s", name, note)
         score = sum(region["score"] for region in regions) / len(regions) if regions else 0.0
         prediction = {"result": regions, "score": round(score, 4), "model_version": self.model_version}
         return TaskOutcome(task_id, prediction=prediction)
@@ -175,7 +184,7 @@ class TaskPredictor:
         data = task.get("data") if isinstance(task, dict) else None
         return [data[key] for key in keys if key in data] if isinstance(data, dict) else []
 
-    def _regions(self, task: object, images: ImageSource, lane: int | None) -> list[dict[str, Any]]:
+    def _regions(self, task: object, images: ImageSource, lane: int | None, notes: list[str]) -> list[dict[str, Any]]:
         if not isinstance(task, dict):
             raise MediaError(f"the task is a JSON {json_type(task)}, not an object with 'data'")
         data = task.get("data")
@@ -188,30 +197,51 @@ class TaskPredictor:
                 keys = sorted(map(str, data))
                 shown = ", ".join(keys[:10]) + (", ..." if len(keys) > 10 else "")
                 raise MediaError(f"task data has no {value_key!r} key, which the config reads (keys: {shown})")
-            for controls, output in self._outputs(data[value_key], by_model, images, lane):
-                for control in controls:
-                    regions.extend(control.regions(output))
+            for control, output in self._outputs(data[value_key], by_model, images, lane, notes):
+                regions.extend(control.regions(output))
         return _without_missing_parents(regions)
 
     def _outputs(
-        self, value: object, by_model: list[list[ControlPredictor]], images: ImageSource, lane: int | None
-    ) -> Iterator[tuple[list[ControlPredictor], ModelOutput]]:
-        """Each model's output on the task's image (loaded once) or video (tracked once per model)."""
+        self,
+        value: object,
+        by_model: list[list[ControlPredictor]],
+        images: ImageSource,
+        lane: int | None,
+        notes: list[str],
+    ) -> Iterator[tuple[ControlPredictor, ModelOutput]]:
+        """Each control's output on the task's image (loaded once, each model run once, then the control's
+        vision-language stage if it has one; its problems go to ``notes``) or video (tracked once per model)."""
         if by_model[0][0].spec.object_type == "Video":
             from label_studio_yolo.tracking import track_task_video
 
             for controls in by_model:
-                yield controls, track_task_video(controls, value, self.loader, self.imgsz, self.threads)
+                output = track_task_video(controls, value, self.loader, self.imgsz, self.threads)
+                yield from ((control, output) for control in controls)
             return
         image = images.load_pixels(value)
         for controls in by_model:
-            conf = min(control.spec.threshold for control in controls)
-            weights, threads = controls[0].weights, self.threads
-            if lane is not None:
-                threads = max(1, self.threads // self.lanes) if self.threads else None
-                weights = weights.lane_copies(self.lanes, threads)[lane]
-            yield controls, run_model(weights, image, conf=conf, imgsz=self.imgsz, threads=threads)
+            output = self._model_output(controls, image, lane)
+            for control in controls:
+                if control.vlm is None:
+                    yield control, output
+                    continue
+                staged = control.vlm.apply(image, output)
+                tag = f"<{control.spec.control_type} name={control.spec.from_name!r}>"
+                notes.extend(f"{tag}: {problem}" for problem in staged.problems)
+                yield control, staged.output
         del image  # decoded pixels are not needed past inference
+
+    def _model_output(self, controls: list[ControlPredictor], image: Pixels, lane: int | None) -> ModelOutput:
+        """The controls' model on ``image`` (with the lane's copy and threads); not run when every control is
+        filled zero-shot by a vision-language model."""
+        if all(control.vlm is not None and not control.vlm.needs_yolo for control in controls):
+            return ModelOutput(ImageSize(image.shape[1], image.shape[0]))
+        conf = min(control.spec.threshold for control in controls)
+        weights, threads = controls[0].weights, self.threads
+        if lane is not None:
+            threads = max(1, self.threads // self.lanes) if self.threads else None
+            weights = weights.lane_copies(self.lanes, threads)[lane]
+        return run_model(weights, image, conf=conf, imgsz=self.imgsz, threads=threads)
 
 
 def _task_id(task: object) -> object:

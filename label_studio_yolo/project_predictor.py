@@ -14,13 +14,24 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from label_studio_yolo.controls import ControlPredictor, control_for, supported_controls
-from label_studio_yolo.label_config import ControlSpec, LabelConfigError, parse_label_config, with_own_labels
+from label_studio_yolo.controls import ControlPredictor, ObjectControl, control_for, supported_controls
+from label_studio_yolo.label_config import (
+    VLM_ATTR,
+    VLM_AUTO,
+    VLM_OFF,
+    VLM_ZERO_SHOT,
+    ControlSpec,
+    LabelConfigError,
+    parse_label_config,
+    with_own_labels,
+)
 from label_studio_yolo.media import ImageLoader, MediaSettings
 from label_studio_yolo.predictor import TaskPredictor
 from label_studio_yolo.runtimes import Runtime
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.versions import VersionStore
+from label_studio_yolo.vlm.client import vlm_client
+from label_studio_yolo.vlm.stages import RefineStage, ZeroShotStage
 from label_studio_yolo.weights import LoadedWeights, load_weights, load_weights_file
 
 logger = logging.getLogger(__name__)
@@ -54,7 +65,11 @@ def build_project_predictor(
     specs = parse_label_config(label_config, settings.model_score_threshold, supported_controls())
     if version is not None:
         specs = [with_own_labels(spec) if spec.model_path is None else spec for spec in specs]
-    controls = _usable([control_for(spec, _weights_for(spec, project_weights, settings, runtime)) for spec in specs])
+    controls = [control_for(spec, _weights_for(spec, project_weights, settings, runtime)) for spec in specs]
+    controls = _usable([with_vlm_stage(control, settings) for control in controls])
+    versions = [control.weights.version for control in controls]
+    if settings.vlm is not None and any(control.vlm is not None for control in controls):
+        versions.append(settings.vlm.version_tag)  # the model's answers change the predictions
     media = MediaSettings(
         label_studio_url=settings.label_studio_url or hostname or None,
         api_key=settings.label_studio_api_key or access_token or None,
@@ -63,7 +78,7 @@ def build_project_predictor(
         max_bytes=settings.media_max_bytes,
     )
     return TaskPredictor(
-        model_version="+".join(dict.fromkeys(control.weights.version for control in controls)),
+        model_version="+".join(dict.fromkeys(versions)),
         controls=controls,
         loader=ImageLoader(media),
         imgsz=settings.model_imgsz,
@@ -79,6 +94,54 @@ def _weights_for(
     if spec.model_path is None:
         return project_weights
     return load_weights(settings.model_root, spec.model_path, runtime)
+
+
+def with_vlm_stage(control: ControlPredictor, settings: BackendSettings) -> ControlPredictor:
+    """``control``, or the same tag filled through a vision-language model when its ``vlm`` attribute (else
+    VLM_MODE) asks for one: ``zero-shot`` boxes on the image, ``refine`` of YOLO's boxes, or with ``auto`` zero-shot
+    for a ``<RectangleLabels>`` none of whose labels maps a class of the model (when an endpoint is set).
+
+    Raises:
+        LabelConfigError: a stage is asked for but no endpoint is set, or the tag cannot take that stage.
+    """
+    spec, config = control.spec, settings.vlm
+    mode = spec.vlm_mode or settings.vlm_mode
+    if mode == VLM_AUTO:
+        if config is None or spec.control_type != "RectangleLabels" or control.maps_a_class():
+            return control
+        logger.info(
+            "<%s name=%r>: no label maps a class of the model; the vision-language model fills it zero-shot",
+            spec.control_type,
+            spec.from_name,
+        )
+        mode = VLM_ZERO_SHOT
+    if mode == VLM_OFF:
+        return control
+    tag = f'<{spec.control_type} name="{spec.from_name}" toName="{spec.to_name}" {VLM_ATTR}="{mode}">'
+    if config is None:
+        raise LabelConfigError(
+            f"{tag} asks for a vision-language model, but none is set: set VLM_BASE_URL and "
+            "VLM_MODEL (see the README's Vision-language models)."
+        )
+    if mode == VLM_ZERO_SHOT and spec.control_type != "RectangleLabels":
+        raise LabelConfigError(
+            f"{tag}: zero-shot gives boxes, so it fills <RectangleLabels> only, e.g. "
+            f'<RectangleLabels name="{spec.from_name}" toName="{spec.to_name}" {VLM_ATTR}="zero-shot">; '
+            f'{VLM_ATTR}="refine" relabels the objects of other tags.'
+        )
+    if not isinstance(control, ObjectControl):
+        raise LabelConfigError(
+            f"{tag}: refine relabels objects, so it fills <RectangleLabels>, <PolygonLabels> or <BrushLabels>."
+        )
+    staged = control_for(with_own_labels(spec), control.weights)  # the model answers with the labels themselves
+    client = vlm_client(config)
+    if mode == VLM_ZERO_SHOT:
+        staged.vlm = ZeroShotStage(client, spec.label_names)
+    else:
+        staged.vlm = RefineStage(
+            client, spec.label_names, fallback=spec.labels, proposes=spec.predicted_classes or None
+        )
+    return staged
 
 
 def _usable(controls: list[ControlPredictor]) -> list[ControlPredictor]:

@@ -18,8 +18,10 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from label_studio_yolo.cpus import available_cpus
+from label_studio_yolo.label_config import VLM_AUTO, VLM_SETTING_MODES
 from label_studio_yolo.openvino_shapes import DEFAULT_STATIC_SHAPES
 from label_studio_yolo.runtimes import OPENVINO, PRECISIONS, RUNTIMES, Runtime, default_lanes
+from label_studio_yolo.vlm.client import VlmConfig
 
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
 """100 MiB: room for one task whose inline ``data:`` image is as large as MEDIA_MAX_BYTES allows (50 MiB, 67 MiB
@@ -102,6 +104,22 @@ class BackendSettings(BaseSettings):
         DEFAULT_MAX_REQUEST_BYTES, gt=0, description="Largest request body (bytes); larger ones get 413."
     )
 
+    vlm_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint of a vision-language model, e.g. http://vllm:8000/v1."
+    )
+    vlm_api_key: SecretStr | None = Field(None, description="API key of that endpoint (never logged).")
+    vlm_model: str | None = Field(None, description="Model name the endpoint serves, e.g. Qwen/Qwen2-VL-7B-Instruct.")
+    vlm_mode: str = Field(
+        VLM_AUTO,
+        pattern=f"^({'|'.join(VLM_SETTING_MODES)})$",
+        description="For control tags without a vlm attribute: auto (zero-shot where no label maps a YOLO class), "
+        "off, refine or zero-shot.",
+    )
+    vlm_timeout: float = Field(30.0, gt=0, description="Seconds one question to the model may take.")
+    vlm_concurrency: int = Field(4, gt=0, description="Questions asked at once per process.")
+    vlm_max_image_side: int = Field(1024, gt=0, description="Long side (pixels) of the images sent, at most.")
+    vlm_max_retries: int = Field(1, ge=0, description="Retries of a question that timed out or got a 5xx/429.")
+
     redis_url: str | None = Field(None, description="Redis for the training queue; unset trains in a local process.")
     training_queue: str = Field("training", description="rq queue that training jobs go to.")
     model_dir: Path = Field(Path("data/model-versions"), description="Trained versions: MODEL_DIR/<project>/<version>.")
@@ -156,6 +174,22 @@ class BackendSettings(BaseSettings):
             self.openvino_precision,
             lanes,
             static_shapes=self.openvino_static_shapes,
+        )
+
+    @property
+    def vlm(self) -> VlmConfig | None:
+        """The vision-language endpoint, or None when VLM_BASE_URL or VLM_MODEL is unset."""
+        if not self.vlm_base_url or not self.vlm_model:
+            return None
+        key = self.vlm_api_key.get_secret_value() if self.vlm_api_key else ""
+        return VlmConfig(
+            base_url=self.vlm_base_url,
+            api_key=key,
+            model=self.vlm_model,
+            timeout=self.vlm_timeout,
+            concurrency=self.vlm_concurrency,
+            max_image_side=self.vlm_max_image_side,
+            max_retries=self.vlm_max_retries,
         )
 
     @property

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from label_studio_yolo.inference import Detection, ModelOutput
 from label_studio_yolo.label_config import ControlSpec, unmapped_control_hint
 from label_studio_yolo.regions import build_region
 from label_studio_yolo.weights import LoadedWeights
+
+if TYPE_CHECKING:
+    from label_studio_yolo.vlm.stages import VlmStage
 
 EXAMPLE_MODEL_FOR_TASK = {
     "detect": "yolo11n.pt",
@@ -40,6 +43,8 @@ class ControlPredictor(ABC):
     def __init__(self, spec: ControlSpec, weights: LoadedWeights) -> None:
         self.spec = spec
         self.weights = weights
+        self.vlm: VlmStage | None = None
+        """The vision-language stage between the model's output and the regions, if the control has one."""
 
     @abstractmethod
     def regions(self, output: ModelOutput) -> list[dict[str, Any]]:
@@ -50,7 +55,13 @@ class ControlPredictor(ABC):
         del controls
 
     def unusable_reason(self) -> str | None:
-        """Why this control cannot be filled with its weights (wrong task, no label maps a class), else None."""
+        """Why this control cannot be filled with its weights (wrong task, no label maps a class), else None.
+
+        A control filled zero-shot by a vision-language model needs neither; one it refines needs the task only
+        (its labels come from the model's answers).
+        """
+        if self.vlm is not None and not self.vlm.needs_yolo:
+            return None
         task = str(getattr(self.weights.model, "task", "detect"))
         if task not in self.model_tasks:
             wanted = " or ".join(sorted(self.model_tasks))
@@ -60,10 +71,13 @@ class ControlPredictor(ABC):
                 f'Name one for this tag, e.g. <{self.control_type} name="{self.spec.from_name}" '
                 f'toName="{self.spec.to_name}" model_path="{example}">.'
             )
-        class_names = list(self.weights.class_names.values())
-        if not self.spec.labels.restricted_to(class_names).by_class:
-            return unmapped_control_hint(self.spec, class_names)
+        if self.vlm is None and not self.maps_a_class():
+            return unmapped_control_hint(self.spec, self.weights.class_names.values())
         return None
+
+    def maps_a_class(self) -> bool:
+        """Whether a label of the control takes at least one class of its model."""
+        return bool(self.spec.labels.restricted_to(self.weights.class_names.values()).by_class)
 
 
 class ObjectControl(ControlPredictor):
