@@ -30,7 +30,7 @@ from label_studio_yolo.predictor import TaskPredictor
 from label_studio_yolo.runtimes import Runtime
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.versions import VersionStore
-from label_studio_yolo.vlm.client import vlm_client
+from label_studio_yolo.vlm.client import VlmConfig, vlm_client
 from label_studio_yolo.vlm.stages import RefineStage, ZeroShotStage
 from label_studio_yolo.weights import LoadedWeights, load_weights, load_weights_file
 
@@ -104,19 +104,41 @@ def with_vlm_stage(control: ControlPredictor, settings: BackendSettings) -> Cont
     Raises:
         LabelConfigError: a stage is asked for but no endpoint is set, or the tag cannot take that stage.
     """
-    spec, config = control.spec, settings.vlm
-    mode = spec.vlm_mode or settings.vlm_mode
-    if mode == VLM_AUTO:
-        if config is None or spec.control_type != "RectangleLabels" or control.maps_a_class():
-            return control
-        logger.info(
-            "<%s name=%r>: no label maps a class of the model; the vision-language model fills it zero-shot",
-            spec.control_type,
-            spec.from_name,
-        )
-        mode = VLM_ZERO_SHOT
+    spec, mode = control.spec, _vlm_mode(control, settings)
     if mode == VLM_OFF:
         return control
+    config = _vlm_config_for(control, mode, settings.vlm)
+    staged = control_for(with_own_labels(spec), control.weights)  # the model answers with the labels themselves
+    client = vlm_client(config)
+    if mode == VLM_ZERO_SHOT:
+        staged.vlm = ZeroShotStage(client, spec.label_names)
+    else:
+        staged.vlm = RefineStage(
+            client, spec.label_names, fallback=spec.labels, proposes=spec.predicted_classes or None
+        )
+    return staged
+
+
+def _vlm_mode(control: ControlPredictor, settings: BackendSettings) -> str:
+    """``zero-shot``, ``refine`` or ``off`` for ``control``, ``auto`` resolved."""
+    spec = control.spec
+    mode = spec.vlm_mode or settings.vlm_mode
+    if mode != VLM_AUTO:
+        return mode
+    if settings.vlm is None or spec.control_type != "RectangleLabels" or control.maps_a_class():
+        return VLM_OFF
+    logger.info(
+        "<%s name=%r>: no label maps a class of the model; the vision-language model fills it zero-shot",
+        spec.control_type,
+        spec.from_name,
+    )
+    return VLM_ZERO_SHOT
+
+
+def _vlm_config_for(control: ControlPredictor, mode: str, config: VlmConfig | None) -> VlmConfig:
+    """The endpoint for ``control``'s stage ``mode``; :class:`LabelConfigError`, with XML that works, when none is
+    set or the tag cannot take that stage."""
+    spec = control.spec
     tag = f'<{spec.control_type} name="{spec.from_name}" toName="{spec.to_name}" {VLM_ATTR}="{mode}">'
     if config is None:
         raise LabelConfigError(
@@ -133,15 +155,7 @@ def with_vlm_stage(control: ControlPredictor, settings: BackendSettings) -> Cont
         raise LabelConfigError(
             f"{tag}: refine relabels objects, so it fills <RectangleLabels>, <PolygonLabels> or <BrushLabels>."
         )
-    staged = control_for(with_own_labels(spec), control.weights)  # the model answers with the labels themselves
-    client = vlm_client(config)
-    if mode == VLM_ZERO_SHOT:
-        staged.vlm = ZeroShotStage(client, spec.label_names)
-    else:
-        staged.vlm = RefineStage(
-            client, spec.label_names, fallback=spec.labels, proposes=spec.predicted_classes or None
-        )
-    return staged
+    return config
 
 
 def _usable(controls: list[ControlPredictor]) -> list[ControlPredictor]:

@@ -283,6 +283,34 @@ def test_asking_for_a_stage_without_an_endpoint_is_a_config_error_with_the_fix(b
     )
 
 
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        (
+            '<PolygonLabels name="outline" toName="image" vlm="zero-shot"><Label value="Crimson"/></PolygonLabels>',
+            'zero-shot gives boxes, so it fills <RectangleLabels> only, e.g. <RectangleLabels name="outline"',
+        ),
+        (
+            '<Choices name="kind" toName="image" vlm="refine"><Choice value="Crimson"/></Choices>',
+            "refine relabels objects, so it fills <RectangleLabels>, <PolygonLabels> or <BrushLabels>",
+        ),
+        (
+            '<RectangleLabels name="label" toName="image" vlm="maybe"><Label value="Crimson"/></RectangleLabels>',
+            'vlm="maybe"; it must be one of zero-shot, refine, off',
+        ),
+    ],
+)
+def test_a_tag_that_cannot_take_its_stage_is_refused_with_xml_that_works(
+    tag: str, expected: str, backend_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = f'<View><Image name="image" value="$image"/>{tag}</View>'
+    with serve_vlm(colour_reader(LABELS)) as server:
+        vlm_env(monkeypatch, server)
+        with app_client() as client:
+            answer = client.post("/setup", json={"project": PROJECT, "schema": config})
+    assert answer.status_code == 400 and expected in answer.json["error"], answer.json
+
+
 # --- Refine ---------------------------------------------------------------------------------------------------------
 
 
