@@ -70,5 +70,6 @@ EXPOSE 9090
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD python -m label_studio_yolo.healthcheck /health
 
-# sh -c so that ${PORT}/${WORKERS}/${THREADS} expand at run time; exec so gunicorn is PID 1 and gets signals.
-CMD ["sh", "-c", "exec gunicorn --bind :${PORT} --workers ${WORKERS} --threads ${THREADS} --timeout 300 _wsgi:app"]
+# sh -c so that ${PORT}/${WORKERS}/${THREADS} expand at run time; exec so gunicorn is PID 1 and gets signals. On
+# SIGTERM (docker stop, Kubernetes) gunicorn lets requests finish for 100 s: a /predict may take PREDICT_TIME_BUDGET.
+CMD ["sh", "-c", "exec gunicorn --bind :${PORT} --workers ${WORKERS} --threads ${THREADS} --timeout 300 --graceful-timeout 100 _wsgi:app"]

@@ -39,7 +39,7 @@ install: $(VENV)/.runtime
 install-test: $(VENV)/.test $(LS_VENV)/.installed
 
 run: install
-	$(VENV)/bin/gunicorn --bind :$(PORT) --workers $(WORKERS) --threads $(THREADS) --timeout 300 _wsgi:app
+	$(VENV)/bin/gunicorn --bind :$(PORT) --workers $(WORKERS) --threads $(THREADS) --timeout 300 --graceful-timeout 100 _wsgi:app
 
 dev: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/label-studio-ml start . --port $(PORT)

@@ -27,6 +27,8 @@ from label_studio_sdk.label_interface.control_tags import ControlTag
 from label_studio_sdk.label_interface.interface import LabelInterface
 from label_studio_sdk.label_interface.object_tags import ObjectTag
 
+from label_studio_yolo.vlm.modes import VLM_ATTR, VLM_TAG_MODES
+
 logger = logging.getLogger(__name__)
 
 PREDICTED_VALUES_ATTR = "predicted_values"
@@ -40,15 +42,6 @@ MODEL_PATH_ATTR = "model_path"
 
 MODEL_INDEX_ATTR = "model_index"
 """``<Label>`` attribute of ``<KeyPointLabels>``: the index of the model's keypoint this label takes."""
-
-VLM_ATTR = "vlm"
-"""Control-tag attribute choosing the vision-language stage: ``zero-shot``, ``refine`` or ``off`` (else VLM_MODE)."""
-
-VLM_ZERO_SHOT, VLM_REFINE, VLM_OFF, VLM_AUTO = "zero-shot", "refine", "off", "auto"
-VLM_TAG_MODES = (VLM_ZERO_SHOT, VLM_REFINE, VLM_OFF)
-"""Values of the ``vlm`` attribute."""
-VLM_SETTING_MODES = (VLM_AUTO, *VLM_TAG_MODES)
-"""Values of the ``VLM_MODE`` setting: ``auto`` fills zero-shot the boxes of a control no YOLO class maps to."""
 
 SUPPORTED_OBJECT_TAGS = frozenset({"Image", "Video"})
 """Object tags whose data this backend can load."""

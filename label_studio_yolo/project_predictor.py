@@ -15,22 +15,14 @@ import logging
 from dataclasses import replace
 
 from label_studio_yolo.controls import ControlPredictor, ObjectControl, control_for, supported_controls
-from label_studio_yolo.label_config import (
-    VLM_ATTR,
-    VLM_AUTO,
-    VLM_OFF,
-    VLM_ZERO_SHOT,
-    ControlSpec,
-    LabelConfigError,
-    parse_label_config,
-    with_own_labels,
-)
+from label_studio_yolo.label_config import ControlSpec, LabelConfigError, parse_label_config, with_own_labels
 from label_studio_yolo.media import ImageLoader, MediaSettings
 from label_studio_yolo.predictor import TaskPredictor
 from label_studio_yolo.runtimes import Runtime
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.versions import VersionStore
 from label_studio_yolo.vlm.client import VlmConfig, vlm_client
+from label_studio_yolo.vlm.modes import VLM_ATTR, VLM_AUTO, VLM_OFF, VLM_ZERO_SHOT
 from label_studio_yolo.vlm.stages import RefineStage, ZeroShotStage
 from label_studio_yolo.weights import LoadedWeights, load_weights, load_weights_file
 

@@ -18,10 +18,10 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from label_studio_yolo.cpus import available_cpus
-from label_studio_yolo.label_config import VLM_AUTO, VLM_SETTING_MODES
 from label_studio_yolo.openvino_shapes import DEFAULT_STATIC_SHAPES
 from label_studio_yolo.runtimes import OPENVINO, PRECISIONS, RUNTIMES, Runtime, default_lanes
 from label_studio_yolo.vlm.client import VlmConfig
+from label_studio_yolo.vlm.modes import VLM_AUTO, VLM_SETTING_MODES
 
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
 """100 MiB: room for one task whose inline ``data:`` image is as large as MEDIA_MAX_BYTES allows (50 MiB, 67 MiB

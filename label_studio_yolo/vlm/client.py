@@ -19,8 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from label_studio_yolo.vlm.images import data_url
-
 PLACEHOLDER_API_KEY = "EMPTY"
 """Sent when no key is set: self-hosted servers (vLLM, Ollama) take any, and the ``openai`` client needs one."""
 
@@ -73,6 +71,8 @@ class VlmClient:
             VlmError: a timeout, an HTTP error, no connection, or an empty answer.
         """
         import openai
+
+        from label_studio_yolo.vlm.images import data_url  # numpy: not imported with the settings
 
         content: list[dict[str, Any]] = [
             {"type": "text", "text": prompt},
