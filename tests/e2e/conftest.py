@@ -7,6 +7,7 @@ Label Studio is installed by ``make test`` into ``.venv-label-studio`` (``LABEL_
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,11 +25,12 @@ from tests.support.processes import free_port, running_server
 
 @dataclass(frozen=True)
 class BackendServer:
-    """The backend under gunicorn: its URL, log file and environment."""
+    """The backend under gunicorn: its URL, log file, environment and gunicorn's master process."""
 
     url: str
     log: Path
     env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None
 
 
 @pytest.fixture(scope="session")
@@ -84,10 +86,11 @@ def backend_server(
         "_wsgi:app",
     ]
     credentials = f"{quote(auth[0], safe='')}:{quote(auth[1], safe='')}@" if auth else ""  # requests sends them
-    with running_server(command, f"http://{credentials}127.0.0.1:{port}/health", log, env, PROJECT_ROOT, 120.0):
+    health = f"http://{credentials}127.0.0.1:{port}/health"
+    with running_server(command, health, log, env, PROJECT_ROOT, 120.0) as process:
         if warm_up:
             _wait_until_weights_loaded(url, auth)
-        yield BackendServer(url, log, {**os.environ, **env})
+        yield BackendServer(url, log, {**os.environ, **env}, process)
 
 
 def _wait_until_weights_loaded(url: str, auth: tuple[str, str] | None = None) -> None:
