@@ -29,7 +29,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,12 +181,9 @@ def run(args: argparse.Namespace, scratch: Path) -> tuple[list[Row], dict[str, f
         default_name, default = next(iter(backends.items()))
         serve_more_projects(default.url, tasks)
         rss[f"{default_name}, {PROJECTS} more projects"] = worker_peak_rss_mb(default.url)
-        compiles = [line for line in _log_lines(default.log) if "compiled for input shape" in line]
+        log = default.log.read_text(errors="replace").splitlines()
+        compiles = [line for line in log if "compiled for input shape" in line]
     return list(rows.values()), rss, compiles
-
-
-def _log_lines(log: Path) -> Iterator[str]:
-    yield from log.read_text(errors="replace").splitlines()
 
 
 def ratios(row: Row, baseline: Row) -> list[float]:

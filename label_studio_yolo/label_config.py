@@ -208,7 +208,7 @@ def _vlm_mode(control: ControlTag) -> str | None:
 def _predicted_classes(control: ControlTag) -> frozenset[str]:
     names: set[str] = set()
     for label in control.labels or []:
-        attrs = control.labels_attrs[label].attr if control.labels_attrs and label in control.labels_attrs else {}
+        attrs = _label_attributes(control, label)
         names.update(name.strip().lower() for name in (attrs.get(PREDICTED_VALUES_ATTR) or "").split(","))
     return frozenset(names - {""})
 
@@ -250,7 +250,7 @@ def keypoint_labels(control: ControlTag) -> tuple[KeypointLabel, ...]:
     """
     found = []
     for position, label in enumerate(control.labels or []):
-        attrs = control.labels_attrs[label].attr if control.labels_attrs and label in control.labels_attrs else {}
+        attrs = _label_attributes(control, label)
         raw_index, predicted = attrs.get(MODEL_INDEX_ATTR), (attrs.get(PREDICTED_VALUES_ATTR) or "").strip()
         classes = frozenset(n.strip().lower() for n in predicted.split(",") if n.strip()) or None
         if raw_index is None and predicted.isdigit():
@@ -265,6 +265,13 @@ def keypoint_labels(control: ControlTag) -> tuple[KeypointLabel, ...]:
             ) from None
         found.append(KeypointLabel(str(label), index, classes if raw_index is not None else None))
     return tuple(found)
+
+
+def _label_attributes(control: ControlTag, label: str) -> dict[str, str]:
+    """The attributes of the control's ``<Label value=label>`` (``predicted_values``, ``model_index`` ...)."""
+    if not control.labels_attrs or label not in control.labels_attrs:
+        return {}
+    return dict(control.labels_attrs[label].attr or {})
 
 
 def _threshold(control: ControlTag, default: float) -> float:
@@ -296,7 +303,7 @@ def _label_map(control: ControlTag) -> LabelMap:
     """Model class -> label; when two labels claim one class, the first in the config wins."""
     by_class: dict[str, str] = {}
     for label in control.labels or []:
-        attrs = control.labels_attrs[label].attr if control.labels_attrs and label in control.labels_attrs else {}
+        attrs = _label_attributes(control, label)
         raw = attrs.get(PREDICTED_VALUES_ATTR)
         classes = [name.strip() for name in raw.split(",")] if raw else [label]
         for class_name in filter(None, classes):

@@ -63,7 +63,8 @@ class ProjectModels:
         with self._lock:
             hostname, access_token = self._credentials.get(project, (None, None))
             published = VersionStore(settings.model_dir).current_stamp(project_id) if project_id is not None else None
-            key = (label_config, hostname, access_token, settings.model_dump_json(), published)
+            # The dump masks secrets: the VLM endpoint (its key with it) is compared whole, as its client is built.
+            key = (label_config, hostname, access_token, settings.model_dump_json(), settings.vlm, published)
             cached = self._models.get(project)
             if cached is not None and cached[0] == key and cached[2] == file_stamps(cached[1].weight_files):
                 return cached[1]

@@ -400,4 +400,9 @@ def test_a_task_predicted_again_asks_nothing_twice(
         first, _ = results_for(REFINE_CONFIG, tasks_of(sample_images[:2]))
         asked = len(server.questions)
         again, _ = results_for(REFINE_CONFIG, tasks_of(sample_images[:2]))
-    assert again == first and len(server.questions) == asked == 4
+        monkeypatch.setenv("VLM_MODEL", "another-reader")
+        other, version = results_for(REFINE_CONFIG, tasks_of(sample_images[:2]))
+    assert again == first and asked == 4
+    assert len(server.questions) == 8, "another model is asked afresh, not answered from the first one's cache"
+    assert [q.model for q in server.questions[4:]] == ["another-reader"] * 4
+    assert version.endswith("+vlm-another-reader") and [r["model_version"] for r in other] == [version] * 2

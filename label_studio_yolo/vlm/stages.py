@@ -2,9 +2,9 @@
 
 Both give a :class:`~label_studio_yolo.inference.ModelOutput` whose detections are named by the control's own
 labels, so the control turns them into regions exactly as it turns YOLO's (the control is built with
-:func:`~label_studio_yolo.label_config.with_own_labels`). Answers are cached per process by the SHA-256 of what
-was sent and the question, so a task predicted again (another "Retrieve predictions", the bulk command after the
-UI) asks nothing twice.
+:func:`~label_studio_yolo.label_config.with_own_labels`). Answers are cached per process by the endpoint and
+model, the SHA-256 of what was sent and the question, so a task predicted again (another "Retrieve predictions",
+the bulk command after the UI) asks nothing twice.
 
 Calls per task: zero-shot, one per control; refine, one per YOLO box a label may take (at most
 :data:`MAX_REFINED_BOXES`), none for a box already answered.
@@ -76,21 +76,30 @@ class StageResult:
     problems: list[str] = field(default_factory=list)
 
 
+AnswerKey = tuple[str, str, str]
+"""What an answer is cached under: the endpoint and model, the SHA-256 of the image sent, the question."""
+
+
+def answer_key(client: VlmClient, jpeg: bytes, prompt: str) -> AnswerKey:
+    """The cache key of asking ``client``'s model ``prompt`` about ``jpeg`` (another model is another answer)."""
+    return (f"{client.config.base_url} {client.config.model}", hashlib.sha256(jpeg).hexdigest(), prompt)
+
+
 class AnswerCache:
-    """Parsed answers by (SHA-256 of the image sent, question), least recently used dropped first."""
+    """Parsed answers by :data:`AnswerKey`, least recently used dropped first."""
 
     def __init__(self, size: int = CACHED_ANSWERS) -> None:
         self._size = size
-        self._answers: OrderedDict[tuple[str, str], object] = OrderedDict()
+        self._answers: OrderedDict[AnswerKey, object] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str]) -> object | None:
+    def get(self, key: AnswerKey) -> object | None:
         with self._lock:
             if key in self._answers:
                 self._answers.move_to_end(key)
             return self._answers.get(key)
 
-    def put(self, key: tuple[str, str], answer: object) -> None:
+    def put(self, key: AnswerKey, answer: object) -> None:
         with self._lock:
             self._answers[key] = answer
             self._answers.move_to_end(key)
@@ -121,7 +130,7 @@ class ZeroShotStage:
         Studio asks for it again next time)."""
         jpeg = encode_jpeg(image, self.client.config.max_image_side)
         prompt = ZERO_SHOT_PROMPT.format(labels=", ".join(self.labels))
-        key = (hashlib.sha256(jpeg).hexdigest(), prompt)
+        key = answer_key(self.client, jpeg, prompt)
         boxes = cast("list[NormalizedBox] | None", self.cache.get(key))
         if boxes is None:
             answer = self.client.ask(prompt, jpeg)
@@ -184,7 +193,7 @@ class RefineStage:
             crop = padded_crop(image, (detection.x0, detection.y0, detection.x1, detection.y1))
             jpeg = encode_jpeg(crop, self.client.config.max_image_side, MIN_CROP_SIDE)
             prompt = REFINE_PROMPT.format(guess=detection.class_name, labels=", ".join(self.labels))
-            questions.append(((hashlib.sha256(jpeg).hexdigest(), prompt), prompt, jpeg))
+            questions.append((answer_key(self.client, jpeg, prompt), prompt, jpeg))
         answers = [cast("LabelAnswer | Exception | None", self.cache.get(key)) for key, _, _ in questions]
         missing = [index for index, answer in enumerate(answers) if answer is None]
         asked = self.client.ask_all([(questions[i][1], questions[i][2]) for i in missing])
@@ -192,7 +201,7 @@ class RefineStage:
             answers[index] = text if isinstance(text, VlmError) else self._parsed(questions[index][0], text)
         return cast("list[LabelAnswer | Exception]", answers)
 
-    def _parsed(self, key: tuple[str, str], text: str) -> LabelAnswer | Exception:
+    def _parsed(self, key: AnswerKey, text: str) -> LabelAnswer | Exception:
         try:
             answer = parse_label(text, self.labels)
         except VlmAnswerError as error:
