@@ -141,6 +141,7 @@ def backend_env(model_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("MODEL_PATH", WEIGHTS_NAME)
     monkeypatch.setenv("MODEL_DIR", str(tmp_path / "model-versions"))
     monkeypatch.setenv("TORCH_THREADS", "2")
+    monkeypatch.setenv("MEDIA_ALLOWED_HOSTS", "public,127.0.0.1")  # the tests' image servers stand in for public hosts
     for name in ("LABEL_STUDIO_URL", "LABEL_STUDIO_API_KEY", "MODEL_SCORE_THRESHOLD", "LOCAL_FILES_DOCUMENT_ROOT"):
         monkeypatch.delenv(name, raising=False)
     return model_root

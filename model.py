@@ -1,7 +1,8 @@
 """The label-studio-ml model class: YOLO predictions for a Label Studio project.
 
-label-studio-ml creates one instance per project and labelling config (see ``label_studio_yolo.server``). Creating
-one is cheap after the first: the weights are read once per process and shared.
+The server creates one instance per project and labelling config (see ``label_studio_yolo.server``), with the
+Label Studio URL and key it decided for the project as ``hostname`` and ``access_token``. Creating one is cheap
+after the first: the weights are read once per process and shared.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from label_studio_ml.model import LabelStudioMLBase
 
+from label_studio_yolo.credentials import LabelStudioAccess
 from label_studio_yolo.predictor import TaskPrediction
 from label_studio_yolo.project_predictor import build_project_predictor
 from label_studio_yolo.settings import current_settings
@@ -46,11 +48,17 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
             self.label_config or "",
             self.project_id,
             self.settings,
-            self.hostname,
-            self.access_token,
+            self._label_studio_access(),
             background_export=True,
         )
         self.model_version = self.predictor.model_version
+
+    def _label_studio_access(self) -> LabelStudioAccess | None:
+        """The Label Studio URL and key the server decided for this project (``hostname`` and ``access_token`` as
+        label-studio-ml names them; see ``label_studio_yolo.credentials``); None: the settings' own."""
+        if not (self.hostname or self.access_token):
+            return None
+        return LabelStudioAccess(self.hostname or None, self.access_token or None)
 
     @property
     def weight_files(self) -> list[Path]:

@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import urllib.request
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -33,7 +33,13 @@ import requests
 import urllib3
 from PIL import Image
 
+from label_studio_yolo.allowed_hosts import HostPolicy, peer_check
+from label_studio_yolo.checked_http import checked_session, refusal_in
+from label_studio_yolo.data_uri import decode_data_uri
 from label_studio_yolo.decoding import MediaError, Pixels, decode_image, decode_pixels
+from label_studio_yolo.label_studio_url import LabelStudioURL, NotAURL
+from label_studio_yolo.logsafe import printable, url_shown
+from label_studio_yolo.settings import DEFAULT_ALLOWED_HOSTS, DEFAULT_MAX_PIXELS, BackendSettings
 
 __all__ = ["CLOUD_SCHEMES", "LOCAL_FILES_PREFIX", "ImageLoader", "MediaError", "MediaSettings"]
 
@@ -45,16 +51,37 @@ LOCAL_FILES_PREFIX = "/data/local-files/"
 CLOUD_SCHEMES = ("s3://", "gs://", "azure-blob://", "azure-spi://")
 """Storage URIs Label Studio must presign; not supported yet."""
 
+MAX_REDIRECTS = 5
+"""Redirects followed for one download (each hop is checked like the first URL)."""
+
 
 @dataclass(frozen=True)
 class MediaSettings:
     """Where images come from and how they are fetched."""
 
     label_studio_url: str | None = None
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     document_root: Path | None = None
     timeout: float = 15.0
     max_bytes: int = 50 * 1024 * 1024
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    allowed_hosts: str = DEFAULT_ALLOWED_HOSTS
+
+    @classmethod
+    def from_settings(
+        cls, settings: BackendSettings, label_studio_url: str | None = None, api_key: str | None = None
+    ) -> MediaSettings:
+        """The media settings of ``settings``, with Label Studio's URL and key as given (see
+        :mod:`label_studio_yolo.credentials` for which ones a project gets)."""
+        return cls(
+            label_studio_url=label_studio_url,
+            api_key=api_key,
+            document_root=settings.local_files_document_root,
+            timeout=settings.media_timeout,
+            max_bytes=settings.media_max_bytes,
+            max_pixels=settings.media_max_pixels,
+            allowed_hosts=settings.media_allowed_hosts,
+        )
 
 
 class ImageLoader:
@@ -62,17 +89,21 @@ class ImageLoader:
 
     def __init__(self, settings: MediaSettings) -> None:
         self.settings = settings
-        self._session = requests.Session()
+        self.label_studio = _label_studio_url(settings.label_studio_url)
+        self.policy = HostPolicy.parse(settings.allowed_hosts)
+        origin = self.label_studio.origin if self.label_studio else None
+        trusted = frozenset([(origin.host, origin.port)] if origin else [])
+        self._session = checked_session(peer_check(self.policy, trusted))
         self._sdk_client: object | None = None
         self._sdk_lock = threading.Lock()
 
     def load(self, value: object) -> Image.Image:
         """The image at ``value`` (a task-data string) as a Pillow image."""
-        return decode_image(self.read_bytes(value))
+        return decode_image(self.read_bytes(value), self.settings.max_pixels)
 
     def load_pixels(self, value: object) -> Pixels:
         """The image at ``value`` as the BGR array inference takes."""
-        return decode_pixels(self.read_bytes(value))
+        return decode_pixels(self.read_bytes(value), self.settings.max_pixels)
 
     def read_bytes(self, value: object) -> bytes:
         """The raw bytes ``value`` (a task-data string) points to."""
@@ -80,29 +111,29 @@ class ImageLoader:
         if value.startswith("data:"):
             return self._read_data_uri(value)
         if value.startswith(CLOUD_SCHEMES):
-            raise MediaError(f"Cloud storage URI {value[:60]!r} is not supported; import images by upload or URL")
+            raise MediaError(
+                f"Cloud storage URI {url_shown(value, 60)} is not supported; import images by upload or URL"
+            )
         parts = urlsplit(value)
         if parts.scheme in ("http", "https"):
-            if (
-                parts.path.startswith(LOCAL_FILES_PREFIX)
-                and self._is_label_studio(value)
-                and self.settings.document_root
-            ):
+            on_label_studio = self.label_studio is not None and self.label_studio.owns(value)
+            if on_label_studio and parts.path.startswith(LOCAL_FILES_PREFIX) and self.settings.document_root:
                 return self._read_local_file(parts.query)
-            return self._http_get(value, authenticated=self._is_label_studio(value))
+            return self._download(value)
         if parts.scheme or not value.startswith("/"):
-            raise MediaError(f"Unsupported image location {value[:80]!r}: expected http(s), data: or a /data/ path")
+            raise MediaError(
+                f"Unsupported image location {url_shown(value, 80)}: expected http(s), data: or a /data/ path"
+            )
         if parts.path.startswith(LOCAL_FILES_PREFIX) and self.settings.document_root:
             return self._read_local_file(parts.query)
-        return self._http_get(self._label_studio_url(value), authenticated=True)
+        if self.label_studio is None:
+            raise MediaError(
+                f"Task image {url_shown(value)} is stored in Label Studio, but its URL is unknown: set LABEL_STUDIO_URL"
+            )
+        return self._download(self.label_studio.join(value))
 
     def _read_data_uri(self, value: str) -> bytes:
-        try:
-            with urllib.request.urlopen(value) as response:  # noqa: S310 - only data: URIs reach here
-                data: bytes = response.read(self.settings.max_bytes + 1)
-        except (ValueError, OSError) as error:
-            raise MediaError(f"Malformed data: URI ({error})") from error
-        return self._within_limit(data, "data: URI")
+        return decode_data_uri(value, self.settings.max_bytes)
 
     def _read_local_file(self, query: str) -> bytes:
         root = self.settings.document_root
@@ -110,7 +141,7 @@ class ImageLoader:
         relative = parse_qs(query).get("d", [""])[0]  # parse_qs decodes once, as Label Studio does
         if not relative:
             raise MediaError("Local-files URL has no ?d=<path>")
-        shown = _shortened(repr(relative))
+        shown = printable(repr(relative))
         try:
             base = root.expanduser().resolve()
             path = (base / relative.lstrip("/")).resolve()
@@ -124,34 +155,50 @@ class ImageLoader:
         except (OSError, ValueError) as error:  # no permission, a NUL byte or an over-long name in the path
             raise MediaError(f"Local file {shown} could not be read ({error})") from error
 
-    def _label_studio_url(self, path: str) -> str:
-        if not self.settings.label_studio_url:
-            raise MediaError(
-                f"Task image {path!r} is stored in Label Studio, but its URL is unknown: set LABEL_STUDIO_URL"
-            )
-        return urljoin(self.settings.label_studio_url.rstrip("/") + "/", path.lstrip("/"))
+    def _download(self, url: str) -> bytes:
+        """The body at ``url``, redirects followed (each hop checked, the key sent only to Label Studio), within
+        ``MEDIA_TIMEOUT`` in all (not per read: a trickling server is cut off too)."""
+        deadline = time.monotonic() + self.settings.timeout
+        for _ in range(MAX_REDIRECTS + 1):
+            location = self._get(url, deadline)
+            if isinstance(location, bytes):
+                return location
+            url = location
+        raise MediaError(f"Could not download {url_shown(url)}: more than {MAX_REDIRECTS} redirects")
 
-    def _is_label_studio(self, url: str) -> bool:
-        base = self.settings.label_studio_url
-        return bool(base) and urlsplit(url).netloc == urlsplit(base).netloc
-
-    def _http_get(self, url: str, authenticated: bool) -> bytes:
-        """The body at ``url``, within ``MEDIA_TIMEOUT`` in all (not per read: a trickling server is cut off too)."""
+    def _get(self, url: str, deadline: float) -> bytes | str:
+        """One request: the body, or the URL a redirect points to."""
+        authenticated = self.label_studio is not None and self.label_studio.owns(url)
         headers = {"Authorization": self._authorization()} if authenticated and self.settings.api_key else {}
-        timeout, shown = self.settings.timeout, _shortened(url)
-        deadline = time.monotonic() + timeout
+        timeout, shown = self.settings.timeout, url_shown(url)
         try:
-            with self._session.get(url, headers=headers, timeout=timeout, stream=True) as response:
-                _check_status(response, shown, authenticated)
-                _check_declared_length(response, shown, self.settings.max_bytes)
-                data = _read_body(response, self.settings.max_bytes, deadline)
+            self._check_proxied(url)
+            remaining = max(deadline - time.monotonic(), 0.001)
+            with self._session.get(url, headers=headers, timeout=remaining, stream=True, allow_redirects=False) as got:
+                if got.is_redirect:
+                    return _redirect_target(url, got.headers.get("Location", ""))
+                _check_status(got, shown, authenticated)
+                _check_declared_length(got, shown, self.settings.max_bytes)
+                data = _read_body(got, self.settings.max_bytes, deadline)
         except MediaError:
             raise
         except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as error:
             raise MediaError(f"Could not download {shown}: timed out after {timeout:g} s (MEDIA_TIMEOUT)") from error
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
-            raise MediaError(f"Could not download {shown}: {_shortened(str(error), 300)}") from error
+            refused = refusal_in(error)
+            if refused is not None:
+                raise MediaError(f"Refused to download {shown}: {refused}") from error
+            raise MediaError(f"Could not download {shown}: {printable(str(error), 300)}") from error
         return self._within_limit(data, url)
+
+    def _check_proxied(self, url: str) -> None:
+        """Where an HTTP proxy will connect for us, check the addresses of ``url``'s host before asking it."""
+        if not self._session.trust_env or not requests.utils.get_environ_proxies(url):
+            return
+        parts = urlsplit(url)
+        if self.label_studio is not None and self.label_studio.owns(url):
+            return
+        self.policy.check_resolved(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
 
     def _authorization(self) -> str:
         """The Authorization header label-studio-sdk builds for the configured key (refreshing a PAT)."""
@@ -172,7 +219,7 @@ class ImageLoader:
 
     def _within_limit(self, data: bytes, source: str) -> bytes:
         if len(data) > self.settings.max_bytes:
-            raise MediaError(f"{_shortened(source)} is larger than MEDIA_MAX_BYTES ({self.settings.max_bytes} bytes)")
+            raise MediaError(f"{url_shown(source)} is larger than MEDIA_MAX_BYTES ({self.settings.max_bytes} bytes)")
         return data
 
 
@@ -219,16 +266,45 @@ def _read_body(response: requests.Response, max_bytes: int, deadline: float) -> 
     return b"".join(chunks)
 
 
-def _shortened(text: str, limit: int = 120) -> str:
-    """``text`` cut to about ``limit`` characters for a log line (a task URL can be a megabyte long); its start and
-    end are kept (a URL's host and file name, an error's cause)."""
-    if len(text) <= limit:
-        return text
-    return f"{text[: limit // 2]}...({len(text)} characters)...{text[-limit // 2 :]}"
+MAX_SHARED_LOADERS = 32
+"""Loaders kept for reuse, one per Label Studio, key and media setting (each holds a connection pool)."""
+
+_shared: OrderedDict[MediaSettings, ImageLoader] = OrderedDict()
+_shared_lock = threading.Lock()
+
+
+def shared_loader(settings: MediaSettings) -> ImageLoader:
+    """The process's loader for ``settings``: projects with the same Label Studio and key share one (its session,
+    connection pool and token refresh), so memory does not grow with the number of projects."""
+    with _shared_lock:
+        loader = _shared.get(settings)
+        if loader is None:
+            loader = _shared[settings] = ImageLoader(settings)
+        _shared.move_to_end(settings)
+        while len(_shared) > MAX_SHARED_LOADERS:
+            _shared.popitem(last=False)
+        return loader
+
+
+def _label_studio_url(url: str | None) -> LabelStudioURL | None:
+    if not url:
+        return None
+    try:
+        return LabelStudioURL(url)
+    except NotAURL as error:
+        raise MediaError(f"Label Studio's URL {url_shown(url)} cannot be used: {error}") from error
+
+
+def _redirect_target(url: str, location: str) -> str:
+    """The absolute URL a redirect from ``url`` points to; only http(s) targets are followed."""
+    target = urljoin(url, location.strip())
+    if urlsplit(target).scheme not in ("http", "https"):
+        raise MediaError(f"Could not download {url_shown(url)}: it redirects to {url_shown(target)}, not http(s)")
+    return target
 
 
 def _location(value: object) -> str:
     """``value`` as an image location, or :class:`MediaError` for anything that cannot be one."""
     if not isinstance(value, str) or not value.strip():
-        raise MediaError(f"Task data value {_shortened(repr(value), 80)} is not an image URL or path")
+        raise MediaError(f"Task data value {printable(value, 80)} is not an image URL or path")
     return value.strip()

@@ -15,8 +15,9 @@ import logging
 from dataclasses import replace
 
 from label_studio_yolo.controls import ControlPredictor, ObjectControl, control_for, supported_controls
+from label_studio_yolo.credentials import LabelStudioAccess
 from label_studio_yolo.label_config import ControlSpec, LabelConfigError, parse_label_config, with_own_labels
-from label_studio_yolo.media import ImageLoader, MediaSettings
+from label_studio_yolo.media import MediaSettings, shared_loader
 from label_studio_yolo.predictor import TaskPredictor
 from label_studio_yolo.runtimes import Runtime
 from label_studio_yolo.settings import BackendSettings
@@ -33,16 +34,15 @@ def build_project_predictor(
     label_config: str,
     project_id: int | None,
     settings: BackendSettings,
-    hostname: str | None = None,
-    access_token: str | None = None,
+    label_studio: LabelStudioAccess | None = None,
     background_export: bool = False,
 ) -> TaskPredictor:
     """The predictor for ``project_id``: its published version (else ``MODEL_PATH``) mapped onto ``label_config``.
 
     Weights are cached per process. A version trained here has the project's labels as its classes. Images stored
-    in Label Studio are fetched from ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``, else from ``hostname`` with
-    ``access_token`` (what Label Studio's ``/setup`` sends). ``background_export`` serves weights that have no
-    OpenVINO export yet with PyTorch until the export, made in the background, is ready (for ``/setup``'s 3 s).
+    in Label Studio are fetched from ``label_studio`` (see :mod:`label_studio_yolo.credentials`), else from
+    ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``. ``background_export`` serves weights that have no OpenVINO
+    export yet with PyTorch until the export, made in the background, is ready (for ``/setup``'s 3 s).
 
     Raises:
         WeightsError: a weight file is missing and cannot be downloaded, or is not a YOLO model.
@@ -62,17 +62,12 @@ def build_project_predictor(
     versions = [control.weights.version for control in controls]
     if settings.vlm is not None and any(control.vlm is not None for control in controls):
         versions.append(settings.vlm.version_tag)  # the model's answers change the predictions
-    media = MediaSettings(
-        label_studio_url=settings.label_studio_url or hostname or None,
-        api_key=settings.label_studio_api_key or access_token or None,
-        document_root=settings.local_files_document_root,
-        timeout=settings.media_timeout,
-        max_bytes=settings.media_max_bytes,
-    )
+    label_studio = label_studio or LabelStudioAccess(settings.label_studio_url, settings.label_studio_api_key)
+    media = MediaSettings.from_settings(settings, label_studio.url, label_studio.api_key)
     return TaskPredictor(
         model_version="+".join(dict.fromkeys(versions)),
         controls=controls,
-        loader=ImageLoader(media),
+        loader=shared_loader(media),
         imgsz=settings.model_imgsz,
         threads=settings.torch_threads,
         lanes=runtime.lanes,

@@ -17,11 +17,21 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from label_studio_yolo.allowed_hosts import HostPolicy
 from label_studio_yolo.cpus import available_cpus
+from label_studio_yolo.label_studio_url import LabelStudioURL, NotAURL
 from label_studio_yolo.openvino_shapes import DEFAULT_STATIC_SHAPES
 from label_studio_yolo.runtimes import OPENVINO, PRECISIONS, RUNTIMES, Runtime, default_lanes
 from label_studio_yolo.vlm.client import VlmConfig
 from label_studio_yolo.vlm.modes import VLM_AUTO, VLM_SETTING_MODES
+
+DEFAULT_MAX_PIXELS = 100_000_000
+"""100 megapixels: every camera photo (a 200 Mpx phone sensor saves 50 Mpx by default), about 300 MB once decoded.
+Larger images are refused from their header, before any pixel is decoded."""
+
+DEFAULT_ALLOWED_HOSTS = "public"
+"""Task URLs may point anywhere on the public internet, and to Label Studio; not to private, loopback or link-local
+addresses (the backend's own network: cloud metadata services, Redis, admin pages), whatever the URL's spelling."""
 
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
 """100 MiB: room for one task whose inline ``data:`` image is as large as MEDIA_MAX_BYTES allows (50 MiB, 67 MiB
@@ -92,7 +102,18 @@ class BackendSettings(BaseSettings):
     media_timeout: float = Field(
         15.0, gt=0, description="Seconds one image or video may take to download, in all (not per read)."
     )
-    media_max_bytes: int = Field(50 * 1024 * 1024, gt=0, description="Largest image (bytes) the backend accepts.")
+    media_max_bytes: int = Field(
+        50 * 1024 * 1024, gt=0, description="Largest image or video (bytes) the backend accepts, in every encoding."
+    )
+    media_max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, gt=0, description="Largest image (width x height) decoded; checked from its header."
+    )
+    media_allowed_hosts: str = Field(
+        DEFAULT_ALLOWED_HOSTS,
+        description="Hosts task URLs may be downloaded from, comma-separated: 'public' (any address on the public "
+        "internet), '*' (any), host names ('*.example.com' too), IP addresses and networks (10.0.0.0/8). Label "
+        "Studio's own address is always allowed.",
+    )
     log_level: str = Field("INFO", description="Python logging level of the backend.")
     basic_auth_pass: SecretStr | None = Field(None, description="HTTP Basic auth password (with BASIC_AUTH_USER).")
     basic_auth_user: str | None = Field(
@@ -155,6 +176,22 @@ class BackendSettings(BaseSettings):
         if user is not None and ":" in user:
             raise ValueError("BASIC_AUTH_USER must not contain ':' (HTTP Basic auth splits user and password there)")
         return user
+
+    @field_validator("media_allowed_hosts")
+    @classmethod
+    def _allowed_hosts_parse(cls, text: str) -> str:
+        HostPolicy.parse(text)  # a typo stops the backend at start, with the entry named
+        return text
+
+    @field_validator("label_studio_url")
+    @classmethod
+    def _label_studio_url_is_a_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            try:
+                LabelStudioURL(url)
+            except NotAURL as error:
+                raise ValueError(f"LABEL_STUDIO_URL must be Label Studio's http(s) base URL: {error}") from error
+        return url
 
     @property
     def basic_auth(self) -> tuple[str, str] | None:

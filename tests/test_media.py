@@ -17,6 +17,9 @@ from label_studio_yolo.decoding import decode_image
 from label_studio_yolo.media import ImageLoader, MediaError, MediaSettings
 from tests.support.image_server import serve_files
 
+LOOPBACK_TOO = "public,127.0.0.1"
+"""MEDIA_ALLOWED_HOSTS for loaders that fetch from the tests' servers on 127.0.0.1 as if they were public."""
+
 
 def png_bytes(width: int = 30, height: int = 20) -> bytes:
     buffer = io.BytesIO()
@@ -103,7 +106,9 @@ def test_wrong_api_key_says_to_set_label_studio_api_key():
 def test_credentials_are_not_sent_to_another_host():
     with serve_files(token="secret-key") as label_studio, serve_files() as other:
         url = other.add("/images/dog.png", png_bytes(12, 8))
-        loader = ImageLoader(MediaSettings(label_studio_url=label_studio.url, api_key="secret-key"))
+        loader = ImageLoader(
+            MediaSettings(label_studio_url=label_studio.url, api_key="secret-key", allowed_hosts=LOOPBACK_TOO)
+        )
 
         image = loader.load(url)
 
@@ -128,7 +133,7 @@ def test_http_error_status_is_reported(status):
         url = server.add("/images/broken.png", b"nope", status=status)
 
         with pytest.raises(MediaError, match=str(status)):
-            ImageLoader(MediaSettings()).load(url)
+            ImageLoader(MediaSettings(allowed_hosts=LOOPBACK_TOO)).load(url)
 
 
 def test_label_studio_path_without_url_says_to_set_label_studio_url():
@@ -141,11 +146,11 @@ def test_answer_larger_than_max_bytes_is_refused():
         url = server.add("/images/big.png", png_bytes(300, 300))
 
         with pytest.raises(MediaError, match="MEDIA_MAX_BYTES"):
-            ImageLoader(MediaSettings(max_bytes=200)).load(url)
+            ImageLoader(MediaSettings(max_bytes=200, allowed_hosts=LOOPBACK_TOO)).load(url)
 
 
 def test_server_that_never_answers_times_out(silent_server):
-    loader = ImageLoader(MediaSettings(timeout=0.5))
+    loader = ImageLoader(MediaSettings(timeout=0.5, allowed_hosts=LOOPBACK_TOO))
     started = time.monotonic()
 
     with pytest.raises(MediaError, match="Could not download"):

@@ -94,7 +94,9 @@ def train_annotated(
     if not annotated:
         raise TrainingError(f"Project {project} has no annotated tasks for {plan.describe()}")
     with tempfile.TemporaryDirectory(prefix=f"train-{project}-") as work:
-        loader = ImageLoader(_media_settings(settings))
+        loader = ImageLoader(
+            MediaSettings.from_settings(settings, settings.label_studio_url, settings.label_studio_api_key)
+        )
         dataset = write_dataset(annotated, loader, plan, Path(work) / "dataset", settings.train_val_fraction)
         _check_splits(project, dataset)
         report_progress(
@@ -209,16 +211,6 @@ def _label_studio_client(settings: BackendSettings) -> Any:
     from label_studio_sdk.client import LabelStudio
 
     return LabelStudio(base_url=settings.label_studio_url, api_key=settings.label_studio_api_key)  # type: ignore[no-untyped-call]
-
-
-def _media_settings(settings: BackendSettings) -> MediaSettings:
-    return MediaSettings(
-        label_studio_url=settings.label_studio_url,
-        api_key=settings.label_studio_api_key,
-        document_root=settings.local_files_document_root,
-        timeout=settings.media_timeout,
-        max_bytes=settings.media_max_bytes,
-    )
 
 
 def _always_held() -> None:

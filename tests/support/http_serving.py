@@ -21,10 +21,11 @@ class LoopbackHTTPServer(ThreadingHTTPServer):
 
 @contextmanager
 def serving(server: ThreadingHTTPServer) -> Iterator[str]:
-    """Serve ``server`` (bound to ``127.0.0.1:0``) in a thread; yields its base URL, shuts it down afterwards."""
+    """Serve ``server`` (bound to a loopback address, port 0) in a thread; yields its base URL, shuts it down
+    afterwards."""
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://{server.server_address[0]}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -41,8 +41,8 @@ class FileServer:
 
 
 @contextmanager
-def serve_files(token: str = "test-token") -> Iterator[FileServer]:
-    """Run a :class:`FileServer` on 127.0.0.1 for the duration of the block."""
+def serve_files(token: str = "test-token", host: str = "127.0.0.1") -> Iterator[FileServer]:
+    """Run a :class:`FileServer` on ``host`` (a loopback address) for the duration of the block."""
     state = FileServer(token=token)
 
     class Handler(BaseHTTPRequestHandler):
@@ -63,6 +63,6 @@ def serve_files(token: str = "test-token") -> Iterator[FileServer]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    with serving(LoopbackHTTPServer(("127.0.0.1", 0), Handler)) as url:
+    with serving(LoopbackHTTPServer((host, 0), Handler)) as url:
         state.url = url
         yield state

@@ -90,10 +90,11 @@ def _handler(state: ScriptedServer) -> type[BaseHTTPRequestHandler]:
 
 
 @contextmanager
-def serve_script() -> Iterator[ScriptedServer]:
-    """Run a :class:`ScriptedServer` on 127.0.0.1 for the duration of the block."""
+def serve_script(host: str = "127.0.0.1") -> Iterator[ScriptedServer]:
+    """Run a :class:`ScriptedServer` on ``host`` (a loopback address: 127.0.0.2 stands in for another machine) for
+    the duration of the block."""
     state = ScriptedServer()
-    with serving(LoopbackHTTPServer(("127.0.0.1", 0), _handler(state))) as url:
+    with serving(LoopbackHTTPServer((host, 0), _handler(state))) as url:
         state.url = url
         try:
             yield state

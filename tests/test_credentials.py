@@ -1,0 +1,197 @@
+"""The Label Studio API key goes to Label Studio only: through the backend under gunicorn, with real HTTP servers.
+
+127.0.0.1 plays Label Studio (it records every request and its Authorization header) and 127.0.0.2 another host (an
+attacker's, or any outside server). Both are allowed by MEDIA_ALLOWED_HOSTS here, so that what reaches the other
+host is decided by the credential rules alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from conftest import BOXES_CONFIG, SampleImage
+from label_studio_yolo.credentials import AccessBook, SetupRefused
+from label_studio_yolo.media import ImageLoader, MediaError, MediaSettings
+from label_studio_yolo.settings import BackendSettings
+from test_api import assert_matches_truth
+from tests.e2e.conftest import BackendServer, backend_server
+from tests.support.image_server import FileServer, serve_files
+
+ENV_KEY = "environment-key-0123456789"
+SETUP_TOKEN = "label-studio-token-abcdef"
+ATTACKER_TOKEN = "attacker-token"
+LABELS = {"red": "Red box", "blue": "Blue"}
+UPLOAD = "/data/upload/1/a.png"
+
+
+@dataclass(frozen=True)
+class Hosts:
+    label_studio: FileServer
+    other: FileServer
+    sample: SampleImage
+
+    def other_port(self) -> int:
+        return int(self.other.url.rsplit(":", 1)[1])
+
+    def reset(self) -> None:
+        self.label_studio.requests.clear()
+        self.other.requests.clear()
+
+
+@pytest.fixture(scope="module")
+def hosts(sample_images: list[SampleImage]) -> Iterator[Hosts]:
+    with serve_files(token=ENV_KEY) as label_studio, serve_files(host="127.0.0.2") as other:
+        body = sample_images[0].path.read_bytes()
+        label_studio.add(UPLOAD, body)
+        other.add(UPLOAD, body)
+        other.add("/img/a.png", body)
+        yield Hosts(label_studio, other, sample_images[0])
+
+
+def start_backend(model_root: Path, work: Path, **settings: str) -> Any:
+    return backend_server(model_root, work, MEDIA_ALLOWED_HOSTS="public,127.0.0.1,127.0.0.2", **settings)
+
+
+@pytest.fixture(scope="module")
+def with_url(hosts: Hosts, model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendServer]:
+    """LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY set, as the README says to run it."""
+    work = tmp_path_factory.mktemp("with-url")
+    with start_backend(model_root, work, LABEL_STUDIO_URL=hosts.label_studio.url, LABEL_STUDIO_API_KEY=ENV_KEY) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def key_only(hosts: Hosts, model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendServer]:
+    """LABEL_STUDIO_API_KEY set, LABEL_STUDIO_URL not: Label Studio's address comes from /setup."""
+    with start_backend(model_root, tmp_path_factory.mktemp("key-only"), LABEL_STUDIO_API_KEY=ENV_KEY) as backend:
+        yield backend
+
+
+def setup(backend: BackendServer, project: str, hostname: str, token: str) -> requests.Response:
+    body = {"project": project, "schema": BOXES_CONFIG, "hostname": hostname, "access_token": token}
+    return requests.post(f"{backend.url}/setup", json=body, timeout=60)
+
+
+def predict(backend: BackendServer, project: str, *images: str) -> list[Any]:
+    tasks = [{"id": index, "data": {"image": image}} for index, image in enumerate(images, 1)]
+    body = {"tasks": tasks, "project": project, "label_config": BOXES_CONFIG, "params": {}}
+    response = requests.post(f"{backend.url}/predict", json=body, timeout=60)
+    assert response.status_code == 200, response.text
+    return list(response.json()["results"])
+
+
+def test_a_path_that_names_another_host_is_fetched_from_label_studio(hosts: Hosts, with_url: BackendServer) -> None:
+    hosts.reset()
+    trick = f"/http://127.0.0.2:{hosts.other_port()}/img/a.png"
+
+    results = predict(with_url, "31.1700000000", trick, UPLOAD)
+
+    assert hosts.other.requests == [], "nothing went to the other host"
+    assert (trick, f"Token {ENV_KEY}") in hosts.label_studio.requests  # a path on Label Studio (404 there)
+    assert results[0] == []
+    assert_matches_truth(results[1]["result"], hosts.sample, LABELS)
+
+
+def test_a_setup_token_never_goes_to_another_host(hosts: Hosts, with_url: BackendServer) -> None:
+    hosts.reset()
+    other = f"http://127.0.0.2:{hosts.other_port()}"
+    assert setup(with_url, "32.1700000000", other, SETUP_TOKEN).status_code == 200
+
+    results = predict(with_url, "32.1700000000", UPLOAD, f"/{other}/img/a.png", f"{other}/img/a.png")
+
+    assert_matches_truth(results[0]["result"], hosts.sample, LABELS)
+    assert hosts.label_studio.requests[0] == (UPLOAD, f"Token {ENV_KEY}"), "LABEL_STUDIO_URL wins over /setup"
+    assert hosts.other.requests == [("/img/a.png", None)], "the absolute URL is fetched without any key"
+    assert_matches_truth(results[2]["result"], hosts.sample, LABELS)
+    assert ENV_KEY not in with_url.log.read_text() and SETUP_TOKEN not in with_url.log.read_text()
+
+
+def test_without_label_studio_url_the_first_hostname_of_a_project_is_kept(
+    hosts: Hosts, key_only: BackendServer
+) -> None:
+    hosts.reset()
+    other = f"http://127.0.0.2:{hosts.other_port()}"
+    assert setup(key_only, "41.1700000000", hosts.label_studio.url, SETUP_TOKEN).status_code == 200
+
+    moved = setup(key_only, "41.1700000000", other, ATTACKER_TOKEN)
+    results = predict(key_only, "41.1700000000", UPLOAD)
+
+    assert moved.status_code == 403
+    assert "was set up from Label Studio at http://127.0.0.1:" in moved.json()["error"]
+    assert "was set up from Label Studio at" in key_only.log.read_text(), "the refusal is logged"
+    assert_matches_truth(results[0]["result"], hosts.sample, LABELS)
+    assert hosts.label_studio.requests == [(UPLOAD, f"Token {ENV_KEY}")]
+    assert hosts.other.requests == []
+
+
+def test_the_environment_key_goes_only_to_the_first_label_studio(hosts: Hosts, key_only: BackendServer) -> None:
+    hosts.reset()
+    other = f"http://127.0.0.2:{hosts.other_port()}"
+    assert setup(key_only, "41.1700000000", hosts.label_studio.url, SETUP_TOKEN).status_code == 200
+    assert setup(key_only, "666.1700000000", other, ATTACKER_TOKEN).status_code == 200  # another "Label Studio"
+
+    predict(key_only, "666.1700000000", UPLOAD)
+
+    assert hosts.other.requests == [(UPLOAD, f"Token {ATTACKER_TOKEN}")], "only the token it sent itself"
+    assert ENV_KEY not in key_only.log.read_text()
+
+
+def test_a_password_in_a_task_url_is_not_logged(hosts: Hosts, with_url: BackendServer) -> None:
+    url = f"http://alice:hunter2@127.0.0.2:{hosts.other_port()}/missing.png"
+
+    assert predict(with_url, "33.1700000000", url) == [[]]
+
+    log = with_url.log.read_text()
+    assert "alice:***@127.0.0.2" in log
+    assert "hunter2" not in log
+
+
+def test_request_values_cannot_forge_log_lines(hosts: Hosts, with_url: BackendServer) -> None:
+    body = {
+        "tasks": [{"id": "7\nERROR forged line", "data": {"image": "/missing\n.png"}}],
+        "project": "34.1700000000\nERROR forged project",
+        "label_config": BOXES_CONFIG,
+    }
+    assert requests.post(f"{with_url.url}/predict", json=body, timeout=60).json()["results"] == [[]]
+
+    lines = with_url.log.read_text().splitlines()
+    assert not [line for line in lines if line.startswith("ERROR forged")]
+    assert any("Task 7\\nERROR forged line" in line for line in lines)
+
+
+def test_https_label_studio_never_gets_its_key_over_plain_http(hosts: Hosts) -> None:
+    """Same host and port as Label Studio's https URL, but http: no key in clear text."""
+    hosts.reset()
+    https_url = hosts.label_studio.url.replace("http://", "https://")
+    loader = ImageLoader(MediaSettings(label_studio_url=https_url, api_key=ENV_KEY))
+
+    with pytest.raises(MediaError, match="HTTP 401"):
+        loader.read_bytes(hosts.label_studio.url + UPLOAD)
+
+    assert hosts.label_studio.requests == [(UPLOAD, None)]
+
+
+def settings(**values: str) -> BackendSettings:
+    return BackendSettings(model_dir=Path("unused"), **values)  # type: ignore[arg-type]
+
+
+def test_access_rules() -> None:
+    book = AccessBook()
+    assert book.record_setup("1.1", "http://ls:8080", "t1", settings()).url == "http://ls:8080"
+    with pytest.raises(SetupRefused, match="was set up from Label Studio at http://ls:8080"):
+        book.record_setup("1.1", "https://ls:8080", "t2", settings())
+    with pytest.raises(SetupRefused, match="not Label Studio's URL"):
+        book.record_setup("2.1", "http://user:pw@ls:8080", "t", settings())
+    assert book.record_setup("1.1", "HTTP://LS:8080/", "t3", settings()).api_key == "t3", "a new token is taken"
+    keyed = settings(label_studio_api_key="env")
+    assert book.access_for("1.1", keyed).api_key == "env", "the first Label Studio gets the environment's key"
+    assert book.record_setup("3.1", "http://other:8080", "t4", keyed).api_key == "t4", "others only their own"
+    pinned = settings(label_studio_url="http://ls:8080", label_studio_api_key="env")
+    assert book.record_setup("4.1", "http://evil:1", "t5", pinned).url == "http://ls:8080"
+    assert book.access_for("9.1", settings()).url is None
