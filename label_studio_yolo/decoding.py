@@ -1,17 +1,19 @@
-"""Turn image bytes into pixels, oriented as Label Studio shows them (EXIF orientation applied).
-
-Two forms, for two users:
+"""Turn image bytes into pixels, oriented as Label Studio shows them (EXIF orientation applied), by one path.
 
 - :func:`decode_pixels` gives what inference wants: the BGR ``uint8`` array ultralytics itself reads from a file.
-  OpenCV decodes (about 3x faster than Pillow's decode, ``exif_transpose`` and ``convert`` copies, and no RGB to BGR
-  copy inside ultralytics afterwards); Pillow reads only the header first, for its decompression-bomb check and the
-  orientation, and decodes what OpenCV cannot (HEIC).
-- :func:`decode_image` gives a Pillow image (training writes it to the dataset).
+- :func:`decode_image` gives the same pixels as a Pillow RGB image (training writes it to the dataset), so training
+  learns from exactly what serving predicts on.
+
+How: Pillow opens the image lazily, which reads its header only; an image larger than ``max_pixels``
+(``MEDIA_MAX_PIXELS``) is refused there, before any pixel is decoded. JPEG, PNG and WebP are then decoded once by
+OpenCV (faster than Pillow, and no RGB to BGR copy inside ultralytics), their EXIF orientation read without decoding
+pixels and applied as Pillow's ``ImageOps.exif_transpose`` applies it (what browsers show, and so Label Studio's
+annotators). Every other format (TIFF, GIF, BMP, HEIC, ...) is decoded by Pillow, which saw its header.
 
 Every failure raises :class:`MediaError` with the reason.
 
 Example:
-    >>> pixels = decode_pixels(Path("bus.jpg").read_bytes())       # doctest: +SKIP
+    >>> pixels = decode_pixels(Path("bus.jpg").read_bytes(), max_pixels=100_000_000)       # doctest: +SKIP
     >>> pixels.shape, pixels.dtype
     ((1080, 810, 3), dtype('uint8'))
 """
@@ -20,13 +22,48 @@ from __future__ import annotations
 
 import functools
 import io
+import struct
+from collections.abc import Callable
 from typing import Any, cast
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from label_studio_yolo.logsafe import printable
+from label_studio_yolo.settings import DEFAULT_MAX_PIXELS
+
 Pixels = np.ndarray[Any, np.dtype[np.uint8]]
 """An image as ultralytics reads it: height x width x 3, BGR, uint8."""
+
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF")
+"""Formats decoded (Pillow's names; JPEG includes MPO): the images browsers, and so Label Studio, show, and phones'
+HEIC. Pillow knows some forty more (EPS runs Ghostscript, PCD, FITS, ...): each is code an attacker could feed."""
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+OPENCV_SIGNATURES: dict[str, Callable[[bytes], bool]] = {
+    "JPEG": lambda data: data.startswith(b"\xff\xd8\xff"),
+    "MPO": lambda data: data.startswith(b"\xff\xd8\xff"),  # a camera's JPEG with a second picture: the first is shown
+    "PNG": lambda data: data.startswith(PNG_SIGNATURE),
+    "WEBP": lambda data: data.startswith(b"RIFF") and data[8:12] == b"WEBP",
+}
+"""Formats OpenCV decodes (by Pillow's name), with the signature OpenCV recognises them by. OpenCV picks its decoder
+from the first bytes, not from Pillow's verdict: checking the same signature makes sure it decodes the image whose
+header Pillow checked, not another format hidden in the same bytes. Pillow decodes the rest."""
+
+BROKEN = (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error, EOFError)
+"""What Pillow raises for damaged content."""
+
+TRANSPOSED: dict[object, Callable[[Pixels], Pixels]] = {
+    2: lambda a: a[:, ::-1],  # mirrored
+    3: lambda a: a[::-1, ::-1],  # upside down
+    4: lambda a: a[::-1],  # mirrored upside down
+    5: lambda a: a.transpose(1, 0, 2),  # transposed
+    6: lambda a: a.transpose(1, 0, 2)[:, ::-1],  # 90 degrees clockwise to display
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],  # transversed
+    8: lambda a: a.transpose(1, 0, 2)[::-1],  # 90 degrees counter-clockwise to display
+}
+"""EXIF orientation -> how stored pixels turn to display, as ``ImageOps.exif_transpose`` turns them."""
 
 
 class MediaError(Exception):
@@ -41,72 +78,139 @@ def _register_heif() -> None:
     register_heif_opener()
 
 
-def decode_image(data: bytes) -> Image.Image:
-    """Decode bytes (any format Pillow reads, plus HEIC/HEIF) into an RGB image with its EXIF orientation applied."""
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode bytes (any format Pillow reads, plus HEIC/HEIF) into an RGB image as displayed: the pixels of
+    :func:`decode_pixels`, so training and serving see the same image."""
+    return Image.fromarray(np.ascontiguousarray(decode_pixels(data, max_pixels)[:, :, ::-1]))
+
+
+def decode_pixels(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pixels:
+    """Decode bytes into a BGR ``uint8`` array (height x width x 3) as displayed (EXIF orientation applied).
+
+    Raises:
+        MediaError: not an image, a damaged one, or one of more than ``max_pixels`` pixels (refused from its header).
+    """
     _register_heif()
-    with _opened(data) as opened:
-        try:
-            return ImageOps.exif_transpose(opened).convert("RGB")
-        except (OSError, SyntaxError, ValueError) as error:
-            raise MediaError(f"Content is not a readable image ({error})") from error
+    with _opened(data, max_pixels) as opened:  # reads the header only
+        _check_size(opened, max_pixels)
+        pixels = _opencv_pixels(data, opened) if _opencv_reads(data, opened) else None
+        return _pillow_pixels(opened) if pixels is None else pixels
 
 
-def decode_pixels(data: bytes) -> Pixels:
-    """Decode bytes into a BGR ``uint8`` array (height x width x 3) with the EXIF orientation applied."""
-    import cv2
-
-    _register_heif()
-    with _opened(data) as opened:  # reads the header only
-        try:  # EXIF may sit past the pixels (PNG): a truncated file fails here
-            orientation = opened.getexif().get(ExifTags.Base.Orientation, 1)
-            flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # orientation is applied below, for every format
-            pixels = cast("Pixels | None", cv2.imdecode(np.frombuffer(data, np.uint8), flags))
-        except (OSError, SyntaxError, ValueError, cv2.error) as error:
-            raise MediaError(f"Content is not a readable image ({error})") from error
-        if pixels is None:  # a format OpenCV lacks (HEIC): Pillow decodes it
-            return _pillow_pixels(opened)
-    return _oriented(pixels, orientation)
-
-
-def _opened(data: bytes) -> Image.Image:
-    """The image opened lazily by Pillow (header read, size checked against its decompression-bomb limit)."""
+def _opened(data: bytes, max_pixels: int) -> Image.Image:
+    """The image opened lazily by Pillow: its header read, nothing decoded."""
     try:
-        return Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as error:
-        raise MediaError(f"Image refused as a decompression bomb: {error}") from error
+        raise MediaError(_pillow_bomb_message(error, max_pixels)) from error
     except UnidentifiedImageError as error:
         raise MediaError(f"Content is not a readable image: {_described(data)}") from error
-    except (OSError, SyntaxError, ValueError) as error:
-        raise MediaError(f"Content is not a readable image ({error})") from error
+    except BROKEN as error:
+        raise MediaError(f"Content is not a readable image ({printable(error)})") from error
+
+
+def _check_size(opened: Image.Image, max_pixels: int) -> None:
+    """Refuse an image of more than ``max_pixels`` pixels from the size its header gives."""
+    width, height = opened.size
+    if width * height > max_pixels:
+        raise MediaError(
+            f"Image of {width} x {height} pixels ({width * height} pixels) refused before decoding: larger than "
+            f"MEDIA_MAX_PIXELS ({max_pixels} pixels); raise MEDIA_MAX_PIXELS to accept it"
+        )
+
+
+def _pillow_bomb_message(error: Image.DecompressionBombError, max_pixels: int) -> str:
+    """Why Pillow's own decompression-bomb check refused an image (its limit applies whatever MEDIA_MAX_PIXELS is:
+    Pillow's limit is process-wide, so it is left as it is)."""
+    pillow_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    if max_pixels < pillow_limit:
+        return f"Image refused as a decompression bomb: {error} It is larger than MEDIA_MAX_PIXELS ({max_pixels}) too"
+    return (
+        f"Image refused as a decompression bomb: {error} Pillow's limit ({pillow_limit} pixels) applies whatever "
+        f"MEDIA_MAX_PIXELS ({max_pixels}) says"
+    )
 
 
 def _described(data: bytes) -> str:
     """What ``data`` holds, for a person to recognise: its length and first bytes (an HTML page shows as such)."""
     if not data:
         return "it is empty (0 bytes)"
-    return f"{len(data)} bytes starting {data[:24]!r} (an unknown format, or a file cut short)"
+    return f"{len(data)} bytes starting {data[:24]!r} (not one of {', '.join(IMAGE_FORMATS)}, or a file cut short)"
+
+
+def _opencv_reads(data: bytes, opened: Image.Image) -> bool:
+    """Whether OpenCV decodes this image: a format it decodes as Pillow does, recognised by the same signature."""
+    signature = OPENCV_SIGNATURES.get(opened.format or "")
+    return signature is not None and signature(data)
+
+
+def _opencv_pixels(data: bytes, opened: Image.Image) -> Pixels | None:
+    """OpenCV's decode, turned by the EXIF orientation; ``None`` leaves the image to Pillow: a file OpenCV cannot
+    decode (cut short: Pillow says why) or sizes otherwise than Pillow's header (an animation's first frame)."""
+    import cv2
+
+    orientation = _orientation(opened, data)
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # applied below, from what Pillow reads
+    try:
+        pixels = cast("Pixels | None", cv2.imdecode(np.frombuffer(data, np.uint8), flags))
+    except cv2.error:
+        return None
+    if pixels is None or (pixels.shape[1], pixels.shape[0]) != opened.size:
+        return None
+    turned = _turn(orientation)
+    return pixels if turned is None else np.ascontiguousarray(turned(pixels))
+
+
+def _orientation(opened: Image.Image, data: bytes) -> object:
+    """The EXIF orientation Pillow's ``exif_transpose`` would apply, read without decoding any pixel."""
+    try:
+        if opened.format != "PNG":
+            return opened.getexif().get(ExifTags.Base.Orientation, 1)  # JPEG and WebP: read with the header
+        exif = _png_exif(data)
+        if exif is not None:
+            opened.info["exif"] = exif  # where Pillow's PNG reader puts it once the pixels are decoded
+        # PngImageFile.getexif() decodes the whole image first, in case an eXIf chunk follows the pixels; the base
+        # class's reads what is in ``info`` (plus Pillow's fallbacks: a text chunk's EXIF, XMP's orientation).
+        return Image.Image.getexif(opened).get(ExifTags.Base.Orientation, 1)
+    except BROKEN:  # damaged EXIF: shown unturned, as a browser shows it
+        return 1
+
+
+def _png_exif(data: bytes) -> bytes | None:
+    """The last eXIf chunk of a PNG, as Pillow stores it in ``info["exif"]``; ``None`` when there is none.
+
+    Hand-written because no library reads a PNG's chunks after its pixel data without decoding it: Pillow reaches
+    them only by decoding every IDAT chunk, and OpenCV does not give EXIF. Chunks are length-prefixed, so this skips
+    from header to header; a chunk cut short ends the walk.
+    """
+    if b"eXIf" not in data:  # most PNGs: no chunk to look for
+        return None
+    found, position = None, len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, position)
+        start, end = position + 8, position + 8 + length
+        if kind == b"IEND" or end > len(data):
+            break
+        if kind == b"eXIf":
+            found = b"Exif\x00\x00" + data[start:end]  # a later eXIf replaces an earlier one, as in Pillow
+        position = end + 4  # the chunk's CRC follows its data
+    return found
+
+
+def _turn(orientation: object) -> Callable[[Pixels], Pixels] | None:
+    """How ``orientation`` turns pixels; looked up as ``exif_transpose`` does (a rational 6/1 is 6 too)."""
+    try:
+        return TRANSPOSED.get(orientation)
+    except TypeError:  # an unhashable value: no orientation
+        return None
 
 
 def _pillow_pixels(opened: Image.Image) -> Pixels:
+    """Pillow's decode, turned by ``exif_transpose`` (Pillow's TIFF reader turns TIFFs itself, then drops the tag)."""
     try:
         rgb = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as error:
-        raise MediaError(f"Content is not a readable image ({error})") from error
+    except Image.DecompressionBombError as error:  # a GIF frame larger than its header says
+        raise MediaError(f"Image refused as a decompression bomb: {error}") from error
+    except BROKEN as error:
+        raise MediaError(f"Content is not a readable image ({printable(error)})") from error
     return np.ascontiguousarray(rgb[:, :, ::-1])
-
-
-def _oriented(pixels: Pixels, orientation: object) -> Pixels:
-    """``pixels`` turned as EXIF ``orientation`` asks, exactly as Pillow's ``ImageOps.exif_transpose`` turns them.
-
-    Written here because OpenCV applies the EXIF orientation of JPEG files only.
-    """
-    turned = {
-        2: lambda a: a[:, ::-1],  # mirrored
-        3: lambda a: a[::-1, ::-1],  # upside down
-        4: lambda a: a[::-1],  # mirrored upside down
-        5: lambda a: a.transpose(1, 0, 2),  # transposed
-        6: lambda a: a.transpose(1, 0, 2)[:, ::-1],  # 90 degrees clockwise to display
-        7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],  # transversed
-        8: lambda a: a.transpose(1, 0, 2)[::-1],  # 90 degrees counter-clockwise to display
-    }.get(orientation if isinstance(orientation, int) else 1)
-    return pixels if turned is None else np.ascontiguousarray(turned(pixels))
