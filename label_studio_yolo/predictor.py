@@ -2,7 +2,9 @@
 
 A task whose image cannot be loaded (or that fails in any other way) gets no prediction: its entry in the answer
 is an empty list, which Label Studio accepts and stores nothing for, so "Retrieve predictions" tries that task
-again later. The reason is logged with the task id; the other tasks of the batch are predicted as usual.
+again later. The reason is logged with the task id; the other tasks of the batch are predicted as usual. A video
+still being tracked when the time budget runs out gets no prediction the same way. Values from the request are
+escaped in the log (:mod:`label_studio_yolo.logsafe`).
 
 Example:
     >>> predictor = TaskPredictor("best-1a2b3c4d", controls, loader, imgsz=None, threads=2)   # doctest: +SKIP
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,15 +27,42 @@ from typing import Any
 from label_studio_yolo.controls import ControlPredictor
 from label_studio_yolo.decoding import Pixels
 from label_studio_yolo.inference import ModelOutput, run_model
+from label_studio_yolo.logsafe import printable
 from label_studio_yolo.media import ImageLoader, MediaError
 from label_studio_yolo.prefetch import ImageSource, MediaPrefetcher
 from label_studio_yolo.regions import ImageSize
+from label_studio_yolo.tracking import TrackingStopped, threads_beside_tracking, track_task_video
 from label_studio_yolo.vlm.client import VlmError
 
 logger = logging.getLogger(__name__)
 
 TaskPrediction = dict[str, Any] | list[Any]
 """One entry of ``/predict``'s ``results``: a prediction dict, or ``[]`` for a task that got none."""
+
+ERROR_LIMIT = 600
+"""Characters of an error message shown in a log line (escaped; its start and end are kept)."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a request's time budget of ``seconds`` runs out, at ``at`` on :func:`time.monotonic`'s clock.
+
+    Example:
+        >>> Deadline.after(90).passed()
+        False
+    """
+
+    at: float
+    seconds: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        """The deadline ``seconds`` from now."""
+        return cls(time.monotonic() + seconds, seconds)
+
+    def passed(self) -> bool:
+        """Whether the budget is spent."""
+        return time.monotonic() > self.at
 
 
 @dataclass(frozen=True)
@@ -71,15 +101,15 @@ class TaskPredictor:
 
         With ``time_budget`` (seconds), tasks whose turn comes after it is spent get ``[]``: Label Studio stores the
         predictions made so far instead of timing out on the whole batch, and asks for the others on the next
-        "Retrieve predictions".
+        "Retrieve predictions". A video still being tracked when it is spent gets ``[]`` too (see :meth:`attempt`).
         """
-        deadline = time.monotonic() + time_budget if time_budget else None
+        deadline = Deadline.after(time_budget) if time_budget else None
         results: list[TaskPrediction] = []
-        outcomes = self.attempt_all(tasks)
+        outcomes = self.attempt_all(tasks, deadline)
         try:
             for outcome in outcomes:
                 results.append(outcome.prediction or [])
-                if deadline is not None and time.monotonic() > deadline and len(results) < len(tasks):
+                if deadline is not None and deadline.passed() and len(results) < len(tasks):
                     logger.warning(
                         "Time budget of %.0f s spent after %d of %d tasks: the other %d get no prediction this time "
                         "(run Retrieve predictions again, or `label-studio-yolo predict` for whole projects)",
@@ -97,48 +127,60 @@ class TaskPredictor:
         """The prediction for one task, or ``[]`` (with a logged reason) when it cannot be made."""
         return self.attempt(task).prediction or []
 
-    def attempt_all(self, tasks: Sequence[object]) -> Generator[TaskOutcome, None, None]:
-        """Each task's outcome, in task order; the next tasks' images download while a task is predicted."""
+    def attempt_all(
+        self, tasks: Sequence[object], deadline: Deadline | None = None
+    ) -> Generator[TaskOutcome, None, None]:
+        """Each task's outcome, in task order; the next tasks' images download while a task is predicted.
+
+        Without ``deadline`` (the bulk command) every video is tracked to its end.
+        """
         if len(tasks) == 1:  # nothing to download ahead of
-            yield self.attempt(tasks[0], position=0)
+            yield self.attempt(tasks[0], position=0, deadline=deadline)
             return
         with MediaPrefetcher(self.loader, [self._image_values(task) for task in tasks]) as images:
             lanes = min(self.lanes, len(tasks))
             if lanes > 1:
-                yield from self._attempt_in_lanes(tasks, lanes, images)
+                yield from self._attempt_in_lanes(tasks, lanes, images, deadline)
                 return
             for position, task in enumerate(tasks):
-                yield self.attempt(task, images.of_task(position), position=position)
+                yield self.attempt(task, images.of_task(position), position=position, deadline=deadline)
                 images.finished(position)
 
     def attempt(
-        self, task: object, images: ImageSource | None = None, lane: int | None = None, position: int | None = None
+        self,
+        task: object,
+        images: ImageSource | None = None,
+        lane: int | None = None,
+        position: int | None = None,
+        deadline: Deadline | None = None,
     ) -> TaskOutcome:
         """The prediction for one task, or the reason (also logged) why there is none; ``lane`` picks the lane's
         copies of the models (``None``: the models themselves, with all threads); ``position`` (the task's index in
-        its batch) names a task that has no id in the log."""
+        its batch) names a task that has no id in the log; ``deadline`` stops tracking a video."""
         task_id = _task_id(task)
-        name = task_id if task_id is not None or position is None else f"#{position} of the batch (it has no id)"
+        name = _task_name(task_id, position)
         notes: list[str] = []
         try:
-            regions = self._regions(task, images or self.loader, lane, notes)
+            regions = self._regions(task, images or self.loader, lane, notes, deadline)
         except MediaError as error:
-            logger.error("Task %s: no prediction, media not loaded: %s", name, error)
+            logger.error("Task %s: no prediction, media not loaded: %s", name, _shown(error))
             return TaskOutcome(task_id, error=f"media not loaded: {error}")
         except VlmError as error:
-            logger.error("Task %s: no prediction, the vision-language model failed: %s", name, error)
+            logger.error("Task %s: no prediction, the vision-language model failed: %s", name, _shown(error))
             return TaskOutcome(task_id, error=f"vision-language model: {error}")
+        except TrackingStopped as stopped:
+            return _budget_spent(task_id, name, stopped, deadline)
         except Exception as error:
-            logger.exception("Task %s: no prediction, unexpected error", name)
+            logger.error("Task %s: no prediction, unexpected error %s\n%s", name, _shown(repr(error)), _frames(error))
             return TaskOutcome(task_id, error=f"unexpected error: {error!r}")
         for note in notes:
-            logger.warning("Task %s: %s", name, note)
+            logger.warning("Task %s: %s", name, _shown(note))
         score = sum(region["score"] for region in regions) / len(regions) if regions else 0.0
         prediction = {"result": regions, "score": round(score, 4), "model_version": self.model_version}
         return TaskOutcome(task_id, prediction=prediction)
 
     def _attempt_in_lanes(
-        self, tasks: Sequence[object], lanes: int, images: MediaPrefetcher
+        self, tasks: Sequence[object], lanes: int, images: MediaPrefetcher, deadline: Deadline | None
     ) -> Generator[TaskOutcome, None, None]:
         """``lanes`` threads predict the tasks, each taking the next one as it finishes one (images differ in size,
         so a fixed share per lane would leave one lane idle at the end); outcomes come in task order.
@@ -158,7 +200,8 @@ class TaskPredictor:
         def run_lane(lane: int) -> None:
             try:
                 while (index := take()) is not None:
-                    outcomes[index].set_result(self.attempt(tasks[index], images.of_task(index), lane, position=index))
+                    done = self.attempt(tasks[index], images.of_task(index), lane, index, deadline)
+                    outcomes[index].set_result(done)
                     images.finished(index)
             finally:  # the last lane to end (or die) must not leave the consumer waiting
                 with lock:
@@ -184,7 +227,9 @@ class TaskPredictor:
         data = task.get("data") if isinstance(task, dict) else None
         return [data[key] for key in keys if key in data] if isinstance(data, dict) else []
 
-    def _regions(self, task: object, images: ImageSource, lane: int | None, notes: list[str]) -> list[dict[str, Any]]:
+    def _regions(
+        self, task: object, images: ImageSource, lane: int | None, notes: list[str], deadline: Deadline | None
+    ) -> list[dict[str, Any]]:
         if not isinstance(task, dict):
             raise MediaError(f"the task is a JSON {json_type(task)}, not an object with 'data'")
         data = task.get("data")
@@ -195,9 +240,11 @@ class TaskPredictor:
         for value_key, by_model in self._by_image.items():
             if value_key not in data:
                 keys = sorted(map(str, data))
-                shown = ", ".join(keys[:10]) + (", ..." if len(keys) > 10 else "")
-                raise MediaError(f"task data has no {value_key!r} key, which the config reads (keys: {shown})")
-            for control, output in self._outputs(data[value_key], by_model, images, lane, notes):
+                shown = ", ".join(map(printable, keys[:10])) + (", ..." if len(keys) > 10 else "")
+                raise MediaError(
+                    f"task data has no '{printable(value_key)}' key, which the config reads (keys: {shown})"
+                )
+            for control, output in self._outputs(data[value_key], by_model, images, lane, notes, deadline):
                 regions.extend(control.regions(output))
         return _without_missing_parents(regions)
 
@@ -208,14 +255,14 @@ class TaskPredictor:
         images: ImageSource,
         lane: int | None,
         notes: list[str],
+        deadline: Deadline | None,
     ) -> Iterator[tuple[ControlPredictor, ModelOutput]]:
         """Each control's output on the task's image (loaded once, each model run once, then the control's
-        vision-language stage if it has one; its problems go to ``notes``) or video (tracked once per model)."""
+        vision-language stage if it has one; its problems go to ``notes``) or video (tracked once per model, until
+        ``deadline``)."""
         if by_model[0][0].spec.object_type == "Video":
-            from label_studio_yolo.tracking import track_task_video
-
             for controls in by_model:
-                output = track_task_video(controls, value, self.loader, self.imgsz, self.threads)
+                output = track_task_video(controls, value, self.loader, self.imgsz, deadline.at if deadline else None)
                 yield from ((control, output) for control in controls)
             return
         image = images.load_pixels(value)
@@ -232,12 +279,12 @@ class TaskPredictor:
         del image  # decoded pixels are not needed past inference
 
     def _model_output(self, controls: list[ControlPredictor], image: Pixels, lane: int | None) -> ModelOutput:
-        """The controls' model on ``image`` (with the lane's copy and threads); not run when every control is
-        filled zero-shot by a vision-language model."""
+        """The controls' model on ``image`` (with the lane's copy and threads, or all threads but the one tracking a
+        video); not run when every control is filled zero-shot by a vision-language model."""
         if all(control.vlm is not None and not control.vlm.needs_yolo for control in controls):
             return ModelOutput(ImageSize(image.shape[1], image.shape[0]))
         conf = min(control.spec.threshold for control in controls)
-        weights, threads = controls[0].weights, self.threads
+        weights, threads = controls[0].weights, threads_beside_tracking(self.threads)
         if lane is not None:
             threads = max(1, self.threads // self.lanes) if self.threads else None
             weights = weights.lane_copies(self.lanes, threads)[lane]
@@ -246,6 +293,42 @@ class TaskPredictor:
 
 def _task_id(task: object) -> object:
     return task.get("id") if isinstance(task, dict) else None
+
+
+def _task_name(task_id: object, position: int | None) -> str:
+    """The task as the log names it: its id (escaped: it comes from the request), else its place in the batch."""
+    if task_id is None and position is not None:
+        return f"#{position} of the batch (it has no id)"
+    return printable(task_id)
+
+
+def _budget_spent(task_id: object, name: str, stopped: TrackingStopped, deadline: Deadline | None) -> TaskOutcome:
+    """No prediction for a video whose tracking the time budget stopped, and the logged reason.
+
+    Not the tracks found so far: Label Studio never asks again for a task that holds a prediction of the current
+    model version, so a video tracked to its middle would look fully predicted for good; ``[]`` has it asked again.
+    """
+    budget = f"{deadline.seconds:g} s" if deadline else "?"
+    frames = f"{stopped.tracked} of {stopped.total}" if stopped.total else f"{stopped.tracked}"
+    logger.warning(
+        "Task %s: no prediction, the time budget of %s ran out after tracking %s frames of its video (tracks of part "
+        "of a video would look complete in Label Studio). Predict videos with `label-studio-yolo predict`, which "
+        "has no time budget, or raise PREDICT_TIME_BUDGET (Label Studio waits 100 s at most)",
+        name,
+        budget,
+        frames,
+    )
+    return TaskOutcome(task_id, error=f"time budget of {budget} spent after tracking {frames} frames of the video")
+
+
+def _shown(error: object) -> str:
+    """An error message for a log line: escaped (it may quote the request) and at most :data:`ERROR_LIMIT` long."""
+    return printable(str(error), ERROR_LIMIT)
+
+
+def _frames(error: BaseException) -> str:
+    """The traceback of ``error`` without its message (which may quote the request; it is logged escaped)."""
+    return "Traceback (most recent call last):\n" + "".join(traceback.format_tb(error.__traceback__)).rstrip()
 
 
 def json_type(value: object) -> str:

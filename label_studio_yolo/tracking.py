@@ -5,12 +5,19 @@ file that is always deleted, and tracked once per model: every track id becomes 
 box on each frame the tracker reported it. ``model_tracker="botsort"`` on a ``<VideoRectangle>`` picks BoT-SORT;
 ByteTrack is the default.
 
-Tracking runs on a second YOLO instance of the same weight file, never on the one image controls predict with:
-``Model.track`` registers tracker callbacks on the object it is called on, and those would then also run on later
-plain predictions of that object.
+Tracking shares nothing that image predictions wait for, so a long video never holds up an image request:
+
+- it runs on a second YOLO instance of the same weight file, never on the one image controls predict with (nor its
+  lock): ``Model.track`` registers tracker callbacks on the object it is called on, and those would then also run
+  on later plain predictions of that object;
+- it runs on the process's tracking thread, one video at a time, with one torch thread (:data:`TRACKING_THREADS`),
+  not on the torch thread image predictions run on; meanwhile image predictions leave that core to it
+  (:func:`threads_beside_tracking`).
+
+With a ``deadline``, tracking stops between frames once it has passed and raises :class:`TrackingStopped`.
 
 Example:
-    >>> output = track_task_video(controls, "/data/upload/3/cars.mp4", loader, imgsz=None, threads=2)  # doctest: +SKIP
+    >>> output = track_task_video(controls, "/data/upload/3/cars.mp4", loader, imgsz=None)  # doctest: +SKIP
     >>> output.video, len(output.tracks)
     (VideoInfo(frames=240, fps=24.0), 3)
 """
@@ -22,17 +29,21 @@ import math
 import mimetypes
 import tempfile
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from label_studio_yolo.inference import ModelOutput, Track, TrackedBox, VideoInfo
 from label_studio_yolo.label_config import ControlSpec, LabelConfigError
+from label_studio_yolo.logsafe import printable, url_shown
 from label_studio_yolo.media import LOCAL_FILES_PREFIX, ImageLoader, MediaError
 from label_studio_yolo.regions import ImageSize
+from label_studio_yolo.settings import DEFAULT_MAX_PIXELS
 from label_studio_yolo.weights import LoadedWeights
 
 if TYPE_CHECKING:
@@ -54,6 +65,28 @@ DEFAULT_TRACKER = "bytetrack"
 DEFAULT_VIDEO_SUFFIX = ".mp4"
 """File suffix given to a video whose URL has none ultralytics knows (it picks its reader by suffix)."""
 
+TRACKING_THREADS = 1
+"""Torch threads a video is tracked with. One thread starts no OpenMP team: a second team next to the torch thread's
+would slow every prediction of the process (see :mod:`label_studio_yolo.torch_thread`), and one busy core leaves
+the others to image requests while a video is tracked."""
+
+_Params = ParamSpec("_Params")
+_Result = TypeVar("_Result")
+
+_videos_tracked_now = 0
+"""Videos the tracking thread is tracking at this moment (0 or 1); read by :func:`threads_beside_tracking`."""
+
+
+class TrackingStopped(Exception):
+    """The deadline passed before the video was tracked to its end; ``tracked`` of ``total`` frames were (``total``
+    is 0 when the video does not say how many frames it has)."""
+
+    def __init__(self, tracked: int, total: int) -> None:
+        of_total = f"of {total} " if total else ""
+        super().__init__(f"the deadline passed after tracking {tracked} {of_total}frames of the video")
+        self.tracked = tracked
+        self.total = total
+
 
 def tracker_name(spec: ControlSpec) -> str:
     """The tracker ``spec``'s control asks for (``model_tracker``, any case), else :data:`DEFAULT_TRACKER`.
@@ -64,10 +97,11 @@ def tracker_name(spec: ControlSpec) -> str:
     raw = spec.attribute(TRACKER_ATTR)
     name = (raw or DEFAULT_TRACKER).strip().lower().removesuffix(".yaml")
     if name not in TRACKERS:
+        control, from_name, to_name = spec.control_type, printable(spec.from_name), printable(spec.to_name)
         raise LabelConfigError(
-            f'<{spec.control_type} name="{spec.from_name}"> has {TRACKER_ATTR}="{raw}"; it must be one of '
-            f'{", ".join(sorted(TRACKERS))}, e.g. <{spec.control_type} name="{spec.from_name}" '
-            f'toName="{spec.to_name}" {TRACKER_ATTR}="botsort"/>.'
+            f'<{control} name="{from_name}"> has {TRACKER_ATTR}="{printable(raw)}"; it must be one of '
+            f'{", ".join(sorted(TRACKERS))}, e.g. <{control} name="{from_name}" toName="{to_name}" '
+            f'{TRACKER_ATTR}="botsort"/>.'
         )
     return name
 
@@ -77,18 +111,21 @@ def track_task_video(
     value: object,
     loader: ImageLoader,
     imgsz: int | None = None,
-    threads: int | None = None,
+    deadline: float | None = None,
 ) -> ModelOutput:
     """Track the objects of the video at ``value`` (a task-data string) with the controls' shared weights.
 
     Objects below the lowest threshold of ``controls`` are not passed to the tracker. The output holds the
-    video's frame size, one :class:`Track` per track id and the video's frame count and frame rate.
+    video's frame size, one :class:`Track` per track id and the video's frame count and frame rate. The video is
+    tracked on the tracking thread, after any video tracked there before it; ``deadline`` (on
+    :func:`time.monotonic`'s clock) stops tracking between frames.
 
     Raises:
         MediaError: the video cannot be fetched, is not a readable video, or has no frames.
+        TrackingStopped: the deadline passed before the last frame (then the tracks so far are dropped).
     """
     if not isinstance(value, str) or not value.strip():
-        raise MediaError(f"Task data value {value!r} is not a video URL or path")
+        raise MediaError(f"Task data value {url_shown(value)} is not a video URL or path")
     data = loader.read_bytes(value.strip())
     weights = controls[0].weights
     conf = min(control.spec.threshold for control in controls)
@@ -97,12 +134,33 @@ def track_task_video(
         path = Path(folder) / f"video{video_suffix(value.strip())}"
         path.write_bytes(data)
         del data
-        size, info = read_video_info(path)
-        tracks, frames_read = _track(weights, path, conf, tracker, imgsz, threads)
+        size, info = read_video_info(path, loader.settings.max_pixels)
+        logger.info(
+            "Tracking a video of %d frames (%dx%d, %.3g fps) with %s",
+            info.frames,
+            size.width,
+            size.height,
+            info.fps,
+            tracker,
+        )
+        run = _Run(weights, path, conf, tracker, imgsz, deadline, info.frames)
+        tracks, frames_read = on_tracking_thread(_track, run)
     if frames_read == 0:
         raise MediaError("The video has no frames that could be decoded")
     video = VideoInfo(frames=max(info.frames, frames_read), fps=info.fps)
     return ModelOutput(size, tracks=tracks, video=video)
+
+
+def threads_beside_tracking(threads: int | None) -> int | None:
+    """The torch threads for an image prediction now: ``threads``, less :data:`TRACKING_THREADS` (at least 1) while
+    a video is tracked.
+
+    A torch team of one thread per core next to the busy tracking thread has more threads than cores: each of the
+    hundreds of parallel regions of a forward pass then waits for a team thread the kernel has set aside.
+    """
+    if threads and _videos_tracked_now:
+        return max(1, threads - TRACKING_THREADS)
+    return threads
 
 
 def video_suffix(value: str) -> str:
@@ -125,14 +183,16 @@ def video_suffix(value: str) -> str:
     return suffix if suffix.lstrip(".") in VID_FORMATS else DEFAULT_VIDEO_SUFFIX
 
 
-def read_video_info(path: Path) -> tuple[ImageSize, VideoInfo]:
+def read_video_info(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[ImageSize, VideoInfo]:
     """The frame size, frame count and frame rate of the video file at ``path``, read with OpenCV.
 
     The size is that of the first decoded frame (with the file's rotation applied, as browsers show it). A frame
     count OpenCV cannot tell is given as 0.
 
     Raises:
-        MediaError: the file is not a video OpenCV can open, has no frame rate, or no frame can be decoded.
+        MediaError: the file is not a video OpenCV can open, its frames are larger than ``max_pixels``
+            (``MEDIA_MAX_PIXELS``, from the container, before a frame is decoded), it has no frame rate, or no frame
+            can be decoded.
     """
     import cv2
 
@@ -140,6 +200,12 @@ def read_video_info(path: Path) -> tuple[ImageSize, VideoInfo]:
     try:
         if not capture.isOpened():
             raise MediaError("Content is not a readable video (OpenCV could not open it)")
+        declared = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if declared[0] * declared[1] > max_pixels:
+            raise MediaError(
+                f"Video frames of {declared[0]} x {declared[1]} pixels refused before decoding: larger than "
+                f"MEDIA_MAX_PIXELS ({max_pixels} pixels); raise MEDIA_MAX_PIXELS to accept them"
+            )
         fps = float(capture.get(cv2.CAP_PROP_FPS))
         frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         ok, frame = capture.read()
@@ -159,36 +225,64 @@ def _tracker_for(controls: Sequence[ControlPredictor]) -> str:
     if len(set(names)) > 1:
         logger.warning(
             "Controls %s share weights but ask for trackers %s; tracking once with %s",
-            [control.spec.from_name for control in controls],
+            printable([control.spec.from_name for control in controls]),
             names,
             names[0],
         )
     return TRACKERS[names[0]]
 
 
-def _track(
-    weights: LoadedWeights, path: Path, conf: float, tracker: str, imgsz: int | None, threads: int | None
-) -> tuple[list[Track], int]:
-    """Run the tracker over every frame of the video at ``path``; returns the tracks and the frames read."""
-    import torch
+@dataclass(frozen=True)
+class _Run:
+    """One video to track: its file, the weights and options, the deadline and the frame count the file gives."""
 
-    options: dict[str, Any] = {"conf": conf, "tracker": tracker, "verbose": False, "device": _device(weights)}
-    if imgsz:
-        options["imgsz"] = imgsz
+    weights: LoadedWeights
+    path: Path
+    conf: float
+    tracker: str
+    imgsz: int | None
+    deadline: float | None
+    total: int
+
+
+def _track(run: _Run) -> tuple[list[Track], int]:
+    """Run the tracker over the frames of ``run``'s video; returns the tracks and the frames read.
+
+    Raises:
+        TrackingStopped: the deadline passed before the last frame (checked before the first and after each frame:
+            a video whose last frame is done is complete, however late).
+    """
+    options: dict[str, Any] = {
+        "conf": run.conf,
+        "tracker": run.tracker,
+        "verbose": False,
+        "device": _device(run.weights),
+    }
+    if run.imgsz:
+        options["imgsz"] = run.imgsz
+    if _passed(run.deadline):  # it waited for other videos until its own time was up
+        raise TrackingStopped(0, run.total)
     boxes: dict[int, list[TrackedBox]] = {}
     frames_read = 0
-    with weights.lock:
-        tracking = _tracking_model(weights)
-        tracking.threads = threads
-        if threads:
-            torch.set_num_threads(threads)
-        results = tracking.model.track(source=str(path), stream=True, persist=False, **options)
+    tracking = _tracking_model(run.weights)
+    results = tracking.model.track(source=str(run.path), stream=True, persist=False, **options)
+    global _videos_tracked_now
+    _videos_tracked_now += 1  # only the tracking thread writes it
+    try:
         with closing(results):
             for frame, result in enumerate(results):
                 frames_read = frame + 1
                 for track_id, box in _tracked_boxes(frame, result):
                     boxes.setdefault(track_id, []).append(box)
+                if _passed(run.deadline) and frames_read != run.total:
+                    raise TrackingStopped(frames_read, run.total)
+    finally:
+        _videos_tracked_now -= 1
     return [Track(track_id, tuple(found)) for track_id, found in boxes.items()], frames_read
+
+
+def _passed(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() > deadline
 
 
 def _tracked_boxes(frame: int, result: Any) -> Iterable[tuple[int, TrackedBox]]:
@@ -211,20 +305,16 @@ def _device(weights: LoadedWeights) -> str:
 
 @dataclass
 class _TrackingModel:
-    """A YOLO instance used only for tracking, and the torch thread count its next run should use."""
+    """A YOLO instance used only for tracking (on the tracking thread only, so it needs no lock of its own)."""
 
     model: YOLO
     key: tuple[Path, int, int]
     """The weight file's path, size and modification time when it was loaded."""
-    threads: int | None = None
 
     def apply_threads(self, predictor: object) -> None:
         """``on_predict_start`` callback: building a predictor resets torch's threads to ``cpu_count - 1``."""
         del predictor
-        if self.threads:
-            import torch
-
-            torch.set_num_threads(self.threads)
+        _use_tracking_threads()
 
 
 _tracking_models: dict[Path, _TrackingModel] = {}
@@ -251,5 +341,35 @@ def _tracking_model(weights: LoadedWeights) -> _TrackingModel:
             cached = _TrackingModel(model, key)
             model.add_callback("on_predict_start", cached.apply_threads)
             _tracking_models[weights.path] = cached
-            logger.info("Loaded a tracking instance of weights %s", weights.path)
+            logger.info("Loaded a tracking instance of weights %s", printable(str(weights.path)))
     return cached
+
+
+_tracking_executor: ThreadPoolExecutor | None = None
+"""The tracking thread, started on first use (never at import: gunicorn forks after importing the app)."""
+_tracking_executor_lock = threading.Lock()
+
+
+def on_tracking_thread(function: Callable[_Params, _Result], *args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
+    """Run ``function`` on this process's tracking thread, after the videos queued before it; wait and return its
+    result (or raise its exception).
+
+    One thread tracks every video of the process, so videos are tracked one at a time (at most
+    :data:`TRACKING_THREADS` cores go to videos, whatever the number of video requests), and the tracking instances
+    are never used by two threads at once.
+    """
+    global _tracking_executor
+    with _tracking_executor_lock:
+        if _tracking_executor is None:
+            _tracking_executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="tracking", initializer=_use_tracking_threads
+            )
+        executor = _tracking_executor
+    return executor.submit(function, *args, **kwargs).result()
+
+
+def _use_tracking_threads() -> None:
+    """Give the calling thread :data:`TRACKING_THREADS` torch threads (OpenMP's thread count is per thread)."""
+    import torch
+
+    torch.set_num_threads(TRACKING_THREADS)

@@ -114,6 +114,16 @@ def test_a_broken_video_fails_only_its_own_task(client, video, caplog) -> None:
     assert "Task 1: no prediction" in caplog.text and "not a readable video" in caplog.text
 
 
+def test_video_frames_larger_than_media_max_pixels_are_refused_before_decoding(
+    client, video, caplog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MEDIA_MAX_PIXELS", str(192 * 144 - 1))
+    with caplog.at_level(logging.ERROR):
+        results = predict(client, [{"id": 1, "data": {"video": data_uri(video.path)}}], VIDEO_CONFIG, "46.1")
+    assert results == [[]]
+    assert "Video frames of 192 x 144 pixels refused before decoding: larger than MEDIA_MAX_PIXELS" in caplog.text
+
+
 def test_image_predictions_with_the_same_weights_are_unchanged_by_a_video_prediction(
     client, video, sample_images: list[SampleImage], backend_env: Path
 ) -> None:

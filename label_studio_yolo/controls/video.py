@@ -17,6 +17,7 @@ from typing import Any
 from label_studio_yolo.controls.base import ControlPredictor, register_control
 from label_studio_yolo.inference import ModelOutput, Track, TrackedBox, VideoInfo
 from label_studio_yolo.label_config import ControlSpec
+from label_studio_yolo.logsafe import printable
 from label_studio_yolo.regions import ImageSize, build_region, rectangle_percent
 from label_studio_yolo.tracking import tracker_name
 from label_studio_yolo.weights import LoadedWeights
@@ -72,8 +73,8 @@ class VideoRectangleControl(ControlPredictor):
             logger.warning(
                 '<Video name="%s"> has frameRate %s but the video has %.3f frames per second: set frameRate="%g" '
                 '(or frameRate="$fps" from task data) so Label Studio shows the boxes on the right frames',
-                self.spec.to_name,
-                declared,
+                printable(self.spec.to_name),  # the config comes with the request
+                printable(declared),
                 fps,
                 fps,
             )
