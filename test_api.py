@@ -257,7 +257,7 @@ def test_versions_lists_the_projects_trained_versions_and_errors_carry_no_traceb
     }
     assert client.post("/versions", json={"project": "8.1700000000"}).json == {"versions": [], "current": None}
     broken = client.post("/versions", data="not json", content_type="application/json")
-    assert broken.status_code == 400 and "'project'" in broken.json["error"]
+    assert broken.status_code == 400 and "not valid JSON" in broken.json["error"]
     assert "Traceback" not in broken.get_data(as_text=True)
 
 

@@ -27,6 +27,7 @@ from label_studio_sdk.label_interface.control_tags import ControlTag
 from label_studio_sdk.label_interface.interface import LabelInterface
 from label_studio_sdk.label_interface.object_tags import ObjectTag
 
+from label_studio_yolo.logsafe import printable
 from label_studio_yolo.vlm.modes import VLM_ATTR, VLM_TAG_MODES
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ PREDICTED_VALUES_ATTR = "predicted_values"
 
 THRESHOLD_ATTR = "model_score_threshold"
 """Control-tag attribute with the minimum score (0-1) of a predicted region."""
+
+MAX_MODEL_PATH_CHARS = 255
+"""Longest ``model_path`` a tag may give (a file name's limit on common file systems)."""
 
 MODEL_PATH_ATTR = "model_path"
 """Control-tag attribute naming the weights (inside MODEL_ROOT) for this tag; else MODEL_PATH."""
@@ -221,10 +225,16 @@ def _model_path(control: ControlTag) -> str | None:
     raw = (control.attr or {}).get(MODEL_PATH_ATTR) or None
     if raw is None:
         return None
+    tag = f'<{control.tag} name="{printable(control.name)}">'
+    if len(str(raw)) > MAX_MODEL_PATH_CHARS:
+        raise LabelConfigError(
+            f"{tag} has a {MODEL_PATH_ATTR} of {len(str(raw))} characters; name a weight file relative to MODEL_ROOT "
+            f'in at most {MAX_MODEL_PATH_CHARS}, e.g. {MODEL_PATH_ATTR}="extra/best.pt".'
+        )
     normal = posixpath.normpath(str(raw).replace("\\", "/"))
     if PurePosixPath(normal).is_absolute() or PureWindowsPath(raw).is_absolute() or normal.split("/")[0] == "..":
         raise LabelConfigError(
-            f'<{control.tag} name="{control.name}"> has {MODEL_PATH_ATTR}="{raw}", which points outside MODEL_ROOT; '
+            f'{tag} has {MODEL_PATH_ATTR}="{printable(raw)}", which points outside MODEL_ROOT; '
             f'name a weight file relative to MODEL_ROOT, e.g. {MODEL_PATH_ATTR}="extra/best.pt".'
         )
     return str(raw)

@@ -17,6 +17,7 @@ from dataclasses import replace
 from label_studio_yolo.controls import ControlPredictor, ObjectControl, control_for, supported_controls
 from label_studio_yolo.credentials import LabelStudioAccess
 from label_studio_yolo.label_config import ControlSpec, LabelConfigError, parse_label_config, with_own_labels
+from label_studio_yolo.logsafe import printable
 from label_studio_yolo.media import MediaSettings, shared_loader
 from label_studio_yolo.predictor import TaskPredictor
 from label_studio_yolo.runtimes import Runtime
@@ -154,7 +155,8 @@ def _usable(controls: list[ControlPredictor]) -> list[ControlPredictor]:
     problems = [(control, control.unusable_reason()) for control in controls]
     for control, problem in problems:
         if problem:
-            logger.warning("Skipping <%s name=%r>: %s", control.spec.control_type, control.spec.from_name, problem)
+            spec = control.spec
+            logger.warning("Skipping <%s name=%r>: %s", spec.control_type, spec.from_name, printable(problem, 500))
     usable = [control for control, problem in problems if not problem]
     if not usable:
         raise LabelConfigError("No control of the config can be filled. " + " ".join(str(p) for _, p in problems))

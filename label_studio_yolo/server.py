@@ -1,11 +1,15 @@
-"""The Flask app: label-studio-ml's server, made project-aware.
+"""The backend's Flask app: every route Label Studio calls, on a current Flask, built by an app factory.
 
-label-studio-ml 1.0.9 in its V2 mode (the one Label Studio >= 1.5 speaks) keeps ONE model object for every project
-and does not hand ``/predict``'s ``label_config`` to it, so two projects with different configs would get each
-other's labels. We keep its app (routes, ``/health``, error handling) and replace the ``/setup`` and ``/predict``
-views with ones that keep a model per project, built from that project's config and serving that project's
-published version. ``/webhook`` (and the older ``/train``) hand Label Studio's events to the training scheduler;
-``/training/status`` shows versions and jobs, and ``/versions`` a project's trained versions.
+label-studio-ml 1.0.9 pins Flask 1.1.2 and keeps one module-level app and one model object for every project; this
+app is the project's own (each :func:`create_app` call makes a new one) and keeps a model per project
+(:mod:`label_studio_yolo.project_models`). Routes and answers are label-studio-ml's:
+
+- ``GET /`` and ``/health``: ``{"status": "UP", ...}``; ``GET /metrics``: ``{}``.
+- ``POST /setup``: ``{"model_version": ...}``; ``POST /predict``: ``{"results": [...], "model_version": ...}``.
+- ``POST /webhook`` and ``/train``: Label Studio's events, to the training scheduler; ``GET /is_training``.
+- ``POST /versions``: a project's trained versions; ``GET /training/status``: versions and jobs.
+
+Every error, an unknown route or an unreadable body included, is JSON: ``{"status": "error", "error": "..."}``.
 
 Example:
     >>> app = create_app(YOLOBackend)
@@ -15,187 +19,217 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import threading
 from dataclasses import replace
 from typing import Any
 
-from flask import Flask, jsonify, request
-from flask.wrappers import Response
+from flask import Flask, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
 
+from label_studio_yolo.credentials import SetupRefused
 from label_studio_yolo.guard import RequestGuard, error_response, too_large_message
-from label_studio_yolo.label_config import LabelConfigError, check_label_config
+from label_studio_yolo.label_config import LabelConfigError
+from label_studio_yolo.logsafe import json_type, printable
+from label_studio_yolo.project_models import ProjectModels
+from label_studio_yolo.projects import project_id, project_id_of
 from label_studio_yolo.settings import BackendSettings, current_settings
 from label_studio_yolo.training.factory import scheduler_for
-from label_studio_yolo.training.scheduler import START_TRAINING, Scheduler, project_id_of
+from label_studio_yolo.training.scheduler import ANNOTATION_EVENTS, START_TRAINING, Scheduler
 from label_studio_yolo.training.status import versions_status
 from label_studio_yolo.versions import VersionStore
-from label_studio_yolo.weights import WeightsError, file_stamps
+from label_studio_yolo.weights import WeightsError
 
 logger = logging.getLogger(__name__)
 
 ML_BACKEND_V2 = "true"
-"""label-studio-ml's ``LABEL_STUDIO_ML_BACKEND_V2`` switch, set explicitly: Label Studio >= 1.5 speaks V2."""
+"""What ``/health`` reports as ``v2``: this backend speaks label-studio-ml's V2 protocol (Label Studio >= 1.5)."""
+
+MAX_JSON_DEPTH = 100
+"""Deepest nesting of arrays and objects a request body may have (Label Studio's tasks nest about 8 deep)."""
 
 
-class ProjectModels:
-    """One model per Label Studio project, rebuilt when its config, credentials, settings or weight files change."""
-
-    def __init__(self, model_class: type[Any]) -> None:
-        self.model_class = model_class
-        self._models: dict[str, tuple[tuple[Any, ...], Any, tuple[Any, ...]]] = {}
-        self._credentials: dict[str, tuple[str | None, str | None]] = {}
-        self._lock = threading.Lock()
-
-    def remember_credentials(self, project: str, hostname: str | None, access_token: str | None) -> None:
-        """Keep what ``/setup`` sent, for ``/predict`` calls of the same project."""
-        with self._lock:
-            self._credentials[project] = (hostname or None, access_token or None)
-
-    def get(self, project: str, label_config: str) -> Any:
-        """The project's model for ``label_config``, built on first use or after a change.
-
-        A change is cheap to see: the published version's pointer and every weight file in use are only ``stat``-ed.
-        """
-        settings = current_settings()
-        project_id = project_id_of({"project": project})
-        with self._lock:
-            hostname, access_token = self._credentials.get(project, (None, None))
-            published = VersionStore(settings.model_dir).current_stamp(project_id) if project_id is not None else None
-            # The dump masks secrets: the VLM endpoint (its key with it) is compared whole, as its client is built.
-            key = (label_config, hostname, access_token, settings.model_dump_json(), settings.vlm, published)
-            cached = self._models.get(project)
-            if cached is not None and cached[0] == key and cached[2] == file_stamps(cached[1].weight_files):
-                return cached[1]
-            check_label_config(label_config)  # label-studio-ml's base class would fail on it with a bare 500
-            model = self.model_class(
-                label_config=label_config, hostname=hostname, access_token=access_token, project_id=project_id
-            )
-            self._models[project] = (key, model, file_stamps(model.weight_files))
-            logger.info("Project %s: serving model version %s", project, model.model_version)
-            return model
-
-    def label_config_of(self, project: str) -> str | None:
-        """The config the project's model was last built from, if any."""
-        with self._lock:
-            cached = self._models.get(project)
-        return cached[0][0] if cached else None
+class BadRequestBody(Exception):
+    """The request body is not what the route takes; the message says what is wrong."""
 
 
-def _error(message: str, status: int) -> tuple[Response, int]:
-    logger.error(message)
-    return jsonify({"status": "error", "error": message}), status
+def create_app(model_class: type[Any]) -> Flask:
+    """A new WSGI app serving ``model_class`` (a ``LabelStudioMLBase`` subclass) per project.
+
+    HTTP Basic auth (``BASIC_AUTH_USER``/``PASS``) and ``MAX_REQUEST_BYTES`` guard every route.
+    """
+    settings = current_settings()
+    configure_logging(settings)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # answers keep label-studio-ml's key order
+    models = app.extensions["label_studio_yolo"] = ProjectModels(model_class)
+    _register_routes(app, models, scheduler_for(settings), model_class.__name__)
+    _register_error_handlers(app, settings)
+    app.wsgi_app = RequestGuard(app.wsgi_app, settings.basic_auth, settings.max_request_bytes)  # type: ignore[method-assign]
+    _warn_about_settings(settings)
+    return app
 
 
-def _json_body() -> dict[str, Any] | None:
-    body = request.get_json(silent=True)
-    return body if isinstance(body, dict) else None
+def configure_logging(settings: BackendSettings) -> None:
+    """The backend's log format and ``LOG_LEVEL`` on the root logger (a server's logging set up once)."""
+    logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s")
+    # Its own level, not only the root's: OpenVINO's converter sets the root level to ERROR while it runs.
+    logging.getLogger(RequestGuard.__module__).setLevel(settings.log_level.upper())
 
 
-def _project_of_request() -> str:
-    body = _json_body() or {}
-    return str(body.get("project") or "?")
+def json_body(required: str | None = None, kind: type = object, what: str = "") -> dict[str, Any]:
+    """The request's JSON object, parsed once per request, nesting at most :data:`MAX_JSON_DEPTH` deep.
+
+    With ``required``, that key must hold a ``kind`` (described as ``what`` in the error).
+
+    Raises:
+        BadRequestBody: not JSON, not an object, too deep, or the required key is missing or of another type.
+    """
+    if "json_body" not in g:
+        g.json_body = _parse_body()
+    body: dict[str, Any] = g.json_body
+    if required is not None and not isinstance(body.get(required), kind):
+        found = f"a JSON {json_type(body[required])}" if required in body else "missing"
+        raise BadRequestBody(f"{request.path} expects {required!r} to be {what}; it is {found}")
+    return body
 
 
-def register_error_handlers(app: Flask) -> None:
-    """Configuration errors answer with their message (and are logged), instead of a bare 500."""
-    app.register_error_handler(WeightsError, lambda error: _error(f"Project {_project_of_request()}: {error}", 500))
-    app.register_error_handler(LabelConfigError, lambda error: _error(f"Project {_project_of_request()}: {error}", 400))
+def _parse_body() -> dict[str, Any]:
+    route = request.path
+    if not request.is_json:
+        raise BadRequestBody(f"{route} expects Content-Type application/json, got {request.mimetype or 'none'}")
+    try:
+        body = json.loads(request.get_data())
+    except RecursionError as error:
+        raise BadRequestBody(f"{route}: the JSON body nests deeper than {MAX_JSON_DEPTH} levels") from error
+    except ValueError as error:  # also UnicodeDecodeError
+        raise BadRequestBody(f"{route}: the body is not valid JSON ({printable(str(error))})") from error
+    if _depth_over(body, MAX_JSON_DEPTH):
+        raise BadRequestBody(f"{route}: the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
+    if not isinstance(body, dict):
+        raise BadRequestBody(f"{route} expects a JSON object, got a JSON {json_type(body)}")
+    return body
 
 
-def register_views(app: Flask, models: ProjectModels, scheduler: Scheduler) -> None:
-    """Replace label-studio-ml's model views with project-aware ones."""
+def _depth_over(value: object, limit: int) -> bool:
+    """Whether ``value`` nests lists and dicts more than ``limit`` deep (without recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        current, depth = pending.pop()
+        if isinstance(current, dict | list):
+            if depth > limit:
+                return True
+            children = current.values() if isinstance(current, dict) else current
+            pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
-    def body_problem(route: str, key: str, kind: type, what: str) -> str | None:
-        """Why the request is not a JSON object whose ``key`` holds ``what`` (of type ``kind``); None when it is."""
-        from label_studio_yolo.predictor import json_type  # imports torch: not at module import
 
-        if not request.is_json:
-            return f"{route} expects Content-Type application/json, got {request.mimetype or 'none'}"
-        body = request.get_json(silent=True)
-        if body is None and request.get_data().strip() != b"null":
-            return f"{route}: the body is not valid JSON"
-        if not isinstance(body, dict):
-            return f"{route} expects a JSON object with {key!r}, got a JSON {json_type(body)}"
-        if not isinstance(body.get(key), kind):
-            found = f"a JSON {json_type(body[key])}" if key in body else "missing"
-            return f"{route} expects {key!r} to be {what}; it is {found}"
-        return None
+def _register_routes(app: Flask, models: ProjectModels, scheduler: Scheduler, model_name: str) -> None:
+    def health() -> ResponseReturnValue:
+        return jsonify({"status": "UP", "model_class": model_name, "v2": ML_BACKEND_V2})
 
-    def setup() -> Any:
-        problem = body_problem("/setup", "schema", str, "the labelling config (a string)")
-        if problem:
-            return _error(problem, 400)
-        body = _json_body() or {}
-        project = str(body.get("project") or "")
-        models.remember_credentials(project, body.get("hostname"), body.get("access_token"))
-        return jsonify({"model_version": models.get(project, body["schema"]).model_version})
+    def setup() -> ResponseReturnValue:
+        body = json_body("schema", str, "the labelling config (a string)")
+        project = _project_key(body)
+        model = models.setup(project, body["schema"], body.get("hostname"), body.get("access_token"))
+        return jsonify({"model_version": model.model_version})
 
-    def predict() -> Any:
-        problem = body_problem("/predict", "tasks", list, "a list of tasks")
-        if problem:
-            return _error(problem, 400)
-        body = _json_body() or {}
-        project = str(body.get("project") or "")
+    def predict() -> ResponseReturnValue:
+        body = json_body("tasks", list, "a list of tasks")
+        project = _project_key(body)
         label_config = body.get("label_config") or models.label_config_of(project)
         if label_config is None:
-            return _error(f"Project {project}: /predict has no 'label_config' and /setup was not called", 400)
+            raise BadRequestBody(
+                f"Project {printable(project)}: /predict has no 'label_config' and /setup was not called"
+            )
         if not isinstance(label_config, str):
-            return _error(f"Project {project}: 'label_config' must be the labelling config (a string)", 400)
+            raise BadRequestBody(
+                f"Project {printable(project)}: 'label_config' must be the labelling config (a string)"
+            )
         model = models.get(project, label_config)
         results = model.predict(body["tasks"])
         predicted = sum(1 for entry in results if entry)
-        logger.info("Project %s: predicted %d of %d tasks", project, predicted, len(results))
+        logger.info("Project %s: predicted %d of %d tasks", printable(project), predicted, len(results))
         return jsonify({"results": results, "model_version": model.model_version})
 
-    def handle_event(action: str, body: dict[str, Any]) -> Any:
-        try:
-            answer = scheduler.on_event(action, body)
-        except Exception as error:  # Redis down or slow: answer at once, Label Studio keeps the annotations
-            return _error(f"Training request {action} for project {project_id_of(body)} failed: {error!r}", 503)
-        logger.info("Event %s: %s", action, answer)
-        return jsonify(answer), 200
+    def webhook() -> ResponseReturnValue:
+        body = json_body("action", str, "the event's name (a string)")
+        return _handle_event(scheduler, body["action"], body)
 
-    def webhook() -> Any:
-        body = _json_body()
-        if body is None or not isinstance(body.get("action"), str):
-            return _error("/webhook expects a JSON object with an 'action'", 400)
-        return handle_event(body["action"], body)
+    def train() -> ResponseReturnValue:
+        return _handle_event(scheduler, START_TRAINING, json_body())
 
-    def train() -> Any:
-        return handle_event(START_TRAINING, _json_body() or {})
-
-    def is_training() -> Any:
-        project = project_id_of({"project": request.args.get("project")})
+    def is_training() -> ResponseReturnValue:
+        project = project_id(request.args.get("project"))
         jobs = _jobs(scheduler, project) if project is not None else []
         return jsonify({"is_training": any(job.get("status") == "started" for job in jobs)})
 
-    def training_status() -> Any:
-        settings = BackendSettings()
-        store = VersionStore(settings.model_dir)
-        asked = project_id_of({"project": request.args.get("project")})
-        projects = [asked] if asked is not None else store.projects()
+    def training_status() -> ResponseReturnValue:
+        store = VersionStore(current_settings().model_dir)
+        asked = request.args.get("project")
+        projects = store.projects() if asked is None else [_required_project(asked)]
         return jsonify({str(p): {**versions_status(store, p), "jobs": _jobs(scheduler, p)} for p in projects})
 
-    def versions() -> Any:
-        project = project_id_of(_json_body() or {})
+    def versions() -> ResponseReturnValue:
+        project = project_id_of(json_body())
         if project is None:
-            return _error("/versions expects a JSON object with the 'project' id", 400)
+            raise BadRequestBody("/versions expects a JSON object with the 'project' id")
         store = VersionStore(current_settings().model_dir)
         current = store.current(project)
         names = [version.name for version in store.versions(project)]
         return jsonify({"versions": names, "current": current.name if current else None})
 
-    app.view_functions["_setup"] = setup
-    app.view_functions["_predict"] = predict
-    app.view_functions["webhook"] = webhook
-    app.view_functions["_train"] = train
-    app.view_functions["_is_training"] = is_training
-    app.view_functions["get_version"] = versions  # label-studio-ml's lists its own folder, tracebacks in its 500s
-    if "training_status" not in app.view_functions:  # label-studio-ml's app is a module-level singleton
-        app.add_url_rule("/training/status", "training_status", methods=["GET"])
-    app.view_functions["training_status"] = training_status
+    def metrics() -> ResponseReturnValue:
+        return jsonify({})
+
+    for rule, view, methods in (
+        ("/", health, ["GET"]),
+        ("/health", health, ["GET"]),
+        ("/setup", setup, ["POST"]),
+        ("/predict", predict, ["POST"]),
+        ("/webhook", webhook, ["POST"]),
+        ("/train", train, ["POST"]),
+        ("/is_training", is_training, ["GET"]),
+        ("/training/status", training_status, ["GET"]),
+        ("/versions", versions, ["POST"]),
+        ("/metrics", metrics, ["GET"]),
+    ):
+        app.add_url_rule(rule, f"{view.__name__}{rule}", view, methods=methods)
+
+
+def _project_key(body: dict[str, Any]) -> str:
+    """The ``project`` string of ``/setup`` or ``/predict`` (Label Studio's ``"<id>.<epoch>"``), as the key of its
+    model; a project that names no id still gets one (it serves MODEL_PATH, never a trained version)."""
+    project = body.get("project")
+    if isinstance(project, dict):  # as webhooks send it
+        project = project_id(project)
+    if isinstance(project, bool) or not isinstance(project, str | int | None):
+        raise BadRequestBody(f"{request.path} expects 'project' to be Label Studio's project id (a string)")
+    return str(project or "")
+
+
+def _required_project(value: object) -> int:
+    project = project_id(value)
+    if project is None:
+        raise BadRequestBody(
+            f"{printable(value)} is not a project id: Label Studio's ids are positive integers, e.g. 3 or 3.1700000000"
+        )
+    return project
+
+
+def _handle_event(scheduler: Scheduler, action: str, body: dict[str, Any]) -> ResponseReturnValue:
+    if (action == START_TRAINING or action in ANNOTATION_EVENTS) and body.get("project") is not None:
+        _required_project(body["project"])
+    try:
+        answer = scheduler.on_event(action, body)
+    except Exception as error:  # Redis down or slow: answer at once, Label Studio keeps the annotations
+        message = f"Training request {printable(action)} for project {project_id_of(body)} failed: {error!r}"
+        return _error_answer(message, 503)
+    logger.info("Event %s: %s", printable(action), answer)
+    return jsonify(answer), 200
 
 
 def _jobs(scheduler: Scheduler, project: int) -> list[dict[str, Any]]:
@@ -206,46 +240,51 @@ def _jobs(scheduler: Scheduler, project: int) -> list[dict[str, Any]]:
         return [{"status": "unknown", "error": repr(error)}]
 
 
-def create_app(model_class: type[Any]) -> Flask:
-    """The WSGI app serving ``model_class`` (a ``LabelStudioMLBase`` subclass) per project."""
-    settings = BackendSettings()
-    logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s")
-    os.environ["LABEL_STUDIO_ML_BACKEND_V2"] = ML_BACKEND_V2
-    from label_studio_ml.api import init_app  # imports torch and rq: keep it out of module import
+def _register_error_handlers(app: Flask, settings: BackendSettings) -> None:
+    """Every error answers JSON with a message a person can act on (and is logged), never an HTML page."""
 
-    app: Flask = init_app(model_class=model_class)
-    register_views(app, ProjectModels(model_class), scheduler_for(settings))
-    register_error_handlers(app)
-    guard(app, settings)
-    return app
+    def project_error(status: int) -> Any:
+        return lambda error: _error_answer(f"Project {printable(_request_project())}: {error}", status)
 
-
-def guard(app: Flask, settings: BackendSettings) -> None:
-    """Put HTTP Basic auth (if BASIC_AUTH_USER/PASS are set) and MAX_REQUEST_BYTES in front of every route.
-
-    label-studio-ml's app is a module-level singleton: a guard from an earlier ``create_app`` is replaced, not
-    stacked. Its request log at DEBUG printed every header, the ``Authorization`` header too: ours leaves it out.
-    """
-    inner = app.wsgi_app
-    while isinstance(inner, RequestGuard):
-        inner = inner.app
-    app.wsgi_app = RequestGuard(inner, settings.basic_auth, settings.max_request_bytes)  # type: ignore[method-assign]
-    # Its own level, not the root logger's: OpenVINO's convert_model sets the root level to ERROR while it runs in a
-    # process. A server exports in a child process now (runtimes._export_in_child); this keeps refusals logged anyway.
-    logging.getLogger(RequestGuard.__module__).setLevel(settings.log_level.upper())
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
+    app.register_error_handler(BadRequestBody, lambda error: _error_answer(str(error), 400))
+    app.register_error_handler(LabelConfigError, project_error(400))
+    app.register_error_handler(SetupRefused, lambda error: _error_answer(str(error), 403))
+    app.register_error_handler(WeightsError, project_error(500))
     app.register_error_handler(413, lambda _error: error_response(413, too_large_message(settings.max_request_bytes)))
-    hooks = app.before_request_funcs.setdefault(None, [])
-    hooks[:] = [_log_request if getattr(hook, "__name__", "") == "log_request_info" else hook for hook in hooks]
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+
+
+def _http_error(error: HTTPException) -> ResponseReturnValue:
+    status = error.code or 500
+    message = f"{request.method} {printable(request.path)}: {error.name}. {error.description or ''}".strip()
+    level = logging.WARNING if status < 500 else logging.ERROR
+    logger.log(level, message)
+    return jsonify({"status": "error", "error": message}), status
+
+
+def _unexpected_error(error: Exception) -> ResponseReturnValue:
+    logger.exception("%s %s failed", request.method, printable(request.path))
+    return jsonify({"status": "error", "error": f"Internal error: {printable(repr(error), 300)}"}), 500
+
+
+def _error_answer(message: str, status: int) -> ResponseReturnValue:
+    logger.error(message)
+    return jsonify({"status": "error", "error": message}), status
+
+
+def _request_project() -> object:
+    body = g.get("json_body") or {}
+    return body.get("project") or "?"
+
+
+def _warn_about_settings(settings: BackendSettings) -> None:
     logger.info("HTTP Basic auth %s", "required" if settings.basic_auth else "off (BASIC_AUTH_USER/PASS unset)")
-
-
-def _log_request() -> None:
-    """label-studio-ml's request log at DEBUG, without the credentials of the ``Authorization`` header."""
-    if logger.isEnabledFor(logging.DEBUG):
-        headers = {name: "<hidden>" if name.lower() == "authorization" else value for name, value in request.headers}
-        logger.debug("Request headers: %s", headers)
-        logger.debug("Request body: %s", request.get_data())
+    if settings.label_studio_api_key and not settings.label_studio_url:
+        logger.warning(
+            "LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: the key goes only to the first Label Studio "
+            "that calls /setup. Set LABEL_STUDIO_URL to Label Studio's URL"
+        )
 
 
 def preload_base_weights() -> threading.Thread:
@@ -258,7 +297,7 @@ def preload_base_weights() -> threading.Thread:
     from label_studio_yolo.weights import load_weights
 
     def load() -> None:
-        settings = BackendSettings()
+        settings = current_settings()
         try:
             load_weights(settings.model_root, settings.model_path, replace(settings.runtime, background_export=True))
         except Exception as error:  # logged, and raised again by the /setup that needs the weights

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from label_studio_yolo.logsafe import printable
 from label_studio_yolo.runtimes import (
     OPENVINO,
     PYTORCH,
@@ -134,10 +135,13 @@ def _download_official(path: Path) -> None:
 
 def load_weights(model_root: Path, name: str, runtime: Runtime | None = None) -> LoadedWeights:
     """Load the weights named ``name`` in ``model_root``, downloading official ones if missing; cached per file."""
-    path = resolve_weights_path(model_root, name)
-    if not path.is_file():
-        _download_official(path)
-    return load_weights_file(path, runtime)
+    try:
+        path = resolve_weights_path(model_root, name)
+        if not path.is_file():
+            _download_official(path)
+        return load_weights_file(path, runtime)
+    except OSError as error:  # a name too long for the file system, no permission, an I/O error
+        raise WeightsError(f"Weights {printable(name)} in MODEL_ROOT ({model_root}) cannot be read: {error}") from error
 
 
 def load_weights_file(path: Path, runtime: Runtime | None = None, version: str | None = None) -> LoadedWeights:

@@ -109,11 +109,11 @@ def test_a_non_ascii_password_works_as_utf8_and_as_latin1(auth_env: Path, monkey
 def test_neither_password_nor_header_reaches_the_log(
     auth_env: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Refusals are logged at WARNING with the client address; at DEBUG the request log hides the header."""
+    """Refusals are logged at WARNING with the client address; even at DEBUG no header or password is logged."""
     monkeypatch.setenv("LOG_LEVEL", "DEBUG")
     right, wrong = basic(USER, PASSWORD), basic(USER, PASSWORD[:-1])
     with caplog.at_level(logging.DEBUG), app_client() as flask_client:
-        client = Client(flask_client.application)  # Flask 1.1's client drops environ_base on Werkzeug 2.0
+        client = Client(flask_client.application)  # Werkzeug's own client: environ_base per request
         assert client.post("/webhook", json={"action": "X"}, headers={"Authorization": right}).status_code == 200
         refused = client.get("/health", headers={"Authorization": wrong}, environ_base={"REMOTE_ADDR": "10.1.2.3"})
         assert refused.status_code == 401
@@ -124,7 +124,6 @@ def test_neither_password_nor_header_reaches_the_log(
         "Refused GET /health from 10.1.2.3 with 401: wrong user or password",
         "Refused GET /x\\n[forged] line from ? with 401: no Authorization header",  # one line, not two
     ]
-    assert "Request headers" in caplog.text, "the DEBUG request log still runs"
     for secret in (PASSWORD, PASSWORD[:-1], right.split()[1], wrong.split()[1]):
         assert secret not in caplog.text
 
@@ -139,7 +138,7 @@ def test_refusals_are_logged_while_openvino_converts_a_model(guarded: FlaskClien
         assert guarded.get("/health").status_code == 401
     finally:
         restore_logger_state(state)
-    assert "Refused GET /health from ? with 401: no Authorization header" in caplog.text
+    assert "Refused GET /health from 127.0.0.1 with 401: no Authorization header" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -210,8 +210,8 @@ REFUSED: dict[str, tuple[Callable[[Media, int], object], str]] = {
     "body-over-max-bytes": (image_at(public("too-big.png")), "larger than MEDIA_MAX_BYTES"),
     "body-cut-short": (image_at(public("cut-short.png")), "IncompleteRead"),
     # Redirects.
-    "redirect-loop": (image_at(public("loop.png")), "Exceeded 30 redirects"),
-    "redirect-to-ftp": (image_at(public("to-ftp.png")), "No connection adapters were found for 'ftp://"),
+    "redirect-loop": (image_at(public("loop.png")), "more than 5 redirects"),
+    "redirect-to-ftp": (image_at(public("to-ftp.png")), "it redirects to ftp://127.0.0.1/sample1.png, not http(s)"),
     # Content that is not an image Pillow and OpenCV can decode.
     "html-page": (image_at(public("login.png")), "not a readable image: 66 bytes starting b'<html><head>"),
     "zero-bytes": (image_at(public("empty.png")), "not a readable image: it is empty (0 bytes)"),
@@ -223,10 +223,10 @@ REFUSED: dict[str, tuple[Callable[[Media, int], object], str]] = {
     "data-uri-of-text": (image_at(lambda m: "data:text/plain,hello%20world"), "not a readable image"),
     "data-uri-bad-base64": (image_at(lambda m: "data:image/png;base64,!!!notbase64"), "Malformed data: URI"),
     # Locations the backend does not read.
-    "ftp-url": (image_at(lambda m: "ftp://127.0.0.1/a.png"), "Unsupported image location 'ftp://"),
-    "file-url": (image_at(lambda m: "file:///etc/passwd"), "Unsupported image location 'file:///etc/passwd'"),
-    "s3-uri": (image_at(lambda m: "s3://bucket/a.png"), "Cloud storage URI 's3://bucket/a.png' is not supported"),
-    "relative-path": (image_at(lambda m: "images/a.png"), "Unsupported image location 'images/a.png'"),
+    "ftp-url": (image_at(lambda m: "ftp://127.0.0.1/a.png"), "Unsupported image location ftp://"),
+    "file-url": (image_at(lambda m: "file:///etc/passwd"), "Unsupported image location file:///etc/passwd:"),
+    "s3-uri": (image_at(lambda m: "s3://bucket/a.png"), "Cloud storage URI s3://bucket/a.png is not supported"),
+    "relative-path": (image_at(lambda m: "images/a.png"), "Unsupported image location images/a.png:"),
     "very-long-url": (image_at(lambda m: m.public("x" * 60_000 + ".png")), "HTTP 404 (Not Found)"),
     "local-file-dotdot": (image_at(local("../secret.png")), "outside LOCAL_FILES_DOCUMENT_ROOT"),
     "local-file-encoded-dotdot": (image_at(local("..%2Fsecret.png")), "outside LOCAL_FILES_DOCUMENT_ROOT"),
@@ -378,6 +378,16 @@ def predict_body(**fields: Any) -> dict[str, Any]:
     return {**body, **fields}
 
 
+def nested_json(depth: int) -> dict[str, Any]:
+    """A request whose ``tasks`` nests lists ``depth`` deep (json.loads recurses once per level)."""
+    body = '{"project": "21.1", "tasks": ' + "[" * depth + "]" * depth + "}"
+    return {"data": body, "headers": {"Content-Type": "application/json"}}
+
+
+def event_body(project: object) -> dict[str, Any]:
+    return {"json": {"action": "ANNOTATION_CREATED", "project": project, "annotation": {"id": 1}}}
+
+
 NO_CONTROL = '<View><Text name="t" value="$text"/><Choices name="c" toName="t"><Choice value="a"/></Choices></View>'
 
 REFUSED_REQUESTS: dict[str, tuple[str, dict[str, Any], int, str]] = {
@@ -453,8 +463,29 @@ REFUSED_REQUESTS: dict[str, tuple[str, dict[str, Any], int, str]] = {
         'model_path="/etc/passwd", which points outside MODEL_ROOT',
     ),
     "model-path-link-out": ("/setup", {"json": setup_body("escape.pt")}, 500, "resolve outside MODEL_ROOT"),
+    "model-path-too-long": ("/setup", {"json": setup_body("x" * 300 + ".pt")}, 400, "of 303 characters"),
+    "deeply-nested-predict": ("/predict", nested_json(200_000), 400, "/predict: the JSON body nests deeper than 100"),
+    "nested-past-the-limit": ("/predict", nested_json(150), 400, "/predict: the JSON body nests deeper than 100"),
+    "deeply-nested-setup": ("/setup", nested_json(200_000), 400, "/setup: the JSON body nests deeper than 100"),
+    "deeply-nested-webhook": ("/webhook", nested_json(200_000), 400, "/webhook: the JSON body nests deeper than 100"),
+    "project-negative": ("/webhook", event_body(-4), 400, "-4 is not a project id"),
+    "project-float": ("/webhook", event_body(1.9), 400, "1.9 is not a project id"),
+    "project-not-ascii-digits": ("/webhook", event_body("٣.1700000000"), 400, "is not a project id"),
+    "project-negative-string": ("/webhook", event_body("-4.1700000000"), 400, "is not a project id"),
+    "project-boolean": ("/webhook", event_body(True), 400, "True is not a project id"),
+    "training-project-negative": ("/train", {"json": {"project": "-4"}}, 400, "-4 is not a project id"),
+    "unknown-route": ("/no-such-route", {"json": {}}, 404, "POST /no-such-route: Not Found"),
+    "wrong-method": ("/health", {"json": {}}, 405, "POST /health: Method Not Allowed"),
 }
 """Requests Label Studio cannot be answered for, the status (500: the server's own files are wrong) and the error."""
+
+
+@pytest.mark.parametrize("project", [3, "3", "3.1700000000", {"id": 3, "title": "Cats"}])
+def test_label_studio_s_project_ids_are_taken_for_training(backend: Backend, project: object) -> None:
+    response = backend.post("/webhook", json=event_body(project)["json"])
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"status": "waiting", "project": 3, "new_annotations": response.json()["new_annotations"]}
 
 
 @pytest.mark.parametrize("case", list(REFUSED_REQUESTS))

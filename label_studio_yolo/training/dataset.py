@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from label_studio_yolo.logsafe import printable
 from label_studio_yolo.media import ImageLoader, MediaError
 from label_studio_yolo.regions import ImageSize
 from label_studio_yolo.training.annotations import AnnotatedTask, AnnotationError
@@ -90,7 +91,7 @@ def write_dataset(
             written = _write_sample(task, loader, plan, root, split)
         except (MediaError, AnnotationError) as error:
             dataset.skipped[task.task_id] = str(error)
-            logger.warning("Task %s left out of training: %s", task.task_id, error)
+            logger.warning("Task %s left out of training: %s", printable(task.task_id), printable(str(error), 500))
             continue
         if split == "val":
             dataset.val_ids.append(task.task_id)

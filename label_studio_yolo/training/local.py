@@ -16,8 +16,9 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
+from label_studio_yolo.projects import project_id_of
 from label_studio_yolo.settings import BackendSettings
-from label_studio_yolo.training.scheduler import ANNOTATION_EVENTS, JOB_HISTORY, START_TRAINING, project_id_of
+from label_studio_yolo.training.scheduler import ANNOTATION_EVENTS, JOB_HISTORY, START_TRAINING
 
 logger = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, Protocol
 
+from label_studio_yolo.projects import project_id_of
 from label_studio_yolo.settings import BackendSettings
 
 logger = logging.getLogger(__name__)
@@ -66,17 +67,6 @@ class Scheduler(Protocol):
 
 class TrainingQueueUnavailable(RuntimeError):
     """Redis cannot be reached or did not answer in time: nothing was queued or read."""
-
-
-def project_id_of(data: dict[str, Any]) -> int | None:
-    """The numeric project id in a webhook payload (``project`` is a dict, an id, or ``"<id>.<epoch>"``)."""
-    project = data.get("project")
-    if isinstance(project, dict):
-        project = project.get("id")
-    try:
-        return int(str(project).split(".")[0])
-    except ValueError:
-        return None
 
 
 def key(project: int, name: str) -> str:
