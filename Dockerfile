@@ -23,13 +23,16 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+RUN pip install pip==25.3
 
 # torch/torchvision first, from the chosen PyTorch index. requirements.txt pins
 # the same versions, so the next step keeps this (CPU or CUDA) build.
 RUN pip install --index-url "${TORCH_INDEX_URL}" torch==2.14.1 torchvision==0.29.1
 
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install -r /tmp/requirements.txt
+COPY requirements.txt requirements-nodeps.txt /tmp/
+# label-studio-ml without its stale Flask/Werkzeug pins: see the Makefile's install step.
+RUN pip install -r /tmp/requirements.txt \
+    && pip install --no-deps -r /tmp/requirements-nodeps.txt
 
 # ---------------------------------------------------------------------------
 # Stage 2: slim runtime image.
@@ -70,6 +73,7 @@ EXPOSE 9090
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
     CMD python -m label_studio_yolo.healthcheck /health
 
-# sh -c so that ${PORT}/${WORKERS}/${THREADS} expand at run time; exec so gunicorn is PID 1 and gets signals. On
-# SIGTERM (docker stop, Kubernetes) gunicorn lets requests finish for 100 s: a /predict may take PREDICT_TIME_BUDGET.
-CMD ["sh", "-c", "exec gunicorn --bind :${PORT} --workers ${WORKERS} --threads ${THREADS} --timeout 300 --graceful-timeout 100 _wsgi:app"]
+# gunicorn reads /app/gunicorn.conf.py, as `make run` does: the ASGI front on ${PORT}, ${WORKERS} processes of
+# ${THREADS} request threads, read from the environment at start. gunicorn is PID 1 and gets the signals: on SIGTERM
+# (docker stop, Kubernetes) it lets requests finish for 100 s, as a /predict may take PREDICT_TIME_BUDGET.
+CMD ["gunicorn"]

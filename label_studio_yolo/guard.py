@@ -9,6 +9,10 @@ Both act before Flask sees a request, on every route (unknown ones too):
   reads a chunked body to its end whatever its size. The guard therefore refuses a declared ``Content-Length``
   over the limit unread, and reads a body without one itself, stopping one byte past the limit.
 
+Served by gunicorn, the ASGI front (:mod:`label_studio_yolo.front`) asks :func:`header_refusal` too, on the event
+loop before it buffers a body, so slow or unauthenticated clients never hold a request thread; this middleware
+then still guards Flask's development server and the test client.
+
 Example:
     >>> app.wsgi_app = RequestGuard(app.wsgi_app, ("label-studio", "s3cret"), 100 * 1024 * 1024)
 """
@@ -23,6 +27,7 @@ import io
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Response
@@ -88,6 +93,57 @@ def credentials_problem(header: str | None, expected: tuple[str, str]) -> str | 
     return None if any(matches) else "wrong user or password"
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """A request answered with an error before the app sees it: the status, the log's reason, the client's answer."""
+
+    status: int
+    reason: str
+    """What the WARNING line says (never a header's value)."""
+    message: str
+    """What the client reads in the JSON error."""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def response(self) -> Response:
+        """The JSON error, as the app's own errors look."""
+        return error_response(self.status, self.message, self.headers or None)
+
+
+def too_large(max_bytes: int) -> Refusal:
+    """The 413 of a body over ``max_bytes``, declared or counted."""
+    return Refusal(413, f"body over MAX_REQUEST_BYTES ({max_bytes} bytes)", too_large_message(max_bytes))
+
+
+def header_refusal(
+    authorization: str | None, content_length: str | None, credentials: tuple[str, str] | None, max_bytes: int
+) -> Refusal | None:
+    """Whether a request is refused on its headers alone, before any byte of its body is read; None if not.
+
+    Both the WSGI middleware (:class:`RequestGuard`) and the ASGI front (:mod:`label_studio_yolo.front`) ask this, so
+    they answer alike. ``authorization`` and ``content_length`` are the header values as WSGI gives them (Latin-1
+    text, repeated headers joined with commas); ``credentials`` None means Basic auth is off. Credentials are checked
+    first: a client without them learns nothing about the size limit.
+    """
+    if credentials is not None:
+        problem = credentials_problem(authorization, credentials)
+        if problem is not None:
+            challenge = {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'}
+            return Refusal(401, problem, UNAUTHORIZED, challenge)
+    declared = (content_length or "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        return too_large(max_bytes)
+    return None
+
+
+def log_refusal(method: str, path: str, remote_addr: str, refusal: Refusal) -> None:
+    """One WARNING line per refused request (a newline in the path is escaped): never a header's value.
+
+    ``path`` is WSGI's ``PATH_INFO`` (the URL's bytes as Latin-1 text).
+    """
+    method, path = (text.encode("unicode_escape").decode() for text in (method, path))
+    logger.warning("Refused %s %s from %s with %d: %s", method, path, remote_addr, refusal.status, refusal.reason)
+
+
 class RequestGuard:
     """WSGI middleware: HTTP Basic auth (when ``credentials`` is set), then a limit on the body size."""
 
@@ -97,22 +153,18 @@ class RequestGuard:
         self.max_bytes = max_bytes
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if self.credentials is not None:
-            problem = credentials_problem(environ.get("HTTP_AUTHORIZATION"), self.credentials)
-            if problem is not None:
-                _log_refusal(environ, 401, problem)
-                challenge = {"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'}
-                return error_response(401, UNAUTHORIZED, challenge)(environ, start_response)
-        if self._body_too_large(environ):
-            _log_refusal(environ, 413, f"body over MAX_REQUEST_BYTES ({self.max_bytes} bytes)")
-            return error_response(413, too_large_message(self.max_bytes))(environ, start_response)
+        authorization, declared = environ.get("HTTP_AUTHORIZATION"), environ.get("CONTENT_LENGTH")
+        refusal = header_refusal(authorization, declared, self.credentials, self.max_bytes)
+        if refusal is None and not declared and self._unframed_body_too_large(environ):
+            refusal = too_large(self.max_bytes)
+        if refusal is not None:
+            method, path, peer = (environ.get(key, "?") for key in ("REQUEST_METHOD", "PATH_INFO", "REMOTE_ADDR"))
+            log_refusal(method, path, peer, refusal)
+            return refusal.response()(environ, start_response)
         return self.app(environ, start_response)
 
-    def _body_too_large(self, environ: WSGIEnvironment) -> bool:
-        """Whether the body is over the limit; a body without a length is read here and handed on in memory."""
-        declared = environ.get("CONTENT_LENGTH")
-        if declared:
-            return declared.strip().isdigit() and int(declared) > self.max_bytes
+    def _unframed_body_too_large(self, environ: WSGIEnvironment) -> bool:
+        """Whether a body without a length is over the limit; it is read here and handed on in memory."""
         if not environ.get("wsgi.input_terminated"):  # no length, no end marker: Werkzeug reads nothing
             return False
         body = bytearray()
@@ -127,9 +179,3 @@ class RequestGuard:
         environ["wsgi.input"] = io.BytesIO(bytes(body))
         environ["CONTENT_LENGTH"] = str(len(body))
         return False
-
-
-def _log_refusal(environ: WSGIEnvironment, status: int, reason: str) -> None:
-    """One WARNING line per refused request (a newline in the path is escaped): never a header's value."""
-    method, path = (environ.get(key, "?").encode("unicode_escape").decode() for key in ("REQUEST_METHOD", "PATH_INFO"))
-    logger.warning("Refused %s %s from %s with %d: %s", method, path, environ.get("REMOTE_ADDR", "?"), status, reason)

@@ -124,6 +124,13 @@ class BackendSettings(BaseSettings):
     max_request_bytes: int = Field(
         DEFAULT_MAX_REQUEST_BYTES, gt=0, description="Largest request body (bytes); larger ones get 413."
     )
+    threads: int = Field(16, gt=0, description="Request threads per server process (the front's pool).")
+    request_body_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a request body may take to arrive after its headers; a slower one gets 408. Label Studio "
+        "gives a whole /predict 100 s; 60 s takes the default MAX_REQUEST_BYTES at 1.7 MB/s.",
+    )
 
     vlm_base_url: str | None = Field(
         None, description="OpenAI-compatible endpoint of a vision-language model, e.g. http://vllm:8000/v1."

@@ -1,5 +1,6 @@
 """Static checks of the deployment files: docker-compose.yml, validated against the Compose Specification
-schema vendored by check-jsonschema, and the Dockerfile, read as text. No Docker engine is needed."""
+schema vendored by check-jsonschema, the Dockerfile, read as text, and gunicorn.conf.py, which every place that
+serves shares. No Docker engine is needed."""
 
 from __future__ import annotations
 
@@ -7,15 +8,23 @@ import copy
 import importlib.resources
 import json
 import re
+import runpy
 from pathlib import Path
 from typing import Any
 
+import gunicorn.config
 import jsonschema
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
+GUNICORN_CONF = ROOT / "gunicorn.conf.py"
+MAKEFILE = ROOT / "Makefile"
+
+SERVING_VARIABLES = {"WORKERS", "PORT"}
+"""Variables read by gunicorn.conf.py rather than the backend's settings."""
 
 
 def load_compose() -> dict[str, Any]:
@@ -43,6 +52,17 @@ def dockerfile_env() -> dict[str, str]:
         if instruction.upper().startswith("ENV "):
             env.update(re.findall(r"(\w+)=(\S+)", instruction))
     return env
+
+
+def gunicorn_config(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
+    """The settings gunicorn.conf.py gives gunicorn when the environment holds ``env`` (and no other serving
+    variable)."""
+    for name in SERVING_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    values = runpy.run_path(str(GUNICORN_CONF))
+    return {name: value for name, value in values.items() if not name.startswith("__") and name != "os"}
 
 
 def resolve_default(value: str) -> str:
@@ -105,7 +125,9 @@ def test_dockerfile_runs_gunicorn_as_non_root_with_healthcheck() -> None:
     assert users and users[-1] not in ("root", "0")
     assert any(line.upper().startswith("HEALTHCHECK ") and "/health" in line for line in instructions)
     cmd = [line for line in instructions if line.upper().startswith("CMD ")][-1]
-    assert "gunicorn" in cmd and "_wsgi:app" in cmd
+    assert json.loads(cmd.split(None, 1)[1]) == ["gunicorn"], "gunicorn.conf.py alone says how to serve"
+    assert "WORKDIR /app" in instructions and "COPY --chown=app:app . /app" in instructions
+    assert "gunicorn.conf.py" not in (ROOT / ".dockerignore").read_text()
     volumes = [line for line in instructions if line.upper().startswith("VOLUME ")]
     assert any("/models" in line for line in volumes)
 
@@ -125,7 +147,45 @@ def test_every_compose_variable_is_a_setting_the_backend_reads() -> None:
 
     names = set(load_compose()["services"]["backend"]["environment"])
     settings = {name.upper() for name in BackendSettings.model_fields}
-    gunicorn = {"WORKERS", "THREADS", "PORT"}
-
-    assert names - settings - gunicorn == set()
+    assert names - settings - SERVING_VARIABLES == set()
     assert {"INFERENCE_RUNTIME", "INFERENCE_LANES", "TORCH_THREADS", "PREDICT_TIME_BUDGET"} <= names
+
+
+def test_gunicorn_conf_serves_the_asgi_front_with_the_environment_s_port_and_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    defaults = gunicorn_config(monkeypatch)
+    assert set(defaults) <= {setting.name for setting in gunicorn.config.KNOWN_SETTINGS}, "a misspelt one is ignored"
+    assert defaults["wsgi_app"] == "_wsgi:asgi_app" and defaults["worker_class"] == "asgi"
+    assert (defaults["bind"], defaults["workers"]) == ([":9090"], 1)
+    assert (defaults["timeout"], defaults["graceful_timeout"]) == (300, 100)
+
+    configured = gunicorn_config(monkeypatch, PORT="8000", WORKERS="3")
+    assert (configured["bind"], configured["workers"]) == ([":8000"], 3)
+
+
+def test_every_place_that_serves_runs_gunicorn_with_gunicorn_conf_alone() -> None:
+    """make run, the image (so compose and Kubernetes) and the tests give gunicorn no flag that would override it."""
+    recipe = MAKEFILE.read_text().split("\nrun:", 1)[1].split("\n\n", 1)[0].strip().splitlines()[1:]
+    assert recipe == ["\tPORT=$(PORT) WORKERS=$(WORKERS) THREADS=$(THREADS) $(VENV)/bin/gunicorn"]
+    assert "command" not in load_compose()["services"]["backend"], "the image's CMD serves"
+    conftest = (ROOT / "tests" / "e2e" / "conftest.py").read_text()
+    assert 'command = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]' in conftest
+
+
+def test_the_serving_variables_reach_the_asgi_front(monkeypatch: pytest.MonkeyPatch) -> None:
+    from label_studio_yolo.front import buffering_front
+
+    monkeypatch.setenv("THREADS", "3")
+    monkeypatch.setenv("REQUEST_BODY_TIMEOUT", "7.5")
+    front = buffering_front(lambda environ, start_response: [])
+    assert (front.threads, front.wsgi.executor._max_workers, front.body_timeout) == (3, 3, 7.5)
+
+    monkeypatch.setenv("THREADS", "0")
+    with pytest.raises(ValueError, match="threads"):
+        buffering_front(lambda environ, start_response: [])
+
+
+def test_docker_stop_waits_longer_than_gunicorn_lets_requests_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    grace = load_compose()["services"]["backend"]["stop_grace_period"]
+    assert int(grace.removesuffix("s")) > gunicorn_config(monkeypatch)["graceful_timeout"]

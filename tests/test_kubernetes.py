@@ -15,14 +15,13 @@ import pytest
 import yaml
 
 from label_studio_yolo.settings import BackendSettings
-from tests.test_deployment_files import dockerfile_env
+from tests.test_deployment_files import SERVING_VARIABLES, dockerfile_env, gunicorn_config
 
 FOLDER = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.37.0"
 """The API version validated against (the newest whose schemas kubernetes-validate ships)."""
 
 HEALTH_CHECK = ["python", "-m", "label_studio_yolo.healthcheck", "/health"]
-GUNICORN_SETTINGS = {"WORKERS", "THREADS", "PORT"}
 
 
 def documents(name: str) -> list[dict[str, Any]]:
@@ -100,7 +99,7 @@ def test_every_configured_variable_is_a_setting_the_backend_reads() -> None:
     settings = {name.upper() for name in BackendSettings.model_fields}
     config = set(applied()[("ConfigMap", "yolo-backend-config")]["data"])
     secret = set(documents("secret.example.yaml")[0]["stringData"])
-    assert config - settings - GUNICORN_SETTINGS == set()
+    assert config - settings - SERVING_VARIABLES == set()
     assert secret <= settings and {"LABEL_STUDIO_API_KEY", "BASIC_AUTH_USER", "BASIC_AUTH_PASS"} == secret
     assert {"MODEL_DIR", "MODEL_ROOT", "REDIS_URL", "LABEL_STUDIO_URL"} <= config
 
@@ -128,12 +127,16 @@ def test_the_backend_is_probed_with_the_health_check_that_sends_basic_auth() -> 
         assert container[probe]["timeoutSeconds"] >= 5, "a cold Python start of the check takes about a second"
 
 
-def test_a_stopping_replica_leaves_the_service_before_it_stops_and_finishes_its_requests() -> None:
+def test_a_stopping_replica_leaves_the_service_before_it_stops_and_finishes_its_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     spec = pod_spec("yolo-backend")
     container = spec["containers"][0]
     assert container["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
     predict_budget = BackendSettings.model_fields["predict_time_budget"].default
-    assert spec["terminationGracePeriodSeconds"] > 100 > predict_budget, "gunicorn's --graceful-timeout is 100 s"
+    graceful = gunicorn_config(monkeypatch)["graceful_timeout"]
+    assert spec["terminationGracePeriodSeconds"] > graceful > predict_budget, "gunicorn.conf.py's graceful_timeout"
+    assert "command" not in spec["containers"][0] and "args" not in spec["containers"][0], "the image's CMD serves"
     assert applied()[("PodDisruptionBudget", "yolo-backend")]["spec"]["minAvailable"] == 1
     strategy = applied()[("Deployment", "yolo-backend")]["spec"]["strategy"]
     assert strategy["rollingUpdate"]["maxUnavailable"] == 0

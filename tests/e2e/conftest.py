@@ -22,6 +22,10 @@ from conftest import BOXES_CONFIG, PROJECT_ROOT, WEIGHTS_NAME
 from tests.support.label_studio import LabelStudioServer, label_studio_bin, running_label_studio
 from tests.support.processes import free_port, running_server
 
+TEST_MEDIA_HOSTS = "public,127.0.0.1"
+"""MEDIA_ALLOWED_HOSTS of the tests' backends: their image servers stand in for public hosts on 127.0.0.1 (the
+trust-boundary tests put a refused host on 127.0.0.2)."""
+
 
 @dataclass(frozen=True)
 class BackendServer:
@@ -52,7 +56,8 @@ def backend_server(
     warm_up: bool = True,
     **settings: str,
 ) -> Iterator[BackendServer]:
-    """The backend as users run it: gunicorn serving ``_wsgi:app`` with MODEL_ROOT, MODEL_PATH and ``settings``.
+    """The backend as users run it: gunicorn, configured by ``gunicorn.conf.py``, with MODEL_ROOT, MODEL_PATH and
+    ``settings``; ``threads`` is THREADS, the request threads of each of the ``workers`` processes.
 
     ``auth`` (user, password) switches on Basic auth and is sent with the start-up probes; ``warm_up`` waits for the
     preloaded weights (see :func:`_wait_until_weights_loaded`).
@@ -71,20 +76,15 @@ def backend_server(
         "LABEL_STUDIO_URL": "",
         "LABEL_STUDIO_API_KEY": "",
         "LOCAL_FILES_DOCUMENT_ROOT": "",
+        "MEDIA_ALLOWED_HOSTS": TEST_MEDIA_HOSTS,
         **({"BASIC_AUTH_USER": auth[0], "BASIC_AUTH_PASS": auth[1]} if auth else {}),
         **settings,
     }
+    # As `make run` and the image run it: gunicorn reads ./gunicorn.conf.py (the ASGI front of _wsgi:asgi_app, whose
+    # pool has THREADS threads); only the address, on loopback here, and the process count are given.
+    env["THREADS"] = str(threads)
     gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    command = [
-        gunicorn,
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-        "_wsgi:app",
-    ]
+    command = [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(workers)]
     credentials = f"{quote(auth[0], safe='')}:{quote(auth[1], safe='')}@" if auth else ""  # requests sends them
     health = f"http://{credentials}127.0.0.1:{port}/health"
     with running_server(command, health, log, env, PROJECT_ROOT, 120.0) as process:
