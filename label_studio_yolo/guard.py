@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING
 
 from werkzeug.wrappers import Response
 
+from label_studio_yolo.logsafe import printable
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -140,7 +142,7 @@ def log_refusal(method: str, path: str, remote_addr: str, refusal: Refusal) -> N
 
     ``path`` is WSGI's ``PATH_INFO`` (the URL's bytes as Latin-1 text).
     """
-    method, path = (text.encode("unicode_escape").decode() for text in (method, path))
+    method, path = printable(method), printable(path)
     logger.warning("Refused %s %s from %s with %d: %s", method, path, remote_addr, refusal.status, refusal.reason)
 
 

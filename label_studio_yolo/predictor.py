@@ -27,7 +27,7 @@ from typing import Any
 from label_studio_yolo.controls import ControlPredictor
 from label_studio_yolo.decoding import Pixels
 from label_studio_yolo.inference import ModelOutput, run_model
-from label_studio_yolo.logsafe import printable
+from label_studio_yolo.logsafe import json_type, printable
 from label_studio_yolo.media import ImageLoader, MediaError
 from label_studio_yolo.prefetch import ImageSource, MediaPrefetcher
 from label_studio_yolo.regions import ImageSize
@@ -329,12 +329,6 @@ def _shown(error: object) -> str:
 def _frames(error: BaseException) -> str:
     """The traceback of ``error`` without its message (which may quote the request; it is logged escaped)."""
     return "Traceback (most recent call last):\n" + "".join(traceback.format_tb(error.__traceback__)).rstrip()
-
-
-def json_type(value: object) -> str:
-    """The JSON name of ``value``'s type, as a Label Studio user would call it."""
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
-    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _without_missing_parents(regions: list[dict[str, Any]]) -> list[dict[str, Any]]:

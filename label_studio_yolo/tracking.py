@@ -31,7 +31,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -44,6 +43,7 @@ from label_studio_yolo.logsafe import printable, url_shown
 from label_studio_yolo.media import LOCAL_FILES_PREFIX, ImageLoader, MediaError
 from label_studio_yolo.regions import ImageSize
 from label_studio_yolo.settings import DEFAULT_MAX_PIXELS
+from label_studio_yolo.torch_thread import DedicatedThread
 from label_studio_yolo.weights import LoadedWeights
 
 if TYPE_CHECKING:
@@ -345,11 +345,6 @@ def _tracking_model(weights: LoadedWeights) -> _TrackingModel:
     return cached
 
 
-_tracking_executor: ThreadPoolExecutor | None = None
-"""The tracking thread, started on first use (never at import: gunicorn forks after importing the app)."""
-_tracking_executor_lock = threading.Lock()
-
-
 def on_tracking_thread(function: Callable[_Params, _Result], *args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
     """Run ``function`` on this process's tracking thread, after the videos queued before it; wait and return its
     result (or raise its exception).
@@ -358,14 +353,7 @@ def on_tracking_thread(function: Callable[_Params, _Result], *args: _Params.args
     :data:`TRACKING_THREADS` cores go to videos, whatever the number of video requests), and the tracking instances
     are never used by two threads at once.
     """
-    global _tracking_executor
-    with _tracking_executor_lock:
-        if _tracking_executor is None:
-            _tracking_executor = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="tracking", initializer=_use_tracking_threads
-            )
-        executor = _tracking_executor
-    return executor.submit(function, *args, **kwargs).result()
+    return _tracking_thread.call(function, *args, **kwargs)
 
 
 def _use_tracking_threads() -> None:
@@ -373,3 +361,6 @@ def _use_tracking_threads() -> None:
     import torch
 
     torch.set_num_threads(TRACKING_THREADS)
+
+
+_tracking_thread = DedicatedThread("tracking", initializer=_use_tracking_threads)
