@@ -1,6 +1,7 @@
 """The training queue policy on a real, private Redis: when a job is queued, folded, or not queued at all.
 
-No rq worker runs here, so queued jobs stay queued and the tests can look at exactly what a worker would pick up.
+No rq worker runs here, so queued jobs stay queued and the tests can look at exactly what a worker would pick up
+(``tests/test_training_events.py`` runs one, for events that arrive while it starts a job).
 The last tests go through the Flask app, as Label Studio does, including with Redis down: the webhook must fail fast
 and predictions must keep working.
 """
@@ -133,6 +134,29 @@ def test_a_claimed_job_makes_room_for_the_next_one_and_resets_the_count(schedule
     assert following["status"] == "queued" and following["job_id"] != running
     assert queue.job_ids == [running, following["job_id"]]
     assert scheduler.on_event("START_TRAINING", event("START_TRAINING"))["job_id"] == following["job_id"]
+
+
+def test_the_count_starts_again_when_a_job_is_queued(scheduler, queue, empty_redis) -> None:
+    """Annotations after the one that queued a job count towards the next job, not again towards this one."""
+    queued = [scheduler.on_event("ANNOTATION_CREATED", event("ANNOTATION_CREATED")) for _ in range(3)][-1]
+    assert queued["status"] == "queued"
+    after = scheduler.on_event("ANNOTATION_CREATED", event("ANNOTATION_CREATED"))
+    assert after == {"status": "waiting", "project": 5, "new_annotations": 1}
+    assert empty_redis.get("label-studio-yolo:project:5:new_annotations") == b"1"
+    assert queue.job_ids == [queued["job_id"]]
+
+
+def test_an_annotation_counted_before_a_job_was_queued_and_claimed_waits(scheduler, queue, empty_redis) -> None:
+    """The count reached the minimum, then (before this request took the enqueue lock) Start Training queued a job
+    that a worker claimed: that job reads the annotation, so it queues nothing."""
+    for _ in range(2):
+        scheduler.on_event("ANNOTATION_CREATED", event("ANNOTATION_CREATED"))
+    assert scheduler.count_annotation(5) == 3  # this request's count: the minimum
+    other = scheduler.on_event("START_TRAINING", event("START_TRAINING"))["job_id"]  # another request, meanwhile
+    claim(empty_redis, 5, other)
+
+    assert scheduler.fold_or_queue(5, "ANNOTATION_CREATED") == {"status": "waiting", "project": 5, "new_annotations": 0}
+    assert queue.job_ids == [other]
 
 
 def test_claiming_an_older_job_keeps_the_queued_one(scheduler, queue, empty_redis) -> None:

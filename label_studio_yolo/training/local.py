@@ -1,8 +1,9 @@
 """Training without Redis: jobs run one at a time in a background process of the backend.
 
-The same policy as the rq scheduler (one queued and one running job per project, events fold into the queued
-job, ``TRAIN_MIN_NEW_ANNOTATIONS``), kept in this process's memory. Each job runs in a fresh ``spawn`` process, so a
-crash in training never takes the web server down. Meant for a laptop with one backend process; use Redis and
+The same policy as the rq scheduler (:class:`~label_studio_yolo.training.scheduler.EventPolicy`: one queued and one
+running job per project, events fold into the queued job, ``TRAIN_MIN_NEW_ANNOTATIONS`` since the last job was
+queued), kept in this process's memory. Each job runs in a fresh ``spawn`` process, so a crash in training never
+takes the web server down; it logs as an rq worker does. Meant for a laptop with one backend process; use Redis and
 ``rq worker`` for anything bigger.
 """
 
@@ -16,25 +17,29 @@ from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
-from label_studio_yolo.projects import project_id_of
 from label_studio_yolo.settings import BackendSettings
-from label_studio_yolo.training.scheduler import ANNOTATION_EVENTS, JOB_HISTORY, START_TRAINING
+from label_studio_yolo.training.scheduler import JOB_HISTORY, EventPolicy
 
 logger = logging.getLogger(__name__)
 
 
 def _run_job(project: int, report: Connection) -> None:
     """Child process: train, and send back ("finished", result) or ("failed", reason)."""
+    from label_studio_yolo.logging_setup import configure_package_logging
     from label_studio_yolo.training.job import train_project
 
     try:
+        configure_package_logging(BackendSettings().log_level)  # a spawned process starts with no logging set up
         report.send(("finished", train_project(project)))
     except Exception as error:  # reported to the parent, which logs it and keeps the web server up
         report.send(("failed", f"{type(error).__name__}: {error}"))
 
 
-class LocalScheduler:
-    """Queues training jobs in memory and runs them in a child process, one at a time."""
+class LocalScheduler(EventPolicy):
+    """Queues training jobs in memory and runs them in a child process, one at a time.
+
+    A job claims its slot when the runner takes it off the queue, before its process reads any annotation.
+    """
 
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings
@@ -45,22 +50,29 @@ class LocalScheduler:
         self._runner: threading.Thread | None = None
         logger.info("No REDIS_URL: training jobs run one at a time in a background process of this backend")
 
-    def on_event(self, action: str, data: dict[str, Any]) -> dict[str, Any]:
-        project = project_id_of(data)
-        if project is None or (action not in ANNOTATION_EVENTS and action != START_TRAINING):
-            return {"status": "ignored", "action": action}
+    def count_annotation(self, project: int) -> int:
         with self._condition:
-            if action in ANNOTATION_EVENTS:
-                count = self._new_annotations.get(project, 0) + 1
-                self._new_annotations[project] = count
-                if count < self.settings.train_min_new_annotations:
-                    return {"status": "waiting", "project": project, "new_annotations": count}
-            if project in self._queue:
+            count = self._new_annotations.get(project, 0) + 1
+            self._new_annotations[project] = count
+            return count
+
+    def fold_or_queue(self, project: int, reason: str) -> dict[str, Any]:
+        with self._condition:
+            count_now = self._new_annotations.get(project, 0)
+            decision = self.decide(reason, project in self._queue, count_now)
+            if decision == "fold":
+                self._history[project][0]["folded_events"] += 1
                 return {"status": "folded", "project": project}
+            if decision == "wait":
+                return self.waiting(project, count_now)
             self._queue.append(project)
-            self._record(project, {"status": "queued", "reason": action, "enqueued_at": time.time()})
+            self._new_annotations[project] = 0
+            self._record(
+                project, {"status": "queued", "reason": reason, "enqueued_at": time.time(), "folded_events": 0}
+            )
             self._ensure_runner()
             self._condition.notify()
+        logger.info("Project %s: local training job queued (%s)", project, reason)
         return {"status": "queued", "project": project}
 
     def jobs(self, project: int) -> list[dict[str, Any]]:

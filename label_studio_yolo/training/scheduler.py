@@ -2,10 +2,13 @@
 
 - ``START_TRAINING`` queues a job now.
 - ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` / ``ANNOTATIONS_DELETED`` count as new annotations; a job is
-  queued once ``TRAIN_MIN_NEW_ANNOTATIONS`` have arrived since the last job started.
-- An event that arrives while the project already has a queued job folds into it (the job reads every annotation
-  from Label Studio when it starts, so nothing is missed).
+  queued once ``TRAIN_MIN_NEW_ANNOTATIONS`` have arrived since the last job was queued (the count starts again
+  when a job is queued, and when a job claims its slot in the worker, just before it reads the annotations).
+- An event that arrives while the project's job has not claimed its slot yet (queued, or started but still
+  starting) folds into it: that job reads every annotation from Label Studio after it claims, so nothing is missed.
 - Any other action is accepted and ignored.
+
+:class:`EventPolicy` holds these rules; :class:`RedisScheduler` and the local scheduler keep the count and the job.
 
 With ``REDIS_URL`` the job goes to an rq queue served by ``rq worker`` processes on any machine. Every Redis call
 of the web process has short timeouts and no retries (redis-py's defaults would wait 5 s to connect and 5 s for an
@@ -23,12 +26,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from label_studio_yolo.projects import project_id_of
 from label_studio_yolo.settings import BackendSettings
+
+if TYPE_CHECKING:
+    from rq.job import Job
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +81,59 @@ def key(project: int, name: str) -> str:
     return f"{KEY_PREFIX}:project:{project}:{name}"
 
 
-class RedisScheduler:
+class EventPolicy(ABC):
+    """When an event queues a job, folds into the project's job, waits for more annotations, or is ignored.
+
+    A scheduler keeps, per project, the count of annotation events since its last job was queued and the job that
+    has not claimed its slot yet (if any); it says how to change them atomically.
+
+    Why an event may fold into a job that rq has already started: the job claims its slot (the scheduler forgets
+    it and the count starts again) before it reads any annotation from Label Studio, and Label Studio saves an
+    annotation before it sends the webhook. So a job that claims after the event arrived reads that annotation,
+    and a second job would train on the same data. Only once the job has claimed do events queue the next job.
+    """
+
+    settings: BackendSettings
+
+    def on_event(self, action: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Count, fold or queue, as the module's rules say; the answer names what happened."""
+        project = project_id_of(data)
+        if project is None or (action not in ANNOTATION_EVENTS and action != START_TRAINING):
+            return {"status": "ignored", "action": action}
+        if action in ANNOTATION_EVENTS:
+            count = self.count_annotation(project)
+            if count < self.settings.train_min_new_annotations:
+                return self.waiting(project, count)
+        return self.fold_or_queue(project, action)
+
+    @abstractmethod
+    def count_annotation(self, project: int) -> int:
+        """Add one annotation event to the project's count and return the count."""
+
+    @abstractmethod
+    def fold_or_queue(self, project: int, reason: str) -> dict[str, Any]:
+        """Under the project's lock: :meth:`decide`, then fold into the job, answer waiting, or queue a job and
+        start the count again (in one step with queueing it)."""
+
+    def decide(self, reason: str, unclaimed_job: bool, count_now: int) -> str:
+        """``"fold"``, ``"wait"`` or ``"queue"``, taken under the project's lock.
+
+        ``count_now`` is the count read under the lock: an annotation event that reached the minimum finds it lower
+        when a job was queued or claimed since the event was counted, and that job reads the annotation.
+        """
+        if unclaimed_job:
+            return "fold"
+        if reason in ANNOTATION_EVENTS and count_now < self.settings.train_min_new_annotations:
+            return "wait"
+        return "queue"
+
+    @staticmethod
+    def waiting(project: int, count: int) -> dict[str, Any]:
+        """The answer to an annotation event that did not queue a job."""
+        return {"status": "waiting", "project": project, "new_annotations": count}
+
+
+class RedisScheduler(EventPolicy):
     """Queues training jobs on rq."""
 
     def __init__(self, settings: BackendSettings) -> None:
@@ -89,15 +148,11 @@ class RedisScheduler:
         self.queue = Queue(settings.training_queue, connection=self.redis)
 
     def on_event(self, action: str, data: dict[str, Any]) -> dict[str, Any]:
-        project = project_id_of(data)
-        if project is None or (action not in ANNOTATION_EVENTS and action != START_TRAINING):
-            return {"status": "ignored", "action": action}
         with self._reaching_redis():
-            if action in ANNOTATION_EVENTS:
-                count = int(self.redis.incr(key(project, "new_annotations")))
-                if count < self.settings.train_min_new_annotations:
-                    return {"status": "waiting", "project": project, "new_annotations": count}
-            return self.enqueue(project, action)
+            return super().on_event(action, data)
+
+    def count_annotation(self, project: int) -> int:
+        return int(self.redis.incr(key(project, "new_annotations")))
 
     def jobs(self, project: int) -> list[dict[str, Any]]:
         from label_studio_yolo.training.status import redis_jobs  # status imports this module
@@ -117,8 +172,8 @@ class RedisScheduler:
             address = where.get("path") or f"{where.get('host', 'localhost')}:{where.get('port', 6379)}"
             raise TrainingQueueUnavailable(f"Redis at {address} is unreachable: {error}") from error
 
-    def enqueue(self, project: int, reason: str) -> dict[str, Any]:
-        """Queue a job for ``project``, or fold into the one already queued.
+    def fold_or_queue(self, project: int, reason: str) -> dict[str, Any]:
+        """:meth:`_fold_or_enqueue` under the project's enqueue lock.
 
         Raises:
             TrainingQueueUnavailable: another request holds the project's enqueue lock (for at most
@@ -141,31 +196,55 @@ class RedisScheduler:
         return answer
 
     def _fold_or_enqueue(self, project: int, reason: str) -> dict[str, Any]:
-        """Fold into the project's queued job if it is still waiting, else queue a new one (under the enqueue lock)."""
+        """Fold into the project's unclaimed job, else wait or queue a new one (under the enqueue lock)."""
+        from label_studio_yolo.training.progress import update_meta
+
+        job = self._unclaimed_job(project)
+        counted = job is None and reason in ANNOTATION_EVENTS
+        count_now = int(self.redis.get(key(project, "new_annotations")) or 0) if counted else 0
+        decision = self.decide(reason, job is not None, count_now)
+        if decision == "fold" and job is not None:
+            update_meta(job, lambda meta: meta.update(folded_events=int(meta.get("folded_events", 0)) + 1))
+            return {"status": "folded", "project": project, "job_id": job.id}
+        if decision == "wait":
+            return self.waiting(project, count_now)
+        job_id = f"train-{project}-{uuid.uuid4().hex[:8]}"
+        with self.redis.pipeline() as pipe:  # one transaction: no worker claims the job before it is the queued one
+            pipe.multi()  # rq's enqueue on a pipeline wants the transaction started
+            pipe.set(key(project, "queued_job"), job_id)
+            pipe.set(key(project, "new_annotations"), 0)
+            pipe.lpush(key(project, "jobs"), job_id)
+            pipe.ltrim(key(project, "jobs"), 0, JOB_HISTORY - 1)
+            self.queue.enqueue_call(
+                JOB_FUNCTION,
+                args=(project,),
+                job_id=job_id,
+                timeout=self.settings.train_job_timeout,
+                result_ttl=7 * 24 * 3600,
+                failure_ttl=7 * 24 * 3600,
+                meta={"project": project, "reason": reason, "stage": "queued", "folded_events": 0},
+                pipeline=pipe,
+            )
+            pipe.execute()
+        return {"status": "queued", "project": project, "job_id": job_id}
+
+    def _unclaimed_job(self, project: int) -> Job | None:
+        """The project's job that has not claimed its slot yet: still named by ``queued_job``, and waiting in rq or
+        started by a live worker (see :class:`EventPolicy` for why a started one still takes events)."""
         from rq.exceptions import NoSuchJobError
         from rq.job import Job, JobStatus
+        from rq.registry import StartedJobRegistry
 
         queued_id = self.redis.get(key(project, "queued_job"))
-        if queued_id:
-            job_id = queued_id if isinstance(queued_id, str) else queued_id.decode()
-            with suppress(NoSuchJobError):  # deleted from rq meanwhile: queue a new one
-                job = Job.fetch(job_id, connection=self.redis)
-                if job.get_status() in (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
-                    job.meta["folded_events"] = int(job.meta.get("folded_events", 0)) + 1
-                    job.save_meta()  # type: ignore[no-untyped-call]
-                    return {"status": "folded", "project": project, "job_id": job.id}
-        job = self.queue.enqueue(
-            JOB_FUNCTION,
-            project,
-            job_id=f"train-{project}-{uuid.uuid4().hex[:8]}",
-            job_timeout=self.settings.train_job_timeout,
-            result_ttl=7 * 24 * 3600,
-            failure_ttl=7 * 24 * 3600,
-            meta={"project": project, "reason": reason, "stage": "queued", "folded_events": 0},
-        )
-        pipe = self.redis.pipeline()
-        pipe.set(key(project, "queued_job"), job.id)
-        pipe.lpush(key(project, "jobs"), job.id)
-        pipe.ltrim(key(project, "jobs"), 0, JOB_HISTORY - 1)
-        pipe.execute()
-        return {"status": "queued", "project": project, "job_id": job.id}
+        if not queued_id:
+            return None
+        try:  # deleted from rq meanwhile (rq empty, an expired key): queue a new one
+            job = Job.fetch(queued_id if isinstance(queued_id, str) else queued_id.decode(), connection=self.redis)
+        except NoSuchJobError:
+            return None
+        status = job.get_status(refresh=False)
+        if status == JobStatus.STARTED:  # its worker may have died before claiming: rq then fails it here
+            StartedJobRegistry(job.origin, connection=self.redis).cleanup()
+            status = job.get_status()
+        waiting = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.STARTED)
+        return job if status in waiting else None

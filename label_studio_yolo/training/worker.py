@@ -9,6 +9,10 @@ worker died. The project's training lock lapses as quickly (see :mod:`label_stud
 rq's worker also quits when a heartbeat cannot reach Redis, leaving its job to run unwatched; this one tries again
 every 0.5 s, so a running job outlives a Redis restart of up to 10 s (its lock and progress reports do too).
 
+rq sets up logging for its own loggers only; this worker also prints the backend's lines (training progress, the
+published version, errors) at ``LOG_LEVEL``, to stderr, from its work horses too
+(:func:`~label_studio_yolo.logging_setup.configure_package_logging`).
+
 Example:
     rq worker -w label_studio_yolo.training.worker.TrainingWorker --url redis://localhost:6379/0 training
 """
@@ -16,13 +20,19 @@ Example:
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from typing import Any
 
+from pydantic import ValidationError
 from redis.exceptions import ConnectionError, TimeoutError
 from rq import Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.executions import Execution
 from rq.job import Job
+
+from label_studio_yolo.logging_setup import configure_package_logging
+from label_studio_yolo.settings import current_settings
 
 HEARTBEAT_EVERY = 5
 """Seconds between the worker's heartbeats while a job runs (rq's ``job_monitoring_interval``; rq's default is 30)."""
@@ -40,6 +50,16 @@ class TrainingWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.job_monitoring_interval = min(int(self.job_monitoring_interval), HEARTBEAT_EVERY)
+
+    def bootstrap(
+        self,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        """rq's start of work, with the backend's own loggers set up first (the work horses fork from here)."""
+        configure_package_logging(_log_level(), date_format)
+        super().bootstrap(logging_level, date_format, log_format)
 
     def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
         """rq's heartbeat for the running job, tried again every :data:`RETRY_EVERY` s while Redis is unreachable.
@@ -69,3 +89,12 @@ class TrainingWorker(Worker):
         if job.timeout and job.timeout > 0:
             until_next = min(job.timeout - working_time, until_next)
         return int(until_next) + HEARTBEAT_GRACE
+
+
+def _log_level() -> str:
+    """``LOG_LEVEL``; INFO if the settings are invalid (each job then fails with the reason, as it did before)."""
+    try:
+        return current_settings().log_level
+    except ValidationError as error:
+        logging.getLogger(__name__).warning("Settings invalid, training jobs will fail: %s", error)
+        return "INFO"

@@ -1,7 +1,9 @@
 """What a training job does in the worker before and around training: claim its slot and hold the project lock.
 
-- Claiming: the job stops being the project's queued job (so new events queue the next one) and the count of new
-  annotations starts again from zero.
+- Claiming: the job stops being the project's queued job (so new events queue the next one; until now they folded
+  into this job) and the count of new annotations starts again from zero. A job claims before it reads any
+  annotation, so every event that folded into it is in its data (see
+  :class:`~label_studio_yolo.training.scheduler.EventPolicy`).
 - The project lock: two workers never train one project at once. The lock lives 15 s and is renewed every 5 s
   while the job runs, so a killed worker frees its project within 15 s. A renewal that fails because Redis is
   briefly unreachable is tried again every 0.5 s, so the lock outlives a Redis restart of up to 10 s; a job that
@@ -44,7 +46,7 @@ class LockLost(TrainingError):
 
 
 def claim(redis: Any, project: int, job_id: str) -> None:
-    """Make room for the next queued job and reset the new-annotation count."""
+    """Make room for the next queued job and reset the new-annotation count (call it before reading annotations)."""
     queued = redis.get(key(project, "queued_job"))
     if queued is not None and (queued if isinstance(queued, str) else queued.decode()) == job_id:
         redis.delete(key(project, "queued_job"))
