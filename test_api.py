@@ -254,8 +254,13 @@ def test_versions_lists_the_projects_trained_versions_and_errors_carry_no_traceb
     assert client.post("/versions", json={"project": PROJECT}).json == {
         "versions": ["project7-v001", "project7-v002"],
         "current": "project7-v001",
+        "pinned": None,
     }
-    assert client.post("/versions", json={"project": "8.1700000000"}).json == {"versions": [], "current": None}
+    assert client.post("/versions", json={"project": "8.1700000000"}).json == {
+        "versions": [],
+        "current": None,
+        "pinned": None,
+    }
     broken = client.post("/versions", data="not json", content_type="application/json")
     assert broken.status_code == 400 and "not valid JSON" in broken.json["error"]
     assert "Traceback" not in broken.get_data(as_text=True)

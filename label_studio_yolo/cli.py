@@ -2,11 +2,14 @@
 
 ``label-studio-yolo predict`` pre-labels a whole project from the command line, with the same model, settings and
 regions as the backend, and uploads the results as predictions (see :mod:`label_studio_yolo.bulk`).
+``label-studio-yolo versions list|pin|unpin`` shows and chooses the version a project serves, in ``MODEL_DIR``
+(the shared volume): every backend process serves the choice on its next request.
 
 Example:
     $ export LABEL_STUDIO_API_KEY=...        # legacy token or personal access token
     $ label-studio-yolo predict --url http://localhost:8080 --project 3 --dry-run predictions.json
     $ label-studio-yolo predict --url http://localhost:8080 --project 3
+    $ label-studio-yolo versions pin --project 3 --version base
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from label_studio_yolo.bulk.report import format_report
 from label_studio_yolo.bulk.selection import TaskFilter
 from label_studio_yolo.label_config import LabelConfigError
 from label_studio_yolo.settings import BackendSettings
+from label_studio_yolo.versions import BASE, VersionNotFound, VersionStore
 from label_studio_yolo.weights import WeightsError
 
 EXIT_OK = 0
@@ -81,20 +85,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="show a progress bar (default: only on a terminal; otherwise a log line per batch)",
     )
     predict.add_argument("--quiet", action="store_true", help="log warnings and errors only")
+    predict.set_defaults(handler=predict_command)
+    _add_versions_parser(commands)
     return parser
+
+
+def _add_versions_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``versions list``, ``versions pin`` and ``versions unpin``."""
+    versions = commands.add_parser(
+        "versions",
+        help="list a project's trained versions, pin one (or the base weights) or unpin",
+        description="The trained versions of a project in MODEL_DIR (from the environment or .env). A pinned version "
+        "is served and kept: training still stores new versions but does not publish them until unpin. Every "
+        "backend process serves the change on its next request.",
+    )
+    actions = versions.add_subparsers(dest="action", required=True, metavar="{list,pin,unpin}")
+    listing = actions.add_parser("list", help="the project's versions, oldest first, with the served and pinned one")
+    pin = actions.add_parser("pin", help="serve VERSION (or 'base': MODEL_PATH) and keep it until unpin")
+    unpin = actions.add_parser("unpin", help="let training publish again (the served version stays)")
+    for action, handler in ((listing, versions_list), (pin, versions_pin), (unpin, versions_unpin)):
+        action.add_argument("--project", type=_positive, required=True, help="project id")
+        action.set_defaults(handler=handler)
+    pin.add_argument("--version", required=True, metavar="NAME", help=f"a version name from `list`, or '{BASE}'")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
+        level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
         format="%(asctime)s %(levelname)s %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-    return predict_command(args)
+    return int(args.handler(args))
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -130,6 +155,46 @@ def predict_command(args: argparse.Namespace) -> int:
     if report.totals.interrupted:
         return EXIT_INTERRUPTED
     return EXIT_TASKS_FAILED if report.totals.failed else EXIT_OK
+
+
+def versions_list(args: argparse.Namespace) -> int:
+    """``label-studio-yolo versions list``: one line per version, oldest first, ``base`` first; marks what is
+    served and pinned."""
+    settings = BackendSettings()
+    store = VersionStore(settings.model_dir)
+    current, pinned = store.current(args.project), store.pinned(args.project)
+    served = current.name if current else BASE
+    names = [BASE, *(version.name for version in store.versions(args.project))]
+    for name in names:
+        marks = [mark for mark, chosen in (("served", served), ("pinned", pinned)) if chosen == name]
+        described = f"{name} (MODEL_PATH {settings.model_path})" if name == BASE else name
+        print(f"{described}  [{', '.join(marks)}]" if marks else described)
+    return EXIT_OK
+
+
+def versions_pin(args: argparse.Namespace) -> int:
+    """``label-studio-yolo versions pin``: serve the version (or the base weights) and keep it."""
+    try:
+        VersionStore(BackendSettings().model_dir).pin(args.project, args.version)
+    except VersionNotFound as error:
+        return _fail(str(error))
+    served = "the base weights (MODEL_PATH)" if args.version == BASE else args.version
+    print(
+        f"Project {args.project} now serves {served} and is pinned to it: training stores new versions without "
+        f"publishing them until `label-studio-yolo versions unpin --project {args.project}`."
+    )
+    return EXIT_OK
+
+
+def versions_unpin(args: argparse.Namespace) -> int:
+    """``label-studio-yolo versions unpin``: training may publish again; the served version stays."""
+    store = VersionStore(BackendSettings().model_dir)
+    removed = store.unpin(args.project)
+    current = store.current(args.project)
+    served = current.name if current else BASE
+    state = f"was pinned to {removed}" if removed else "was not pinned"
+    print(f"Project {args.project} {state}; it serves {served} until training publishes a new version.")
+    return EXIT_OK
 
 
 def _fail(message: str) -> int:

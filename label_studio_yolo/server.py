@@ -7,7 +7,8 @@ app is the project's own (each :func:`create_app` call makes a new one) and keep
 - ``GET /`` and ``/health``: ``{"status": "UP", ...}``; ``GET /metrics``: ``{}``.
 - ``POST /setup``: ``{"model_version": ...}``; ``POST /predict``: ``{"results": [...], "model_version": ...}``.
 - ``POST /webhook`` and ``/train``: Label Studio's events, to the training scheduler; ``GET /is_training``.
-- ``POST /versions``: a project's trained versions; ``GET /training/status``: versions and jobs.
+- ``GET``/``POST /versions``: trained versions (a project's, or every project's for Label Studio's bare ``GET``);
+  ``POST /versions/pin`` and ``/versions/unpin`` choose the served one; ``GET /training/status``: versions and jobs.
 
 Every error, an unknown route or an unreadable body included, is JSON: ``{"status": "error", "error": "..."}``.
 
@@ -39,7 +40,7 @@ from label_studio_yolo.settings import BackendSettings, current_settings
 from label_studio_yolo.training.factory import scheduler_for
 from label_studio_yolo.training.scheduler import ANNOTATION_EVENTS, START_TRAINING, Scheduler
 from label_studio_yolo.training.status import versions_status
-from label_studio_yolo.versions import VersionStore
+from label_studio_yolo.versions import VersionNotFound, VersionStore
 from label_studio_yolo.weights import WeightsError
 
 logger = logging.getLogger(__name__)
@@ -75,9 +76,10 @@ def create_app(model_class: type[Any]) -> Flask:
 
 def configure_logging(settings: BackendSettings) -> None:
     """The backend's log format and ``LOG_LEVEL`` on the root logger (a server's logging set up once)."""
-    logging.basicConfig(level=settings.log_level.upper(), format="[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s")
-    # Its own level, not only the root's: OpenVINO's converter sets the root level to ERROR while it runs.
-    logging.getLogger(RequestGuard.__module__).setLevel(settings.log_level.upper())
+    from label_studio_yolo.logging_setup import configure_root_logging  # shared with rq workers, which lack Flask
+
+    # The guard's own level, not only the root's: OpenVINO's converter sets the root level to ERROR while it runs.
+    configure_root_logging(settings.log_level, RequestGuard.__module__)
 
 
 def json_body(required: str | None = None, kind: type = object, what: str = "") -> dict[str, Any]:
@@ -173,15 +175,6 @@ def _register_routes(app: Flask, models: ProjectModels, scheduler: Scheduler, mo
         projects = store.projects() if asked is None else [_required_project(asked)]
         return jsonify({str(p): {**versions_status(store, p), "jobs": _jobs(scheduler, p)} for p in projects})
 
-    def versions() -> ResponseReturnValue:
-        project = project_id_of(json_body())
-        if project is None:
-            raise BadRequestBody("/versions expects a JSON object with the 'project' id")
-        store = VersionStore(current_settings().model_dir)
-        current = store.current(project)
-        names = [version.name for version in store.versions(project)]
-        return jsonify({"versions": names, "current": current.name if current else None})
-
     def metrics() -> ResponseReturnValue:
         return jsonify({})
 
@@ -194,10 +187,77 @@ def _register_routes(app: Flask, models: ProjectModels, scheduler: Scheduler, mo
         ("/train", train, ["POST"]),
         ("/is_training", is_training, ["GET"]),
         ("/training/status", training_status, ["GET"]),
-        ("/versions", versions, ["POST"]),
         ("/metrics", metrics, ["GET"]),
     ):
         app.add_url_rule(rule, f"{view.__name__}{rule}", view, methods=methods)
+    _register_version_routes(app)
+
+
+def _register_version_routes(app: Flask) -> None:
+    """``/versions`` (``GET`` as Label Studio calls it, or ``POST``), ``/versions/pin`` and ``/versions/unpin``.
+
+    Each reads ``MODEL_DIR`` at the request; a pin replaces ``current.json``, which every process checks per request.
+    """
+
+    def versions() -> ResponseReturnValue:
+        store = VersionStore(current_settings().model_dir)
+        project = _versions_project()
+        return jsonify(_every_project_versions(store) if project is None else _project_versions(store, project))
+
+    def pin() -> ResponseReturnValue:
+        body = json_body("version", str, "a version name or 'base' (a string)")
+        project = _body_project(body)
+        store = VersionStore(current_settings().model_dir)
+        store.pin(project, body["version"])
+        logger.info("Project %d: pinned to version %s", project, printable(body["version"]))
+        return jsonify(_project_versions(store, project))
+
+    def unpin() -> ResponseReturnValue:
+        project = _body_project(json_body())
+        store = VersionStore(current_settings().model_dir)
+        removed = store.unpin(project)
+        logger.info("Project %d: unpinned (was %s)", project, printable(removed or "not pinned"))
+        return jsonify(_project_versions(store, project))
+
+    app.add_url_rule("/versions", "versions", versions, methods=["GET", "POST"])
+    app.add_url_rule("/versions/pin", "pin", pin, methods=["POST"])
+    app.add_url_rule("/versions/unpin", "unpin", unpin, methods=["POST"])
+
+
+def _versions_project() -> int | None:
+    """The project ``/versions`` is asked about: ``?project=`` or the JSON body's ``project`` (required in a POST).
+    None for a ``GET`` without one, as Label Studio sends it (no body, no query)."""
+    asked = request.args.get("project")
+    if asked is not None:
+        return _required_project(asked)
+    if request.method == "POST":
+        return _body_project(json_body())
+    return None
+
+
+def _body_project(body: dict[str, Any]) -> int:
+    """The body's ``project`` id (``3``, ``"3.1700000000"``, ``{"id": 3}``); :class:`BadRequestBody` otherwise."""
+    if body.get("project") is None:
+        raise BadRequestBody(f"{request.path} expects a JSON object with the 'project' id")
+    return _required_project(body["project"])
+
+
+def _project_versions(store: VersionStore, project: int) -> dict[str, Any]:
+    """A project's version names (oldest first), the one served (None: the base weights) and its pin."""
+    current = store.current(project)
+    names = [version.name for version in store.versions(project)]
+    return {"versions": names, "current": current.name if current else None, "pinned": store.pinned(project)}
+
+
+def _every_project_versions(store: VersionStore) -> dict[str, Any]:
+    """Every project's version names in one list (Label Studio reads only ``versions``; trained names start with
+    ``project<N>-``), and the served and pinned version of each project by id."""
+    answers = {str(project): _project_versions(store, project) for project in store.projects()}
+    return {
+        "versions": [name for answer in answers.values() for name in answer["versions"]],
+        "current": {project: answer["current"] for project, answer in answers.items()},
+        "pinned": {project: answer["pinned"] for project, answer in answers.items()},
+    }
 
 
 def _project_key(body: dict[str, Any]) -> str:
@@ -249,6 +309,7 @@ def _register_error_handlers(app: Flask, settings: BackendSettings) -> None:
     app.register_error_handler(BadRequestBody, lambda error: _error_answer(str(error), 400))
     app.register_error_handler(LabelConfigError, project_error(400))
     app.register_error_handler(SetupRefused, lambda error: _error_answer(str(error), 403))
+    app.register_error_handler(VersionNotFound, _version_not_found)
     app.register_error_handler(WeightsError, project_error(500))
     app.register_error_handler(413, lambda _error: error_response(413, too_large_message(settings.max_request_bytes)))
     app.register_error_handler(HTTPException, _http_error)
@@ -266,6 +327,11 @@ def _http_error(error: HTTPException) -> ResponseReturnValue:
 def _unexpected_error(error: Exception) -> ResponseReturnValue:
     logger.exception("%s %s failed", request.method, printable(request.path))
     return jsonify({"status": "error", "error": f"Internal error: {printable(repr(error), 300)}"}), 500
+
+
+def _version_not_found(error: VersionNotFound) -> ResponseReturnValue:
+    logger.warning("%s %s: %s", request.method, printable(request.path), error)
+    return jsonify({"status": "error", "error": str(error), "versions": error.stored}), 404
 
 
 def _error_answer(message: str, status: int) -> ResponseReturnValue:

@@ -1,26 +1,37 @@
-"""Trained model versions on disk: ``MODEL_DIR/<project>/<version>/`` and a ``current.json`` pointer per project.
+"""Trained model versions on disk: ``MODEL_DIR/<project>/<version>/``, a ``current.json`` pointer and an optional
+``pin.json`` per project.
 
 A version directory is written under a temporary name and renamed into place, and ``current.json`` is replaced
 with ``os.replace``: readers (every gunicorn worker, every replica on a shared volume) see either the old or the new
 version, never half-written weights. Serving checks ``current.json`` cheaply (one ``stat``) on each request.
 
+A person may pin a project to a version, or to ``"base"`` (``MODEL_PATH``, no trained version): it is served and
+kept, and training's ``publish(..., unless_pinned=True)`` stores new versions without serving them until ``unpin``.
+
 Example:
     >>> store = VersionStore(Path("data/model-versions"))
     >>> store.current(7)                                   # doctest: +SKIP
     VersionInfo(project=7, name='p7-20261121-220501-1a2b3c4d', weights=PosixPath('.../best.pt'), meta={...})
+    >>> store.pin(7, "base"); store.current(7) is None      # doctest: +SKIP
+    True
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from label_studio_yolo.logsafe import printable
 
 WEIGHTS_FILE = "best.pt"
 """Weights of a version, inside its directory."""
@@ -29,7 +40,31 @@ META_FILE = "meta.json"
 """Metadata of a version: metrics, annotation count, parent, settings, timings."""
 
 CURRENT_FILE = "current.json"
-"""Per-project pointer to the published version."""
+"""Per-project pointer to the published version (``{"version": null}`` serves the base weights)."""
+
+PIN_FILE = "pin.json"
+"""Per-project pin: ``{"version": name or "base", "pinned_at": epoch}``; absent when the project is not pinned."""
+
+LOCK_FILE = ".versions.lock"
+"""Per-project lock file of :meth:`VersionStore.pin`, :meth:`~VersionStore.unpin` and :meth:`~VersionStore.publish`."""
+
+BASE = "base"
+"""The pin that serves ``MODEL_PATH``, the weights the backend starts from, instead of a trained version."""
+
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", re.ASCII)
+"""What a version folder may be called: one path segment, no ``..``, ``/`` or leading dot (staging folders)."""
+
+
+class VersionNotFound(LookupError):
+    """A version name that is not a stored version of the project; the message lists the stored ones."""
+
+    def __init__(self, project: int, name: object, stored: list[str]) -> None:
+        self.project, self.name, self.stored = project, name, stored
+        listed = ", ".join(stored) if stored else "none"
+        super().__init__(
+            f"Project {project} has no version '{printable(name)}'. Stored versions: {listed}; "
+            f"'{BASE}' serves the base weights (MODEL_PATH)"
+        )
 
 
 @dataclass(frozen=True)
@@ -57,11 +92,8 @@ class VersionStore:
 
     def current(self, project: int) -> VersionInfo | None:
         """The published version of ``project``, or None when it serves the base weights."""
-        try:
-            pointer = json.loads((self.project_dir(project) / CURRENT_FILE).read_text())
-        except (OSError, ValueError):
-            return None
-        return self._read(project, str(pointer["version"]))
+        name = _read_json(self.project_dir(project) / CURRENT_FILE).get("version")
+        return self._read(project, name) if isinstance(name, str) else None
 
     def current_stamp(self, project: int) -> tuple[int, int] | None:
         """Cheap change detector for the published version (the pointer's inode and mtime), without reading it."""
@@ -74,16 +106,42 @@ class VersionStore:
     def versions(self, project: int) -> list[VersionInfo]:
         """Every complete version of ``project``, oldest first."""
         folder = self.project_dir(project)
-        names = sorted(p.name for p in folder.iterdir() if (p / META_FILE).is_file()) if folder.is_dir() else []
+        names = sorted(p.name for p in folder.iterdir() if _is_name(p.name)) if folder.is_dir() else []
         return [info for name in names if (info := self._read(project, name)) is not None]
 
     def projects(self) -> list[int]:
         """Projects that have a folder in the store."""
         return sorted(int(p.name) for p in self.root.iterdir() if p.name.isdigit()) if self.root.is_dir() else []
 
+    def pinned(self, project: int) -> str | None:
+        """The version ``project`` is pinned to (a name or :data:`BASE`), or None when training may publish."""
+        name = _read_json(self.project_dir(project) / PIN_FILE).get("version")
+        return name if isinstance(name, str) else None
+
+    def pin(self, project: int, name: str) -> None:
+        """Serve ``name`` (or :data:`BASE`) for ``project`` now and keep it: training stops publishing until unpin.
+
+        Raises:
+            VersionNotFound: ``name`` is neither ``"base"`` nor a stored version of ``project``.
+        """
+        with self._locked(project):
+            served = None if name == BASE else self._existing(project, name).name
+            folder = self.project_dir(project)
+            _write_json(folder / PIN_FILE, {"version": name, "pinned_at": time.time()})
+            _write_json(folder / CURRENT_FILE, {"version": served})
+
+    def unpin(self, project: int) -> str | None:
+        """Let training publish again; the served version stays. Returns the pin removed, if there was one."""
+        with self._locked(project):
+            pinned = self.pinned(project)
+            (self.project_dir(project) / PIN_FILE).unlink(missing_ok=True)
+        return pinned
+
     @contextmanager
     def new_version(self, project: int, name: str) -> Iterator[Path]:
         """A temporary folder to fill; renamed to ``<project>/<name>`` when the block ends without error."""
+        if not _is_name(name):
+            raise ValueError(f"{printable(name)} cannot name a version: use letters, digits, '.', '_' and '-'")
         folder = self.project_dir(project)
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder))
@@ -93,19 +151,71 @@ class VersionStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def publish(self, project: int, name: str) -> None:
-        """Make ``name`` the version served for ``project`` (atomic)."""
+    def publish(self, project: int, name: str, *, unless_pinned: bool = False) -> bool:
+        """Make ``name`` the version served for ``project`` (atomic); with ``unless_pinned``, only when the project
+        is not pinned. Returns whether it was published.
+
+        Raises:
+            VersionNotFound: ``name`` is not a stored version of ``project``.
+        """
+        with self._locked(project):
+            self._existing(project, name)
+            if unless_pinned and self.pinned(project) is not None:
+                return False
+            _write_json(self.project_dir(project) / CURRENT_FILE, {"version": name})
+        return True
+
+    @contextmanager
+    def _locked(self, project: int) -> Iterator[None]:
+        """Hold the project's lock file for the block (every process on this machine or on the shared volume)."""
         folder = self.project_dir(project)
         folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=".current.", dir=folder)
-        with os.fdopen(handle, "w") as pointer:
-            pointer.write(json.dumps({"version": name}))
-        os.replace(temporary, folder / CURRENT_FILE)
+        # A publish must not read "not pinned", then replace current.json after another process's pin() wrote it.
+        handle = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)  # closing releases the lock
+
+    def _existing(self, project: int, name: str) -> VersionInfo:
+        """The stored version ``name`` of ``project``; :class:`VersionNotFound` otherwise."""
+        info = self._read(project, name)
+        if info is None:
+            raise VersionNotFound(project, name, [version.name for version in self.versions(project)])
+        return info
 
     def _read(self, project: int, name: str) -> VersionInfo | None:
+        if not _is_name(name):  # a name from a request or a pointer never leaves the project's folder
+            return None
         path = self.project_dir(project) / name
         try:
             meta = json.loads((path / META_FILE).read_text())
         except (OSError, ValueError):
             return None
         return VersionInfo(project=project, name=name, path=path, meta=meta)
+
+
+def _is_name(name: object) -> bool:
+    return isinstance(name, str) and VERSION_NAME.fullmatch(name) is not None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``; empty when the file is missing or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` atomically: readers see the old or the new file, never a half-written one."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as output:
+            output.write(json.dumps(data))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

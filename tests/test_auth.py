@@ -41,6 +41,9 @@ ROUTES = [
     ("GET", "/training/status", 200),
     ("GET", "/metrics", 200),
     ("POST", "/versions", 400),
+    ("GET", "/versions", 200),
+    ("POST", "/versions/pin", 400),
+    ("POST", "/versions/unpin", 400),
     ("GET", "/no-such-route", 404),
 ]
 """Every route, and its status for an empty JSON object once the credentials are right."""

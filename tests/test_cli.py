@@ -1,6 +1,8 @@
-"""The ``label-studio-yolo`` command as installed by ``make install``: entry point, help and argument errors.
+"""The ``label-studio-yolo`` command as installed by ``make install``: entry point, help and argument errors, and
+``versions list|pin|unpin`` on a real MODEL_DIR.
 
-What the command does against Label Studio is tested end to end in ``tests/e2e/test_bulk_predict.py``.
+What ``predict`` does against Label Studio is tested end to end in ``tests/e2e/test_bulk_predict.py``; that a
+running backend serves what ``versions pin`` chose, in ``tests/test_version_pinning.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from label_studio_yolo.cli import EXIT_ERROR, main
+from label_studio_yolo.cli import EXIT_ERROR, EXIT_OK, main
+from label_studio_yolo.versions import META_FILE, VersionStore
 
 ENTRY_POINT = Path(sys.executable).parent / "label-studio-yolo"
 
@@ -91,3 +94,88 @@ def test_a_dry_run_file_in_a_missing_folder_is_refused_before_connecting(tmp_pat
     args = ["predict", "--url", "http://127.0.0.1:9", "--api-key", "x", "--project", "1", "--dry-run", str(target)]
     assert main(args) == EXIT_ERROR
     assert "its folder does not exist" in capsys.readouterr().err
+
+
+@pytest.fixture
+def versions_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> VersionStore:
+    """MODEL_DIR with project 7's versions project7-v001 and project7-v002, the newer published."""
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path / "model-versions"))
+    monkeypatch.setenv("MODEL_PATH", "boxes.pt")
+    store = VersionStore(tmp_path / "model-versions")
+    for name in ("project7-v001", "project7-v002"):
+        with store.new_version(7, name) as folder:
+            (folder / META_FILE).write_text("{}")
+    store.publish(7, "project7-v002")
+    return store
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["versions", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_versions_list_marks_the_served_and_the_pinned_version(versions_store, capsys):
+    code, out, _ = run(capsys, "list", "--project", "7")
+    assert code == EXIT_OK
+    assert out.splitlines() == ["base (MODEL_PATH boxes.pt)", "project7-v001", "project7-v002  [served]"]
+    versions_store.pin(7, "project7-v001")
+    assert run(capsys, "list", "--project", "7")[1].splitlines()[1:] == [
+        "project7-v001  [served, pinned]",
+        "project7-v002",
+    ]
+
+
+def test_versions_pin_and_unpin_change_what_is_served_and_what_training_may_publish(versions_store, capsys):
+    code, out, _ = run(capsys, "pin", "--project", "7", "--version", "project7-v001")
+    assert code == EXIT_OK
+    assert "Project 7 now serves project7-v001 and is pinned to it" in out
+    assert "label-studio-yolo versions unpin --project 7" in out
+    assert (versions_store.current(7).name, versions_store.pinned(7)) == ("project7-v001", "project7-v001")
+
+    code, out, _ = run(capsys, "unpin", "--project", "7")
+    assert code == EXIT_OK
+    assert out.strip() == (
+        "Project 7 was pinned to project7-v001; it serves project7-v001 until training publishes a new version."
+    )
+    assert (versions_store.current(7).name, versions_store.pinned(7)) == ("project7-v001", None)
+    assert run(capsys, "unpin", "--project", "7")[1].startswith("Project 7 was not pinned; it serves project7-v001")
+
+
+def test_versions_pin_base_serves_model_path(versions_store, capsys):
+    code, out, _ = run(capsys, "pin", "--project", "7", "--version", "base")
+    assert code == EXIT_OK and "now serves the base weights (MODEL_PATH)" in out
+    assert (versions_store.current(7), versions_store.pinned(7)) == (None, "base")
+    assert run(capsys, "list", "--project", "7")[1].splitlines()[0] == "base (MODEL_PATH boxes.pt)  [served, pinned]"
+
+
+@pytest.mark.parametrize("name", ["project7-v009", "../7/project7-v001", ""])
+def test_versions_pin_of_an_unknown_version_is_an_error_listing_the_stored_ones(versions_store, capsys, name):
+    code, out, err = run(capsys, "pin", "--project", "7", "--version", name)
+    assert code == EXIT_ERROR and out == ""
+    assert "error: Project 7 has no version" in err and "Stored versions: project7-v001, project7-v002" in err
+    assert (versions_store.current(7).name, versions_store.pinned(7)) == ("project7-v002", None)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "the following arguments are required: {list,pin,unpin}"),
+        (["list"], "the following arguments are required: --project"),
+        (["pin", "--project", "7"], "the following arguments are required: --version"),
+        (["unpin", "--project", "0"], "must be at least 1, not 0"),
+        (["drop", "--project", "7"], "invalid choice: 'drop'"),
+    ],
+)
+def test_versions_usage_errors_exit_2(versions_store, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["versions", *args])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "label-studio-yolo versions" in error and message in error
+
+
+def test_the_installed_command_shows_the_versions_actions():
+    result = subprocess.run([str(ENTRY_POINT), "versions", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert all(action in result.stdout for action in ("list", "pin", "unpin"))

@@ -6,12 +6,24 @@ The store never reads weights, so small text files stand in for them.
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from label_studio_yolo.versions import CURRENT_FILE, META_FILE, WEIGHTS_FILE, VersionStore
+from label_studio_yolo.versions import (
+    BASE,
+    CURRENT_FILE,
+    LOCK_FILE,
+    META_FILE,
+    PIN_FILE,
+    WEIGHTS_FILE,
+    VersionNotFound,
+    VersionStore,
+)
 
 
 @pytest.fixture
@@ -61,7 +73,7 @@ def test_a_failure_while_writing_leaves_no_folder_and_keeps_the_served_version(s
         (folder / WEIGHTS_FILE).write_text("partial weights")
         raise RuntimeError("training crashed")
     entries = sorted(p.name for p in store.project_dir(7).iterdir())
-    assert entries == [CURRENT_FILE, "p7-20250101-000000-aaaa"]
+    assert entries == [LOCK_FILE, CURRENT_FILE, "p7-20250101-000000-aaaa"]
     assert [v.name for v in store.versions(7)] == ["p7-20250101-000000-aaaa"]
     current = store.current(7)
     assert current is not None and current.name == "p7-20250101-000000-aaaa"
@@ -85,3 +97,141 @@ def test_projects_lists_numeric_project_folders_in_order(store: VersionStore) ->
     write_version(store, 3, "p3-a")
     (store.root / "scratch").mkdir()
     assert store.projects() == [3, 12]
+
+
+def test_a_version_being_written_is_not_listed_even_once_its_meta_is_there(store: VersionStore) -> None:
+    with store.new_version(7, "p7-a") as folder:
+        (folder / META_FILE).write_text("{}")
+        assert store.versions(7) == [], "the staging folder is not a version"
+    assert [v.name for v in store.versions(7)] == ["p7-a"]
+
+
+@pytest.fixture
+def two_versions(store: VersionStore) -> VersionStore:
+    """Project 7 with versions p7-a and p7-b, p7-b published."""
+    write_version(store, 7, "p7-a")
+    write_version(store, 7, "p7-b")
+    store.publish(7, "p7-b")
+    return store
+
+
+def served(store: VersionStore, project: int = 7) -> str | None:
+    current = store.current(project)
+    return current.name if current else None
+
+
+def test_a_pin_serves_an_older_version_and_training_stores_but_does_not_publish_while_pinned(
+    two_versions: VersionStore,
+) -> None:
+    store = two_versions
+    assert store.pinned(7) is None
+    store.pin(7, "p7-a")
+    assert (store.pinned(7), served(store)) == ("p7-a", "p7-a")
+    assert json.loads((store.project_dir(7) / PIN_FILE).read_text())["pinned_at"] == pytest.approx(time.time(), abs=60)
+
+    write_version(store, 7, "p7-c")
+    assert store.publish(7, "p7-c", unless_pinned=True) is False
+    assert served(store) == "p7-a", "a pinned project keeps its version"
+    assert [v.name for v in store.versions(7)] == ["p7-a", "p7-b", "p7-c"], "the new version is stored"
+
+
+def test_unpin_keeps_the_served_version_and_lets_training_publish_again(two_versions: VersionStore) -> None:
+    store = two_versions
+    store.pin(7, "p7-a")
+    assert store.unpin(7) == "p7-a"
+    assert (store.pinned(7), served(store)) == (None, "p7-a")
+    assert not (store.project_dir(7) / PIN_FILE).exists()
+    assert store.unpin(7) is None, "unpinning twice is harmless"
+    assert store.publish(7, "p7-b", unless_pinned=True) is True
+    assert served(store) == "p7-b"
+
+
+def test_a_plain_publish_still_publishes_and_other_projects_are_not_pinned(two_versions: VersionStore) -> None:
+    store = two_versions
+    write_version(store, 8, "p8-a")
+    store.pin(7, "p7-a")
+    assert store.publish(8, "p8-a", unless_pinned=True) is True
+    assert served(store, 8) == "p8-a"
+    assert store.publish(7, "p7-b") is True, "callers that do not ask about pins publish as before"
+    assert served(store) == "p7-b"
+
+
+def test_a_base_pin_serves_the_base_weights_and_changes_the_stamp(two_versions: VersionStore) -> None:
+    store = two_versions
+    before = store.current_stamp(7)
+    time.sleep(0.05)  # stay clear of coarse file-system clocks
+    store.pin(7, BASE)
+    assert store.current(7) is None
+    assert store.pinned(7) == BASE
+    assert json.loads((store.project_dir(7) / CURRENT_FILE).read_text()) == {"version": None}
+    assert store.current_stamp(7) not in (None, before), "every process notices and switches to the base weights"
+    assert store.publish(7, "p7-b", unless_pinned=True) is False
+    assert store.current(7) is None
+
+
+def test_a_project_with_no_versions_can_be_pinned_to_base(store: VersionStore) -> None:
+    store.pin(5, BASE)
+    assert (store.current(5), store.pinned(5)) == (None, BASE)
+    assert store.projects() == [5]
+
+
+def test_an_unknown_version_is_refused_with_the_stored_names_and_changes_nothing(two_versions: VersionStore) -> None:
+    store = two_versions
+    with pytest.raises(VersionNotFound, match=re.escape("no version 'p7-z'. Stored versions: p7-a, p7-b")) as refused:
+        store.pin(7, "p7-z")
+    assert refused.value.stored == ["p7-a", "p7-b"]
+    assert isinstance(refused.value, LookupError)
+    with pytest.raises(VersionNotFound):
+        store.publish(7, "p7-z")
+    assert (store.pinned(7), served(store)) == (None, "p7-b")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../8/p8-a", "..", ".", "", "/tmp", "p7-a/", "p7-a/../p7-a", ".p7-a", "p7-a\n", "7/p7-a", "p7-a/meta.json"],
+)
+def test_names_that_leave_the_project_folder_are_refused(two_versions: VersionStore, name: str) -> None:
+    store = two_versions
+    write_version(store, 8, "p8-a")  # "../8/p8-a" exists on disk, as another project's version
+    with pytest.raises(VersionNotFound, match="Stored versions: p7-a, p7-b"):
+        store.pin(7, name)
+    with pytest.raises(VersionNotFound):
+        store.publish(7, name)
+    assert (store.pinned(7), served(store)) == (None, "p7-b")
+
+
+def test_a_pointer_that_names_another_projects_folder_serves_nothing(two_versions: VersionStore) -> None:
+    store = two_versions
+    write_version(store, 8, "p8-a")
+    (store.project_dir(7) / CURRENT_FILE).write_text(json.dumps({"version": "../8/p8-a"}))
+    assert store.current(7) is None
+
+
+HOLD_THE_LOCK_AND_PIN = """
+import fcntl, json, os, sys, time
+folder = sys.argv[1]
+handle = os.open(os.path.join(folder, sys.argv[2]), os.O_RDWR | os.O_CREAT)
+fcntl.flock(handle, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(1.0)  # another process pinning, slowly: between its pin.json and its current.json
+with open(os.path.join(folder, "pin.json"), "w") as pin:
+    json.dump({"version": "p7-a", "pinned_at": time.time()}, pin)
+with open(os.path.join(folder, "current.json"), "w") as current:
+    json.dump({"version": "p7-a"}, current)
+"""
+
+
+def test_a_publish_waits_for_a_pin_under_way_in_another_process(two_versions: VersionStore) -> None:
+    """Without the lock, training would check "not pinned", then replace the pointer the pin just wrote."""
+    store = two_versions
+    write_version(store, 7, "p7-c")
+    folder = str(store.project_dir(7))
+    command = [sys.executable, "-c", HOLD_THE_LOCK_AND_PIN, folder, LOCK_FILE]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as pinning:
+        assert pinning.stdout is not None and pinning.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        published = store.publish(7, "p7-c", unless_pinned=True)
+        waited = time.monotonic() - started
+        assert pinning.wait(30) == 0
+    assert published is False and waited > 0.5
+    assert (store.pinned(7), served(store)) == ("p7-a", "p7-a")
