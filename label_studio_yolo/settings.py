@@ -154,15 +154,31 @@ class BackendSettings(BaseSettings):
     train_min_new_annotations: int = Field(
         10, ge=1, description="Annotation events that start training (Start Training always does)."
     )
-    train_epochs: int = Field(30, gt=0, description="Fine-tuning epochs per training job.")
+    train_epochs: int | None = Field(
+        None, gt=0, description="Fine-tuning epochs per job; unset: from the data's size (about 80 optimizer steps)."
+    )
     train_imgsz: int = Field(640, gt=0, description="Training image size.")
-    train_batch: int = Field(8, gt=0, description="Training batch size.")
+    train_batch: int = Field(4, gt=0, description="Training batch size (each batch is one optimizer step).")
+    train_freeze: int | None = Field(
+        None, ge=0, description="Leading layers kept frozen while fine-tuning; unset: the model's backbone."
+    )
+    train_lr: float = Field(0.001, gt=0.0, description="AdamW learning rate of fine-tuning.")
     train_device: str = Field("cpu", description="Torch device for training.")
-    train_val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="Share of annotated tasks kept for validation.")
+    train_val_fraction: float = Field(
+        0.25, gt=0.0, lt=1.0, description="Share of annotated tasks kept for validation (at most half)."
+    )
+    train_min_val_images: int = Field(4, ge=1, description="Val images the gate needs to publish a version.")
+    train_gate_min_objects: int = Field(
+        3, ge=1, description="Val objects (classify: images) each already-predicted label needs to be judged."
+    )
+    train_gate_tolerance: float = Field(
+        0.05, ge=0.0, le=1.0, description="Least drop of a label's AP50 that refuses a version (at least 1/objects)."
+    )
     train_publish_policy: str = Field(
         "not_worse",
         pattern="^(not_worse|always)$",
-        description="Publish a new version if its val mAP50 is not worse, or always.",
+        description="Publish a version only if the gate passes it (no label it predicted dropped, better overall), "
+        "or always.",
     )
     train_job_timeout: int = Field(6 * 3600, gt=0, description="Seconds a training job may run before rq stops it.")
 

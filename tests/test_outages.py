@@ -458,4 +458,7 @@ def test_workers_never_train_one_project_at_once_but_train_two_projects_side_by_
     other_acquired, other_released = lock_interval(other_run)
     assert other_acquired < first_released and lock_interval(runs[0])[0] < other_released, "project 22 trained beside"
     versions = status(parts, 21)["versions"]
-    assert [v["parent"] for v in versions] == [None, versions[0]["version"]], "the second job fine-tuned the first's"
+    assert [v["parent"] for v in versions] == [None], versions
+    skipped = runs[1]["result"]
+    assert skipped["status"] == "skipped", "the same annotations are not trained twice"
+    assert versions[0]["version"] in skipped["reason"], "the second job started from the first's published version"

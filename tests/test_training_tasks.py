@@ -28,9 +28,10 @@ from label_studio_yolo.media import ImageLoader, MediaSettings
 from label_studio_yolo.regions import ImageSize, rectangle_corners, rotated_rectangle_percent
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.annotations import annotated_tasks
-from label_studio_yolo.training.dataset import Dataset, write_dataset
+from label_studio_yolo.training.dataset import Dataset, task_labels, write_dataset
 from label_studio_yolo.training.job import TrainingError, train_annotated
 from label_studio_yolo.training.plan import TrainingPlan, plan_training
+from label_studio_yolo.training.split import split_tasks
 from label_studio_yolo.versions import VersionStore
 from tests.support.synthetic import (
     IMAGE_SIZE,
@@ -161,7 +162,8 @@ def write(tasks: list[dict[str, Any]], config: str, task_kind: str, root: Path) 
     plan = plan_training(config, task_kind, 0.5, "base.pt")
     annotated = annotated_tasks(tasks, "image", plan.from_names, require_region=task_kind == "classify")
     loader = ImageLoader(MediaSettings(document_root=root / "images"))
-    return write_dataset(annotated, loader, plan, root / "dataset", val_fraction=0.25), plan
+    split_of = split_tasks(task_labels(plan, annotated), val_fraction=0.25, min_val=1)
+    return write_dataset(annotated, loader, plan, root / "dataset", split_of), plan
 
 
 def label_lines(dataset: Dataset, task_id: int) -> list[list[float]]:
@@ -408,15 +410,16 @@ def test_the_job_fine_tunes_compares_and_stores_each_task(yolo_task: str, tmp_pa
 
     result = train_annotated(9, label_config(config), tasks, settings)
 
-    metric = "top1" if yolo_task == "classify" else "map50"
+    metric = "accuracy" if yolo_task == "classify" else "ap50"
     assert (result["task"], result["metric"], result["published"]) == (yolo_task, metric, True)
     version = VersionStore(tmp_path / "versions").current(9)
     assert version is not None and version.name == result["version"]
     meta = version.meta
     assert (meta["task"], meta["metric"], meta["classes"]) == (yolo_task, metric, classes)
-    print(f"{yolo_task}: {metric} {meta[metric]}")
-    assert meta[metric]["old"] >= 0.8, "the base model scored through the config's predicted_values (red -> Red box)"
-    assert 0.0 <= meta[metric]["new"] <= 1.0
+    print(f"{yolo_task}: {metric} {meta['gate']}")
+    assert meta["gate"]["old_mean"] >= 0.8, "the base scored through the config's predicted_values (red -> Red box)"
+    assert 0.0 <= meta["gate"]["new_mean"] <= 1.0
+    assert set(meta["gate"]["labels"]) <= set(classes) and meta["gate"]["labels"], "every val label scored"
     assert list(meta["skipped_tasks"]) == ["400"] and "not a readable image" in meta["skipped_tasks"]["400"]
     assert sorted(meta["train_tasks"] + meta["val_tasks"]) == list(range(100, 100 + JOB_TASKS))
     assert (version.path / "results.png").is_file() and (version.path / "results.csv").is_file()

@@ -6,18 +6,19 @@
   the folders under ``train`` and indexes each split's folders by name, so every class gets a folder in every split,
   empty or not (torchvision accepts empty class folders since 0.18).
 
-The train/val split depends only on task ids, so a task stays in its split from job to job. A task whose image fails
-to load or whose annotation cannot be converted is skipped with its reason.
+The train/val split comes from :mod:`label_studio_yolo.training.split`. A task whose image fails to load or whose
+annotation cannot be converted is skipped with its reason.
 
 Example:
     >>> tasks = annotated_tasks(client.tasks.list(project=7, fields="all"), "image", plan.from_names)  # doctest: +SKIP
-    >>> dataset = write_dataset(tasks, loader, plan, Path("work/dataset"), val_fraction=0.2)
+    >>> split_of = split_tasks(task_labels(plan, tasks), val_fraction=0.25, min_val=4)
+    >>> dataset = write_dataset(tasks, loader, plan, Path("work/dataset"), split_of)
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,26 +65,27 @@ class Dataset:
         return self.root if self.task == "classify" else self.root / "data.yaml"
 
 
-def is_validation(task_id: int, val_fraction: float) -> bool:
-    """Deterministic split: the same task is always in the same split."""
-    return zlib.crc32(str(task_id).encode()) % 1000 < val_fraction * 1000
+def task_labels(plan: TrainingPlan, tasks: list[AnnotatedTask]) -> dict[int, set[str]]:
+    """Task id -> the plan's classes annotated on it (what the split stratifies by)."""
+    return {task.task_id: {r.label for r in task.regions if r.label in plan.class_names} for task in tasks}
 
 
-def split_tasks(tasks: list[AnnotatedTask], val_fraction: float) -> dict[int, str]:
-    """Task id -> ``train`` or ``val``; at least one val task, and one train task when there are two or more."""
-    split_of = {t.task_id: "val" if is_validation(t.task_id, val_fraction) else "train" for t in tasks}
-    if tasks and "val" not in split_of.values():
-        split_of[tasks[-1].task_id] = "val"
-    if len(tasks) > 1 and "train" not in split_of.values():
-        split_of[tasks[0].task_id] = "train"
-    return split_of
+def data_fingerprint(plan: TrainingPlan, tasks: list[AnnotatedTask]) -> str:
+    """A digest of what a job learns from: the task, the classes, and every task's image and regions.
+
+    Regions are frozen dataclasses, so their ``repr`` is a stable description of the annotation.
+    """
+    digest = hashlib.sha256(repr((plan.task, plan.class_names)).encode())
+    for task in sorted(tasks, key=lambda item: item.task_id):
+        digest.update(repr((task.task_id, task.image, task.regions, task.error)).encode())
+    return digest.hexdigest()[:16]
 
 
 def write_dataset(
-    tasks: list[AnnotatedTask], loader: ImageLoader, plan: TrainingPlan, root: Path, val_fraction: float
+    tasks: list[AnnotatedTask], loader: ImageLoader, plan: TrainingPlan, root: Path, split_of: dict[int, str]
 ) -> Dataset:
-    """Write images and labels of ``plan.task`` under ``root``; a task that fails is skipped with its reason."""
-    split_of = split_tasks(tasks, val_fraction)
+    """Write images and labels of ``plan.task`` under ``root`` in the splits of ``split_of`` (task id -> split); a
+    task that fails is skipped with its reason."""
     dataset = Dataset(root=root, task=plan.task)
     for task in tasks:
         split = split_of[task.task_id]

@@ -1,13 +1,18 @@
-"""Score a served model on annotated images, through the project's label mapping: mAP50, or top-1 accuracy.
+"""Score a served model on annotated images per label, through the project's label mapping: AP50, or accuracy.
 
 The old and the new model of a project may have different classes (a base model's ``car`` vs the project's
 ``Car``), so ultralytics' own ``val()`` (which compares class indices) cannot compare them. We run each model the
-way the backend serves it, map classes to labels, and score:
+way the backend serves it, map classes to labels, and score every label present in the truth:
 
-- detect, segment, pose, obb: mAP50 of the objects' axis-aligned boxes (an OBB's bounds) with ultralytics'
+- detect, segment, pose, obb: AP at IoU 0.5 of the objects' axis-aligned boxes (an OBB's bounds) with ultralytics'
   ``ap_per_class``. Masks, keypoints and rotation are not scored: two models that find the same objects score
   the same however well they outline them or place their keypoints.
-- classify: top-1 accuracy, the share of images whose best class that a label claims is the image's label.
+- classify: per label, the share of its images whose best class that a label claims is that label (its recall).
+
+Example:
+    >>> scores = score_per_label("detect", weights, labels, samples, ["Person", "Cup"])   # doctest: +SKIP
+    >>> scores["Person"]
+    LabelScore(value=0.91, count=12)
 """
 
 from __future__ import annotations
@@ -29,9 +34,8 @@ IOU_THRESHOLD = 0.5
 EVALUATION_CONF = 0.001
 """Confidence floor for evaluation (as ultralytics' own validation)."""
 
-
-METRIC_OF_TASK = {"detect": "map50", "segment": "map50", "pose": "map50", "obb": "map50", "classify": "top1"}
-"""The metric that compares an old and a new model of each YOLO task."""
+METRIC_OF_TASK = {"detect": "ap50", "segment": "ap50", "pose": "ap50", "obb": "ap50", "classify": "accuracy"}
+"""The per-label metric that compares an old and a new model of each YOLO task."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,14 @@ class LabelledImage:
     label: str | None = None
 
 
+@dataclass(frozen=True)
+class LabelScore:
+    """One label's metric and how many objects (classify: images) of it the truth holds."""
+
+    value: float
+    count: int
+
+
 PixelBox = tuple[str, float, float, float, float]
 """A labelled box in pixels: (label, x0, y0, x1, y1)."""
 
@@ -50,47 +62,43 @@ ScoredBox = tuple[str, float, float, float, float, float]
 """A predicted box in pixels with its score: (label, score, x0, y0, x1, y1)."""
 
 
-def score(
+def score_per_label(
     task: str, weights: LoadedWeights, labels: LabelMap, samples: list[LabelledImage], label_names: list[str]
-) -> float:
-    """The :data:`METRIC_OF_TASK` metric of ``weights`` served through ``labels`` on ``samples``."""
-    if METRIC_OF_TASK[task] == "top1":
-        return top1_accuracy(weights, labels, samples)
-    return map50(weights, labels, samples, label_names)
+) -> dict[str, LabelScore]:
+    """The :data:`METRIC_OF_TASK` metric of ``weights`` served through ``labels``, for each label in the truth."""
+    if METRIC_OF_TASK[task] == "accuracy":
+        return accuracy_per_label(weights, labels, samples)
+    predictions = [_predicted_boxes(weights, labels, sample.image) for sample in samples]
+    return ap50_per_label(predictions, [sample.boxes for sample in samples], label_names)
 
 
-def top1_accuracy(weights: LoadedWeights, labels: LabelMap, samples: list[LabelledImage]) -> float:
-    """Share of ``samples`` whose best class that a label claims becomes the sample's label (0.0 without samples).
+def accuracy_per_label(weights: LoadedWeights, labels: LabelMap, samples: list[LabelledImage]) -> dict[str, LabelScore]:
+    """Per label, the share of its samples whose best class that a label claims is that label.
 
     As served, minus the threshold: a class no label claims is passed over for the next best.
     """
-    correct = 0
+    hits: dict[str, list[bool]] = {}
     for sample in samples:
+        if sample.label is None:
+            continue
         ranked = run_model(weights, sample.image, conf=EVALUATION_CONF).classes  # best first
         best = next((label for item in ranked if (label := labels.label_for(item.class_name)) is not None), None)
-        correct += best is not None and best == sample.label
-    return correct / len(samples) if samples else 0.0
+        hits.setdefault(sample.label, []).append(best == sample.label)
+    return {label: LabelScore(sum(found) / len(found), len(found)) for label, found in hits.items()}
 
 
-def map50(weights: LoadedWeights, labels: LabelMap, samples: list[LabelledImage], label_names: list[str]) -> float:
-    """mAP50 of ``weights`` served through ``labels`` on ``samples``."""
-    predictions = []
-    for sample in samples:
-        detections = detect(weights, sample.image, conf=EVALUATION_CONF)
-        predictions.append(
-            [
-                (label, d.score, d.x0, d.y0, d.x1, d.y1)
-                for d in detections
-                if (label := labels.label_for(d.class_name)) is not None
-            ]
-        )
-    return map50_of_predictions(predictions, [sample.boxes for sample in samples], label_names)
+def _predicted_boxes(weights: LoadedWeights, labels: LabelMap, image: Image.Image) -> list[ScoredBox]:
+    return [
+        (label, d.score, d.x0, d.y0, d.x1, d.y1)
+        for d in detect(weights, image, conf=EVALUATION_CONF)
+        if (label := labels.label_for(d.class_name)) is not None
+    ]
 
 
-def map50_of_predictions(
+def ap50_per_label(
     predictions: list[list[ScoredBox]], truths: list[list[PixelBox]], label_names: list[str]
-) -> float:
-    """Mean AP at IoU 0.5 over the labels that occur in ``truths`` (0.0 when nothing is found), per image lists."""
+) -> dict[str, LabelScore]:
+    """AP at IoU 0.5 of each of ``label_names`` that occurs in ``truths`` (per-image lists of predictions)."""
     true_positive, confidence, predicted_class, target_class = [], [], [], []
     for predicted, truth_all in zip(predictions, truths, strict=True):
         truth = [b for b in truth_all if b[0] in label_names]
@@ -102,12 +110,30 @@ def map50_of_predictions(
             true_positive.append(_best_match(torch.tensor([xyxy]), truth, label, matched) is not None)
             confidence.append(score)
             predicted_class.append(label_names.index(label))
-    if not target_class or not true_positive:
-        return 0.0
+    classes, class_counts = np.unique(target_class, return_counts=True)
+    counts = {label_names[index]: count for index, count in zip(classes, class_counts, strict=True)}
+    if not true_positive:
+        return {label: LabelScore(0.0, int(count)) for label, count in counts.items()}
     result = ap_per_class(
         np.array(true_positive)[:, None], np.array(confidence), np.array(predicted_class), np.array(target_class)
     )
-    return float(np.mean(result[5][:, 0]))  # one row per label present in the truth; never-predicted ones are 0
+    # One row per label present in the truth (never-predicted ones score 0); result[6] names each row's class.
+    return {
+        label_names[int(index)]: LabelScore(float(ap[0]), int(counts[label_names[int(index)]]))
+        for ap, index in zip(result[5], result[6], strict=True)
+    }
+
+
+def mean_score(scores: dict[str, LabelScore]) -> float:
+    """The mean of the labels' metrics (mAP50, or mean per-label accuracy); 0.0 without labels."""
+    return float(np.mean([score.value for score in scores.values()])) if scores else 0.0
+
+
+def map50_of_predictions(
+    predictions: list[list[ScoredBox]], truths: list[list[PixelBox]], label_names: list[str]
+) -> float:
+    """Mean AP at IoU 0.5 over the labels that occur in ``truths`` (0.0 when nothing is found), per image lists."""
+    return mean_score(ap50_per_label(predictions, truths, label_names))
 
 
 def _best_match(box: torch.Tensor, truth: list[PixelBox], label: str, matched: set[int]) -> int | None:

@@ -5,16 +5,19 @@
 2. Take the weights to fine-tune: the version the project serves now, else the base weights. Their YOLO task
    (detect, segment, classify, pose, obb) is the task trained, and says which controls' annotations feed it
    (:mod:`label_studio_yolo.training.plan`).
-3. Write an ultralytics dataset of that task with a deterministic train/val split.
-4. Fine-tune, then score the old and the new weights on the same val images through the label mapping (mAP50 of
-   boxes; top-1 accuracy for classification).
-5. Store the version atomically under ``MODEL_DIR/<project>/<version>/`` with ``meta.json`` and the metrics plot,
-   and publish it if it is not worse (``TRAIN_PUBLISH_POLICY``). A failure anywhere leaves the served version alone.
+3. Stop at once if a stored version was trained on exactly these annotations from the same start.
+4. Write an ultralytics dataset of that task, split by :mod:`~label_studio_yolo.training.split`.
+5. Start from the served weights with a head whose rows for each label come from the classes it maps
+   (:mod:`~label_studio_yolo.training.carry_over`), and fine-tune by :mod:`~label_studio_yolo.training.recipe`.
+6. Score the served and the new weights per label on the same val images, and let
+   :mod:`~label_studio_yolo.training.gate` decide.
+7. Store the version atomically under ``MODEL_DIR/<project>/<version>/`` with ``meta.json`` (every label's scores,
+   the decision and its reason) and the metrics plot; publish it if the gate passed it and the project is not pinned.
+   A failure anywhere leaves the served version alone.
 
 Example:
-    >>> train_project(7)                                    # doctest: +SKIP
-    {'project': 7, 'version': 'project7-v001-1a2b3c4d', 'published': True, 'task': 'detect', 'metric': 'map50',
-     'map50': {'old': 0.41, 'new': 0.93}, 'annotations': 30}
+    >>> train_project(7)["gate"]["reason"]                  # doctest: +SKIP
+    'better overall (0.270 -> 0.912) and no label it predicted dropped'
 """
 
 from __future__ import annotations
@@ -25,17 +28,23 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from label_studio_yolo.label_config import LabelMap
 from label_studio_yolo.media import ImageLoader, MediaSettings
 from label_studio_yolo.runtimes import ensure_openvino_export
 from label_studio_yolo.settings import BackendSettings
-from label_studio_yolo.training.annotations import annotated_tasks
-from label_studio_yolo.training.dataset import Dataset, write_dataset
-from label_studio_yolo.training.evaluate import METRIC_OF_TASK, LabelledImage, score
+from label_studio_yolo.training.annotations import AnnotatedTask, annotated_tasks
+from label_studio_yolo.training.carry_over import carry_over
+from label_studio_yolo.training.dataset import Dataset, data_fingerprint, task_labels, write_dataset
+from label_studio_yolo.training.evaluate import METRIC_OF_TASK, LabelledImage, score_per_label
+from label_studio_yolo.training.gate import GateDecision, GateRules, judge
 from label_studio_yolo.training.plan import TrainingError, TrainingPlan, plan_training
 from label_studio_yolo.training.progress import report_progress
+from label_studio_yolo.training.recipe import Recipe, recipe_for
+from label_studio_yolo.training.split import split_tasks
 from label_studio_yolo.training.worker_side import StillHeld, claim, project_lock
 from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, VersionInfo, VersionStore
 from label_studio_yolo.weights import LoadedWeights, file_version, load_weights, load_weights_file
@@ -43,6 +52,24 @@ from label_studio_yolo.weights import LoadedWeights, file_version, load_weights,
 logger = logging.getLogger(__name__)
 
 __all__ = ["TrainingError", "train_annotated", "train_project"]
+
+TRAINING_SETTINGS = (
+    "train_epochs",
+    "train_imgsz",
+    "train_batch",
+    "train_freeze",
+    "train_lr",
+    "train_device",
+    "train_val_fraction",
+    "train_min_val_images",
+    "train_gate_min_objects",
+    "train_gate_tolerance",
+    "train_publish_policy",
+)
+"""The settings a version's ``meta.json`` records."""
+
+TRAIN_SEED = 0
+"""ultralytics' seed for every job (with ``deterministic=True``): the same data and start give the same version."""
 
 
 def train_project(project: int) -> dict[str, Any]:
@@ -76,10 +103,11 @@ def train_annotated(
     started: float | None = None,
     still_held: StillHeld | None = None,
 ) -> dict[str, Any]:
-    """Everything after the export: dataset, fine-tuning, comparison, storing and publishing.
+    """Everything after the export: dataset, fine-tuning, the gate, storing and publishing.
 
     ``tasks`` are Label Studio tasks with their annotations (SDK models or dicts as Label Studio exports them).
-    ``still_held`` (the project lock's check) is called after every epoch and before publishing.
+    ``still_held`` (the project lock's check) is called after every epoch and before publishing. A job whose data
+    and starting point are those of a stored version trains nothing and says so (``status: skipped``).
 
     Raises:
         TrainingError: nothing in the config or the annotations can be trained (the message says what to fix).
@@ -87,40 +115,114 @@ def train_annotated(
     """
     still_held = still_held or _always_held
     started = started or time.time()
+    cpu_started = time.process_time()
     store = VersionStore(settings.model_dir)
     parent = store.current(project)
     start, plan = _start_weights(settings, parent, label_config)
     annotated = annotated_tasks(tasks, plan.source.value_key, plan.from_names, require_region=plan.task == "classify")
     if not annotated:
         raise TrainingError(f"Project {project} has no annotated tasks for {plan.describe()}")
+    fingerprint = data_fingerprint(plan, annotated)
+    if (twin := _trained_before(store, project, parent, fingerprint)) is not None:
+        return _skipped(project, twin)
+    served_labels = plan.own_labels if parent else plan.base_labels(start.class_names.values())
     with tempfile.TemporaryDirectory(prefix=f"train-{project}-") as work:
-        loader = ImageLoader(
-            MediaSettings.from_settings(settings, settings.label_studio_url, settings.label_studio_api_key)
-        )
-        dataset = write_dataset(annotated, loader, plan, Path(work) / "dataset", settings.train_val_fraction)
-        _check_splits(project, dataset)
+        dataset = _write(project, settings, plan, annotated, parent, Path(work) / "dataset")
+        begin = carry_over(start.path, plan.class_names, served_labels, Path(work))
+        recipe = recipe_for(settings, len(dataset.train_ids), begin.layers_before_head_inputs)
         report_progress(
             stage="training", annotations=len(annotated), train=len(dataset.train_ids), val=len(dataset.val_ids)
         )
-        best, run_dir = _fine_tune(settings, dataset, start.path, Path(work) / "run", still_held)
+        best, run_dir = _fine_tune(settings, recipe, dataset, begin.path, Path(work) / "run", still_held)
         trained_at = time.time()
-        scores = _compare(plan, start, parent, best, dataset)
+        decision = _judge(settings, plan, start, served_labels, best, dataset)
         name = f"project{project}-v{len(store.versions(project)) + 1:03d}-{file_version(best).rsplit('-', 1)[-1]}"
-        meta = _meta(project, name, parent, settings, plan, dataset, scores)
-        meta["annotations"] = len(annotated)
-        meta["timings"] = {
-            "export_and_train_s": round(trained_at - started, 1),
-            "total_s": round(time.time() - started, 1),
-        }
-        _store_version(store, project, name, best, run_dir, meta, settings)
-    published = settings.train_publish_policy == "always" or scores["new"] >= scores["old"]
-    if published:
-        still_held()
-        store.publish(project, name)
-    metric = meta["metric"]
-    logger.info("Project %s: %s version %s, %s %s, published=%s", project, plan.task, name, metric, scores, published)
-    summary = {"project": project, "version": name, "published": published, "task": plan.task, "metric": metric}
-    return {**summary, metric: scores, "annotations": len(annotated)}
+        meta = _meta(project, name, parent, settings, plan, dataset, decision)
+        meta.update(
+            annotations=len(annotated),
+            data_fingerprint=fingerprint,
+            carried_over=begin.sources,
+            recipe=asdict(recipe),
+            timings={
+                "export_and_train_s": round(trained_at - started, 1),
+                "total_s": round(time.time() - started, 1),
+                "cpu_s": round(time.process_time() - cpu_started, 1),
+            },
+        )
+        _store_version(store, project, name, best, run_dir, meta, settings, recipe.imgsz)
+    published, reason = _publish(store, project, name, decision, still_held)
+    return _finished(project, name, plan, decision, published, reason, len(annotated))
+
+
+def _write(
+    project: int,
+    settings: BackendSettings,
+    plan: TrainingPlan,
+    annotated: list[AnnotatedTask],
+    parent: VersionInfo | None,
+    root: Path,
+) -> Dataset:
+    """The job's dataset, split so that the served version is not scored on the images it trained on."""
+    trained_before = parent.meta.get("train_tasks", []) if parent else []
+    split_of = split_tasks(
+        task_labels(plan, annotated), settings.train_val_fraction, settings.train_min_val_images, trained_before
+    )
+    media = MediaSettings.from_settings(settings, settings.label_studio_url, settings.label_studio_api_key)
+    dataset = write_dataset(annotated, ImageLoader(media), plan, root, split_of)
+    _check_splits(project, dataset)
+    return dataset
+
+
+def _trained_before(store: VersionStore, project: int, parent: VersionInfo | None, fingerprint: str) -> str | None:
+    """A stored version trained on exactly this data from the same start (or the served one, if it was), if any."""
+    start = parent.name if parent else None
+    for version in store.versions(project):
+        same_start = version.meta.get("parent") == start or version.name == start
+        if same_start and version.meta.get("data_fingerprint") == fingerprint:
+            return version.name
+    return None
+
+
+def _skipped(project: int, twin: str) -> dict[str, Any]:
+    reason = f"nothing new to learn: version {twin} was trained on exactly these annotations from the same start"
+    report_progress(stage="skipped", reason=reason)
+    logger.info("Project %s: training skipped, %s", project, reason)
+    return {"project": project, "status": "skipped", "published": False, "reason": reason}
+
+
+def _publish(
+    store: VersionStore, project: int, name: str, decision: GateDecision, still_held: StillHeld
+) -> tuple[bool, str]:
+    """Publish ``name`` if the gate passed it and the project is not pinned; whether it was, and why."""
+    if not decision.publish:
+        return False, decision.reason
+    still_held()
+    if not store.publish(project, name, unless_pinned=True):
+        return False, f"the project is pinned to {store.pinned(project)}; the gate passed it: {decision.reason}"
+    return True, decision.reason
+
+
+def _finished(
+    project: int,
+    name: str,
+    plan: TrainingPlan,
+    decision: GateDecision,
+    published: bool,
+    reason: str,
+    annotations: int,
+) -> dict[str, Any]:
+    """Report, log and return the job's outcome, each label's scores with it."""
+    gate = {**decision.as_dict(), "reason": reason}
+    report_progress(stage="published" if published else "stored, not published", gate=gate)
+    for verdict in decision.labels:
+        old = "-" if verdict.old is None else f"{verdict.old:.3f}"
+        logger.info(
+            "Project %s: %s %s %s -> %.3f on %d val objects (tolerance %.2f): %s",
+            project, name, verdict.label, old, verdict.new, verdict.objects, verdict.tolerance, verdict.verdict,
+        )  # fmt: skip
+    logger.info("Project %s: %s version %s published=%s: %s", project, plan.task, name, published, reason)
+    summary = {"project": project, "status": "trained", "version": name, "published": published, "task": plan.task}
+    return {**summary, "metric": METRIC_OF_TASK[plan.task], "gate": gate, "annotations": annotations}
 
 
 def _start_weights(
@@ -140,10 +242,9 @@ def _meta(
     settings: BackendSettings,
     plan: TrainingPlan,
     dataset: Dataset,
-    scores: dict[str, float],
+    decision: GateDecision,
 ) -> dict[str, Any]:
-    """``meta.json`` of a new version: lineage, task, data, classes, scores under the metric's name, settings."""
-    metric = METRIC_OF_TASK[plan.task]
+    """``meta.json`` of a new version: lineage, task, data, classes, the gate's per-label scores, settings."""
     return {
         "project": project,
         "version": name,
@@ -155,9 +256,9 @@ def _meta(
         "val_tasks": dataset.val_ids,
         "skipped_tasks": dataset.skipped,
         "classes": list(plan.class_names),
-        "metric": metric,
-        metric: scores,
-        "settings": {k: getattr(settings, k) for k in ("train_epochs", "train_imgsz", "train_batch", "train_device")},
+        "metric": METRIC_OF_TASK[plan.task],
+        "gate": decision.as_dict(),
+        "settings": {k: getattr(settings, k) for k in TRAINING_SETTINGS},
     }
 
 
@@ -180,12 +281,13 @@ def _store_version(
     run_dir: Path,
     meta: dict[str, Any],
     settings: BackendSettings,
+    imgsz: int,
 ) -> None:
     """Write the version folder atomically: weights, their OpenVINO export, metadata, and ultralytics' metrics."""
     with store.new_version(project, name) as folder:
         shutil.copy2(best, folder / WEIGHTS_FILE)
         if settings.runtime.wants_openvino:
-            _export_for_serving(folder / WEIGHTS_FILE, settings.train_imgsz)
+            _export_for_serving(folder / WEIGHTS_FILE, imgsz)
         for artefact in ("results.csv", "results.png"):
             if (run_dir / artefact).exists():
                 shutil.copy2(run_dir / artefact, folder / artefact)
@@ -218,9 +320,9 @@ def _always_held() -> None:
 
 
 def _fine_tune(
-    settings: BackendSettings, dataset: Dataset, start: Path, run_dir: Path, still_held: StillHeld
+    settings: BackendSettings, recipe: Recipe, dataset: Dataset, start: Path, run_dir: Path, still_held: StillHeld
 ) -> tuple[Path, Path]:
-    """Train from the weights at ``start`` and return the best weights and the run folder.
+    """Train from the weights at ``start`` by ``recipe`` and return the trained weights and the run folder.
 
     ``still_held`` runs after every epoch: an error it raises stops training.
     """
@@ -234,9 +336,7 @@ def _fine_tune(
     model.add_callback("on_fit_epoch_end", lambda _trainer: still_held())
     model.train(
         data=str(dataset.data),
-        epochs=settings.train_epochs,
-        imgsz=settings.train_imgsz,
-        batch=settings.train_batch,
+        **recipe.train_arguments(),
         device=settings.train_device,
         workers=0,
         amp=settings.train_device != "cpu",
@@ -245,7 +345,7 @@ def _fine_tune(
         exist_ok=True,
         plots=False,  # ultralytics' label, batch and curve plots take longer than a short fine-tune; none is kept
         verbose=False,
-        seed=0,
+        seed=TRAIN_SEED,
         deterministic=True,
     )
     best = run_dir / "weights" / "best.pt"
@@ -264,26 +364,38 @@ def _plot_metrics(run_dir: Path) -> None:
 
 
 def _epoch_progress(trainer: Any) -> None:
-    metrics = {k: round(float(v), 4) for k, v in (trainer.metrics or {}).items()}
+    """Report the epoch's training losses, and the val metrics once ultralytics has validated (the last epoch)."""
     # ultralytics calls this once more for the final validation of the best weights (epoch == epochs then).
     epoch = min(trainer.epoch + 1, trainer.epochs)
+    losses = trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss is not None else {}
+    validated = trainer.metrics if epoch == trainer.epochs else {}  # before that, ultralytics' metrics are zeros
+    metrics = {k: round(float(v), 4) for k, v in {**losses, **(validated or {})}.items()}
     report_progress(stage="training", epoch=epoch, epochs=trainer.epochs, metrics=metrics)
 
 
-def _compare(
-    plan: TrainingPlan, old: LoadedWeights, parent: VersionInfo | None, best: Path, dataset: Dataset
-) -> dict[str, float]:
-    """The task's metric of the served (``old``) and the new weights on the same val images."""
+def _judge(
+    settings: BackendSettings,
+    plan: TrainingPlan,
+    served: LoadedWeights,
+    served_labels: LabelMap,
+    best: Path,
+    dataset: Dataset,
+) -> GateDecision:
+    """Score the served and the new weights per label on the same val images, and let the gate decide."""
     from PIL import Image
 
     report_progress(stage="evaluating")
     samples = [
         LabelledImage(Image.open(item.path).convert("RGB"), list(item.boxes), item.label) for item in dataset.val_images
     ]
-    old_labels = plan.own_labels if parent else plan.base_labels(old.class_names.values())
-    new = load_weights_file(best, version="candidate")
     names = list(plan.class_names)
-    return {
-        "old": round(score(plan.task, old, old_labels, samples, names), 4),
-        "new": round(score(plan.task, new, plan.own_labels, samples, names), 4),
-    }
+    old = score_per_label(plan.task, served, served_labels, samples, names)
+    new = score_per_label(plan.task, load_weights_file(best, version="candidate"), plan.own_labels, samples, names)
+    predicted = {label for name in served.class_names.values() if (label := served_labels.label_for(name))}
+    rules = GateRules(
+        settings.train_publish_policy,
+        settings.train_min_val_images,
+        settings.train_gate_min_objects,
+        settings.train_gate_tolerance,
+    )
+    return judge(old, new, predicted, len(samples), rules)

@@ -15,26 +15,27 @@ from label_studio_yolo.versions import VersionInfo, VersionStore
 
 
 def versions_status(store: VersionStore, project: int) -> dict[str, Any]:
-    """The served version and every stored version's summary."""
+    """The served version, the pinned one (a name, ``"base"`` or None) and every stored version's summary."""
     current = store.current(project)
     return {
         "current": current.name if current else None,
+        "pinned": store.pinned(project),
         "versions": [_version_summary(v) for v in store.versions(project)],
     }
 
 
 def _version_summary(version: VersionInfo) -> dict[str, Any]:
-    """A version's lineage, task and scores (``map50``, or ``top1`` for classification: old and new)."""
-    metric = str(version.meta.get("metric", "map50"))  # versions stored before other tasks were trained have none
+    """A version's lineage, task, data and the gate's verdict: every label's old and new score, the decision, why."""
     plot = version.path / "results.png"
+    meta = version.meta
     return {
         "version": version.name,
-        "parent": version.meta.get("parent"),
-        "annotations": version.meta.get("annotations"),
-        "task": version.meta.get("task", "detect"),
-        "metric": metric,
-        metric: version.meta.get(metric),
-        "timings": version.meta.get("timings"),
+        "parent": meta.get("parent"),
+        "annotations": meta.get("annotations"),
+        "task": meta.get("task", "detect"),
+        "metric": meta.get("metric"),
+        "gate": meta.get("gate"),
+        "timings": meta.get("timings"),
         "plot": str(plot) if plot.exists() else None,
     }
 

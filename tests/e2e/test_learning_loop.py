@@ -1,9 +1,11 @@
-"""End to end: annotations made in Label Studio train a new version that finds a class the base model never saw.
+"""End to end: photos annotated in Label Studio train a version that learns two new labels and keeps the old one.
 
-The base model knows only red boxes. People annotate red AND blue boxes on 20 tasks; "Start Training" sends
-START_TRAINING to the backend, which queues a job on Redis; a real ``rq worker`` exports the annotations from Label
-Studio, fine-tunes, evaluates and publishes a version; the backend serves it without a restart, so "Retrieve
-predictions" on held-out tasks now finds blue boxes. mAP50 on the held-out tasks is printed before and after.
+The base model was pretrained on people only (:mod:`tests.support.photos`); the project maps its ``person`` to
+``Person`` and adds ``Cup`` and ``Cat``. People annotate 20 composed photos; "Start Training" sends START_TRAINING
+to the backend, which queues a job on Redis; a real ``rq worker`` (as the README starts it) exports the annotations
+from Label Studio, fine-tunes with every training setting at its default but the image size, lets the gate judge
+each label and publishes; the backend serves the version without a restart, so "Retrieve predictions" on held-out
+tasks finds cups and cats and still finds people. Per-label AP50 on the held-out tasks is printed before and after.
 """
 
 from __future__ import annotations
@@ -17,55 +19,55 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import MODEL_CACHE, PROJECT_ROOT, SampleImage, draw_samples
-from label_studio_yolo.training.evaluate import map50_of_predictions
+from label_studio_yolo.training.evaluate import LabelScore, ap50_per_label
 from label_studio_yolo.training.worker import TrainingWorker
 from tests.e2e.conftest import BackendServer, LabelStudioServer, backend_server
-from tests.e2e.test_label_studio_predictions import pixel_box, retrieve_predictions, stored_predictions, upload_images
+from tests.e2e.test_label_studio_predictions import pixel_box, retrieve_predictions, stored_predictions
+from tests.support.label_studio import PROJECT_ROOT, upload_files
+from tests.support.photo_project import CONFIG, LABELS, annotation_result, project_scenes
+from tests.support.photos import PEOPLE_IMGSZ, PEOPLE_MODEL, SCENE_SIZE, Scene
 from tests.support.redis_server import running_redis
-from tests.support.synthetic import train_tiny_model
 
 pytestmark = pytest.mark.e2e
 
 WORKER_CLASS = f"{TrainingWorker.__module__}.{TrainingWorker.__name__}"
 """The rq worker class docker-compose runs."""
 
-CONFIG = """<View>
-  <Image name="image" value="$image"/>
-  <RectangleLabels name="label" toName="image" model_score_threshold="0.25">
-    <Label value="Red box" predicted_values="red"/>
-    <Label value="Blue"/>
-  </RectangleLabels>
-</View>"""
-LABELS = {"red": "Red box", "blue": "Blue"}
-TRAINING_TASKS = 30
+TRAINING_TASKS = 20
+HELD_OUT_TASKS = 16
 WORKER_TIMEOUT = 600
 
+OLD_LABEL_TOLERANCE = 0.1
+"""How much Person may lose on the held-out tasks: about one of their ~16 people (the in-process learning tests hold
+it to 0.05 on twice as many)."""
 
-@pytest.fixture(scope="module")
-def red_only_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """MODEL_ROOT with ``base.pt``: a detector trained on red boxes only (it has no blue class at all)."""
-    root = tmp_path_factory.mktemp("red-only-root")
-    shutil.copy2(train_tiny_model(MODEL_CACHE, classes=("red",)), root / "base.pt")
-    return root
-
-
-@pytest.fixture(scope="module")
-def training_images(tmp_path_factory: pytest.TempPathFactory) -> list[SampleImage]:
-    return draw_samples(tmp_path_factory.mktemp("training-images"), "train", TRAINING_TASKS, seed=99)
+NEW_LABEL_AP50 = 0.2
+"""What each new label reaches at least, from the predictions Label Studio stored. They are cut at the config's
+model_score_threshold (0.25), so AP50 here is lower than over all confidences (tests/test_learning_on_photos.py):
+the base model's people score 0.95 there and 0.75 here. Measured here: Cup 0.70, Cat 0.34 (0.76 and 0.64 with
+TRAIN_EPOCHS=30)."""
 
 
-def held_out_map50(server: LabelStudioServer, task_ids: dict[str, int], samples: list[SampleImage], version: str):
-    """mAP50 of the predictions Label Studio stored for ``version`` on the held-out tasks, and the labels seen."""
-    predictions, truths, seen = [], [], set()
-    for sample in samples:
-        stored = [p for p in stored_predictions(server, task_ids[sample.path.name]) if p.model_version == version]
-        assert len(stored) == 1, f"{sample.path.name}: one prediction of {version} expected, got {stored}"
-        regions = stored[0].result
-        seen |= {r["value"]["rectanglelabels"][0] for r in regions}
-        predictions.append([(r["value"]["rectanglelabels"][0], r["score"], *pixel_box(r)) for r in regions])
-        truths.append([(LABELS[b.label], b.x0, b.y0, b.x1, b.y1) for b in sample.truth])
-    return map50_of_predictions(predictions, truths, list(LABELS.values())), seen
+def upload(server: LabelStudioServer, project: int, scenes: list[Scene]) -> dict[str, int]:
+    """Upload the scenes as tasks; task id by file name."""
+    upload_files(server, project, [scene.path for scene in scenes])
+    tasks = server.client.tasks.list(project=project, fields="all")
+    # Label Studio stores an upload as /data/upload/<project>/<8 hex digits>-<file name>.
+    by_name = {task.data["image"].rsplit("/", 1)[-1].split("-", 1)[1]: task.id for task in tasks}
+    return {scene.path.name: by_name[scene.path.name] for scene in scenes}
+
+
+def held_out_ap50(
+    server: LabelStudioServer, task_ids: dict[str, int], scenes: list[Scene], version: str
+) -> dict[str, LabelScore]:
+    """Per-label AP50 of the predictions Label Studio stored for ``version`` on the held-out tasks."""
+    predictions, truths = [], []
+    for scene in scenes:
+        stored = [p for p in stored_predictions(server, task_ids[scene.path.name]) if p.model_version == version]
+        assert len(stored) == 1, f"{scene.path.name}: one prediction of {version} expected, got {stored}"
+        predictions.append([(r["value"]["rectanglelabels"][0], r["score"], *pixel_box(r)) for r in stored[0].result])
+        truths.append([(LABELS[b[0]], *b[1:]) for b in scene.pixel_boxes()])
+    return ap50_per_label(predictions, truths, list(LABELS.values()))
 
 
 def setup_version(backend: BackendServer, project_id: int) -> str:
@@ -73,19 +75,18 @@ def setup_version(backend: BackendServer, project_id: int) -> str:
     return str(requests.post(f"{backend.url}/setup", json=body, timeout=10).json()["model_version"])
 
 
-def test_start_training_learns_a_new_class_and_serves_it_without_restart(
-    label_studio: LabelStudioServer, red_only_root: Path, training_images, sample_images, tmp_path
+def test_start_training_learns_new_labels_keeps_the_old_one_and_serves_it_without_restart(
+    label_studio: LabelStudioServer, tmp_path: Path
 ) -> None:
     client = label_studio.client
+    scenes = project_scenes(tmp_path / "scenes", TRAINING_TASKS, HELD_OUT_TASKS, SCENE_SIZE)
+    (tmp_path / "models").mkdir()
+    shutil.copy2(PEOPLE_MODEL, tmp_path / "models" / "base.pt")
     project = client.projects.create(title="E2E learning loop", label_config=CONFIG)
-    train_ids = upload_images(label_studio, project.id, training_images)
-    for sample in training_images:
-        client.annotations.create(id=train_ids[sample.path.name], result=sample.annotation_result(LABELS))
-    held_out_ids = {
-        name: task_id
-        for name, task_id in upload_images(label_studio, project.id, sample_images).items()
-        if name.startswith("sample")
-    }
+    train_ids = upload(label_studio, project.id, scenes["train"])
+    for scene in scenes["train"]:
+        client.annotations.create(id=train_ids[scene.path.name], result=annotation_result(scene, SCENE_SIZE))
+    held_out_ids = upload(label_studio, project.id, scenes["held-out"])
 
     with running_redis() as redis_url:
         settings = {
@@ -94,24 +95,19 @@ def test_start_training_learns_a_new_class_and_serves_it_without_restart(
             "MODEL_DIR": str(tmp_path / "versions"),
             "LABEL_STUDIO_URL": label_studio.url,
             "LABEL_STUDIO_API_KEY": label_studio.token,
-            "TRAIN_EPOCHS": "60",
-            "TRAIN_IMGSZ": "192",
-            "TRAIN_BATCH": "4",
-            "TRAIN_VAL_FRACTION": "0.2",
+            "TRAIN_IMGSZ": str(PEOPLE_IMGSZ),  # the photos' size; every other training setting at its default
         }
-        with backend_server(red_only_root, tmp_path, **settings) as backend:
+        with backend_server(tmp_path / "models", tmp_path, **settings) as backend:
             ml = client.ml.create(project=project.id, url=backend.url, title="YOLO", is_interactive=False)
             base_version = setup_version(backend, project.id)
             retrieve_predictions(label_studio, project.id)
-            map_before, labels_before = held_out_map50(label_studio, held_out_ids, sample_images, base_version)
-            assert "Blue" not in labels_before, "the base model has never seen blue boxes"
+            before = held_out_ap50(label_studio, held_out_ids, scenes["held-out"], base_version)
 
             pressed = time.monotonic()
             client.ml.train(id=ml.id)  # Label Studio posts START_TRAINING to /webhook and waits for the answer
             train_call = time.monotonic() - pressed
             status = requests.get(f"{backend.url}/training/status", params={"project": project.id}, timeout=5).json()
-            jobs = status[str(project.id)]["jobs"]
-            assert [job["status"] for job in jobs] == ["queued"], jobs
+            assert [job["status"] for job in status[str(project.id)]["jobs"]] == ["queued"]
 
             rq = str(Path(sys.executable).parent / "rq")
             worker = subprocess.run(
@@ -121,28 +117,34 @@ def test_start_training_learns_a_new_class_and_serves_it_without_restart(
                 capture_output=True,
                 timeout=WORKER_TIMEOUT,
             )
-            assert worker.returncode == 0, worker.stderr.decode()[-3000:]
+            worker_log = worker.stderr.decode(errors="replace") + worker.stdout.decode(errors="replace")
+            assert worker.returncode == 0, worker_log[-3000:]
             new_version = setup_version(backend, project.id)
             served = time.monotonic() - pressed
-            assert new_version != base_version and new_version.startswith(f"project{project.id}-v001-")
+            assert new_version != base_version and new_version.startswith(f"project{project.id}-v001-"), worker_log
 
             status = requests.get(f"{backend.url}/training/status", params={"project": project.id}, timeout=5).json()
             project_status = status[str(project.id)]
             assert project_status["current"] == new_version
-            assert [job["status"] for job in project_status["jobs"]] == ["finished"], project_status["jobs"]
-            progress = project_status["jobs"][0]["progress"]
-            assert (progress["epoch"], progress["epochs"]) == (60, 60) and "metrics/mAP50(B)" in progress["metrics"]
-            version_meta = project_status["versions"][0]
+            [job] = project_status["jobs"]
+            assert job["status"] == "finished" and job["progress"]["stage"] == "published", job
+            assert job["result"]["gate"]["labels"]["Person"]["verdict"] in ("kept", "better"), job["result"]["gate"]
+            [version_meta] = project_status["versions"]
             assert version_meta["annotations"] == TRAINING_TASKS
             assert version_meta["plot"] and Path(version_meta["plot"]).is_file()
+            assert f"published=True: {job['result']['gate']['reason']}" in worker_log, "the worker logs the decision"
+            assert "Person" in worker_log and "Training progress" in worker_log, "and the per-label scores, stages"
+            assert client.ml.list_model_versions(id=ml.id).versions == [new_version], "Label Studio's version list"
 
             retrieve_predictions(label_studio, project.id)
-            map_after, labels_after = held_out_map50(label_studio, held_out_ids, sample_images, new_version)
+            after = held_out_ap50(label_studio, held_out_ids, scenes["held-out"], new_version)
 
     print(
-        f"\nlearning loop: {TRAINING_TASKS} annotations, held-out mAP50 {map_before:.3f} -> {map_after:.3f}, "
-        f"Label Studio's train call (incl. our webhook) {train_call:.2f} s, Start Training -> new version served "
-        f"{served:.1f} s, job val mAP50 {version_meta['map50']}"
+        f"\nlearning loop: {TRAINING_TASKS} annotations, held-out AP50 "
+        + ", ".join(f"{label} {before[label].value:.3f} -> {after[label].value:.3f}" for label in LABELS.values())
+        + f"; Label Studio's train call (incl. our webhook) {train_call:.2f} s, Start Training -> new version served "
+        f"{served:.1f} s, timings {version_meta['timings']}"
     )
-    assert "Blue" in labels_after
-    assert map_after > map_before + 0.3
+    assert before["Cup"].value == before["Cat"].value == 0.0, "the base model never saw a cup or a cat"
+    assert min(after["Cup"].value, after["Cat"].value) >= NEW_LABEL_AP50, "the new labels are learned"
+    assert after["Person"].value >= before["Person"].value - OLD_LABEL_TOLERANCE, "the old label is kept"

@@ -1,0 +1,70 @@
+"""How a job fine-tunes: ultralytics' ``train()`` arguments, from the settings and the size of the data.
+
+ultralytics' defaults are made for thousands of images from scratch. For a few dozen annotated images on top of a
+model that already works, three of them cost time or knowledge:
+
+- ``nbs`` (64): gradients are accumulated up to 64 images before each optimizer step, so 16 training images make
+  one step every four epochs. Here every batch is a step (``nbs = batch``).
+- epochs: with every batch a step, the epochs follow from the steps a job needs
+  (:data:`TARGET_STEPS`), within :data:`MIN_EPOCHS` and :data:`MAX_EPOCHS`, unless ``TRAIN_EPOCHS`` says otherwise.
+- the whole network moves, and with it what the old labels rely on: ``TRAIN_FREEZE`` (default: every layer before
+  the first one the head reads, i.e. the backbone and the neck's top-down path) keeps those layers as they are,
+  which keeps the old labels' features and shortens the backward pass.
+
+Validation runs once, after the last epoch (``val=False``): the gate scores the result on the val images itself, and
+picking the "best" epoch on those same images would flatter it.
+
+Example:
+    >>> recipe_for(BackendSettings(), train_images=15, layers_before_head_inputs=15).epochs  # doctest: +SKIP
+    20
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from label_studio_yolo.settings import BackendSettings
+
+TARGET_STEPS = 80
+"""Optimizer steps a job aims at when ``TRAIN_EPOCHS`` is unset."""
+
+MIN_EPOCHS = 8
+"""Fewest epochs of a job when ``TRAIN_EPOCHS`` is unset (large data: every image seen this often)."""
+
+MAX_EPOCHS = 40
+"""Most epochs of a job when ``TRAIN_EPOCHS`` is unset (tiny data)."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The fine-tuning arguments that depend on the settings and the data."""
+
+    epochs: int
+    imgsz: int
+    batch: int
+    freeze: int
+    lr0: float
+
+    def train_arguments(self) -> dict[str, Any]:
+        """Keyword arguments of ultralytics' ``YOLO.train()``."""
+        return {
+            **asdict(self),
+            "nbs": self.batch,
+            "optimizer": "AdamW",
+            "warmup_epochs": 1,
+            "cos_lr": True,
+            "val": False,
+            "cache": "ram",
+        }
+
+
+def recipe_for(settings: BackendSettings, train_images: int, layers_before_head_inputs: int) -> Recipe:
+    """The recipe of a job with ``train_images`` training images, for a model whose head reads its first input from
+    layer ``layers_before_head_inputs``."""
+    batch = max(1, min(settings.train_batch, train_images))
+    steps_per_epoch = math.ceil(train_images / batch)
+    epochs = settings.train_epochs or min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
+    freeze = layers_before_head_inputs if settings.train_freeze is None else settings.train_freeze
+    return Recipe(epochs=epochs, imgsz=settings.train_imgsz, batch=batch, freeze=freeze, lr0=settings.train_lr)
