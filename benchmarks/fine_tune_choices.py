@@ -137,7 +137,7 @@ def main() -> None:
         (root / "models").mkdir()
         shutil.copy2(args.base, root / "models" / "base.pt")
         tasks = [
-            annotated_task(100 + n, scene, f"/data/local-files/?d=train/{scene.path.name}", size)
+            annotated_task(100 + n, scene, f"/data/local-files/?d=train/{scene.path.name}")
             for n, scene in enumerate(scenes["train"])
         ]
         base = held_out_scores(root / "models" / "base.pt", BASE_LABELS, scenes["held-out"])

@@ -32,41 +32,19 @@ from typing import Any
 
 import requests
 
-from label_studio_yolo.training.evaluate import LabelScore, ap50_per_label
+from label_studio_yolo.training.evaluate import LabelScore
 from label_studio_yolo.training.worker import TrainingWorker
 from tests.e2e.conftest import BackendServer, backend_server
-from tests.e2e.test_label_studio_predictions import pixel_box, retrieve_predictions, stored_predictions
-from tests.support.label_studio import PROJECT_ROOT, LabelStudioServer, running_label_studio, upload_files
-from tests.support.photo_project import CONFIG, LABELS, annotation_result, project_scenes
-from tests.support.photos import PEOPLE_MODEL, SCENE_SIZE, Scene
+from tests.e2e.test_label_studio_predictions import retrieve_predictions
+from tests.support.label_studio import PROJECT_ROOT, running_label_studio
+from tests.support.photo_project import CONFIG, LABELS, annotation_result, project_scenes, stored_scores, upload_scenes
+from tests.support.photos import PEOPLE_MODEL, SCENE_SIZE
 from tests.support.redis_server import running_redis
 
 WORKER_CLASS = f"{TrainingWorker.__module__}.{TrainingWorker.__name__}"
 
 SERVED_TIMEOUT = 3600.0
 """Seconds to wait for the job's outcome."""
-
-
-def upload(server: LabelStudioServer, project: int, scenes: list[Scene]) -> dict[str, int]:
-    """Upload the scenes as tasks; task id by file name."""
-    upload_files(server, project, [scene.path for scene in scenes])
-    tasks = server.client.tasks.list(project=project, fields="all")
-    # Label Studio stores an upload as /data/upload/<project>/<8 hex digits>-<file name>.
-    by_name = {task.data["image"].rsplit("/", 1)[-1].split("-", 1)[1]: task.id for task in tasks}
-    return {scene.path.name: by_name[scene.path.name] for scene in scenes}
-
-
-def held_out_ap50(
-    server: LabelStudioServer, task_ids: dict[str, int], scenes: list[Scene], version: str
-) -> dict[str, LabelScore]:
-    """Per-label AP50 of the predictions Label Studio stored for ``version`` on the held-out tasks."""
-    predictions, truths = [], []
-    for scene in scenes:
-        stored = [p for p in stored_predictions(server, task_ids[scene.path.name]) if p.model_version == version]
-        regions = stored[0].result if stored else []
-        predictions.append([(r["value"]["rectanglelabels"][0], r["score"], *pixel_box(r)) for r in regions])
-        truths.append([(LABELS[b[0]], *b[1:]) for b in scene.pixel_boxes()])
-    return ap50_per_label(predictions, truths, list(LABELS.values()))
 
 
 def served_version(backend: BackendServer, project: int) -> str:
@@ -106,10 +84,10 @@ def main() -> None:
         (root / "label-studio").mkdir()
         server = stack.enter_context(running_label_studio(root / "label-studio"))
         project = server.client.projects.create(title="Learning loop", label_config=CONFIG).id
-        train_ids = upload(server, project, scenes["train"])
+        train_ids = upload_scenes(server, project, scenes["train"])
         for scene in scenes["train"]:
-            server.client.annotations.create(id=train_ids[scene.path.name], result=annotation_result(scene, size))
-        held_out_ids = upload(server, project, scenes["held-out"])
+            server.client.annotations.create(id=train_ids[scene.path.name], result=annotation_result(scene))
+        held_out_ids = upload_scenes(server, project, scenes["held-out"])
         redis_url = stack.enter_context(running_redis())
         env = {
             "MODEL_PATH": "base.pt",
@@ -134,7 +112,7 @@ def main() -> None:
         ml = server.client.ml.create(project=project, url=backend.url, title="YOLO", is_interactive=False)
         base = served_version(backend, project)
         retrieve_predictions(server, project)
-        before = held_out_ap50(server, held_out_ids, scenes["held-out"], base)
+        before = stored_scores(server, held_out_ids, scenes["held-out"], base)
 
         pressed = time.monotonic()
         server.client.ml.train(id=ml.id)
@@ -145,7 +123,7 @@ def main() -> None:
         versions = status[str(project)]["versions"]
         job["timings"] = versions[-1]["timings"] if versions else None
         retrieve_predictions(server, project)
-        after = held_out_ap50(server, held_out_ids, scenes["held-out"], new) if new != base else before
+        after = stored_scores(server, held_out_ids, scenes["held-out"], new) if new != base else before
         report(args, size, settings, before, after, served if new != base else None, job)
         worker_log.close()
         print("worker log tail:\n" + (root / "worker.log").read_text(errors="replace")[-1500:])

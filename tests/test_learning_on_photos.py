@@ -69,7 +69,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> PhotoProject:
     (root / "models").mkdir()
     shutil.copy2(PEOPLE_MODEL, root / "models" / "base.pt")
     tasks = [
-        annotated_task(100 + n, scene, f"/data/local-files/?d=train/{scene.path.name}", SCENE_SIZE)
+        annotated_task(100 + n, scene, f"/data/local-files/?d=train/{scene.path.name}")
         for n, scene in enumerate(scenes["train"])
     ]
     base = held_out_scores(root / "models" / "base.pt", BASE_LABELS, scenes["held-out"])
@@ -119,7 +119,7 @@ def test_the_gate_refuses_a_version_built_to_forget(project: PhotoProject) -> No
             return task
         return {
             **task,
-            "annotations": [{"id": task["id"], "result": annotation_result(scene, SCENE_SIZE, without_people)}],
+            "annotations": [{"id": task["id"], "result": annotation_result(scene, without_people)}],
         }
 
     tasks = [forgetful(task, scene) for task, scene in zip(project.tasks, project.train, strict=True)]

@@ -19,13 +19,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from label_studio_yolo.training.evaluate import LabelScore, ap50_per_label
 from label_studio_yolo.training.worker import TrainingWorker
 from tests.e2e.conftest import BackendServer, LabelStudioServer, backend_server
-from tests.e2e.test_label_studio_predictions import pixel_box, retrieve_predictions, stored_predictions
-from tests.support.label_studio import PROJECT_ROOT, upload_files
-from tests.support.photo_project import CONFIG, LABELS, annotation_result, project_scenes
-from tests.support.photos import PEOPLE_IMGSZ, PEOPLE_MODEL, SCENE_SIZE, Scene
+from tests.e2e.test_label_studio_predictions import retrieve_predictions
+from tests.support.label_studio import PROJECT_ROOT
+from tests.support.photo_project import CONFIG, LABELS, annotation_result, project_scenes, stored_scores, upload_scenes
+from tests.support.photos import PEOPLE_IMGSZ, PEOPLE_MODEL, SCENE_SIZE
 from tests.support.redis_server import running_redis
 
 pytestmark = pytest.mark.e2e
@@ -48,28 +47,6 @@ the base model's people score 0.95 there and 0.75 here. Measured here: Cup 0.70,
 TRAIN_EPOCHS=30)."""
 
 
-def upload(server: LabelStudioServer, project: int, scenes: list[Scene]) -> dict[str, int]:
-    """Upload the scenes as tasks; task id by file name."""
-    upload_files(server, project, [scene.path for scene in scenes])
-    tasks = server.client.tasks.list(project=project, fields="all")
-    # Label Studio stores an upload as /data/upload/<project>/<8 hex digits>-<file name>.
-    by_name = {task.data["image"].rsplit("/", 1)[-1].split("-", 1)[1]: task.id for task in tasks}
-    return {scene.path.name: by_name[scene.path.name] for scene in scenes}
-
-
-def held_out_ap50(
-    server: LabelStudioServer, task_ids: dict[str, int], scenes: list[Scene], version: str
-) -> dict[str, LabelScore]:
-    """Per-label AP50 of the predictions Label Studio stored for ``version`` on the held-out tasks."""
-    predictions, truths = [], []
-    for scene in scenes:
-        stored = [p for p in stored_predictions(server, task_ids[scene.path.name]) if p.model_version == version]
-        assert len(stored) == 1, f"{scene.path.name}: one prediction of {version} expected, got {stored}"
-        predictions.append([(r["value"]["rectanglelabels"][0], r["score"], *pixel_box(r)) for r in stored[0].result])
-        truths.append([(LABELS[b[0]], *b[1:]) for b in scene.pixel_boxes()])
-    return ap50_per_label(predictions, truths, list(LABELS.values()))
-
-
 def setup_version(backend: BackendServer, project_id: int) -> str:
     body = {"project": f"{project_id}.0", "schema": CONFIG}
     return str(requests.post(f"{backend.url}/setup", json=body, timeout=10).json()["model_version"])
@@ -83,10 +60,10 @@ def test_start_training_learns_new_labels_keeps_the_old_one_and_serves_it_withou
     (tmp_path / "models").mkdir()
     shutil.copy2(PEOPLE_MODEL, tmp_path / "models" / "base.pt")
     project = client.projects.create(title="E2E learning loop", label_config=CONFIG)
-    train_ids = upload(label_studio, project.id, scenes["train"])
+    train_ids = upload_scenes(label_studio, project.id, scenes["train"])
     for scene in scenes["train"]:
-        client.annotations.create(id=train_ids[scene.path.name], result=annotation_result(scene, SCENE_SIZE))
-    held_out_ids = upload(label_studio, project.id, scenes["held-out"])
+        client.annotations.create(id=train_ids[scene.path.name], result=annotation_result(scene))
+    held_out_ids = upload_scenes(label_studio, project.id, scenes["held-out"])
 
     with running_redis() as redis_url:
         settings = {
@@ -101,7 +78,7 @@ def test_start_training_learns_new_labels_keeps_the_old_one_and_serves_it_withou
             ml = client.ml.create(project=project.id, url=backend.url, title="YOLO", is_interactive=False)
             base_version = setup_version(backend, project.id)
             retrieve_predictions(label_studio, project.id)
-            before = held_out_ap50(label_studio, held_out_ids, scenes["held-out"], base_version)
+            before = stored_scores(label_studio, held_out_ids, scenes["held-out"], base_version)
 
             pressed = time.monotonic()
             client.ml.train(id=ml.id)  # Label Studio posts START_TRAINING to /webhook and waits for the answer
@@ -137,7 +114,7 @@ def test_start_training_learns_new_labels_keeps_the_old_one_and_serves_it_withou
             assert client.ml.list_model_versions(id=ml.id).versions == [new_version], "Label Studio's version list"
 
             retrieve_predictions(label_studio, project.id)
-            after = held_out_ap50(label_studio, held_out_ids, scenes["held-out"], new_version)
+            after = stored_scores(label_studio, held_out_ids, scenes["held-out"], new_version)
 
     print(
         f"\nlearning loop: {TRAINING_TASKS} annotations, held-out AP50 "

@@ -5,7 +5,7 @@ Used by the learning tests and by ``benchmarks/fine_tune_choices.py`` and ``benc
 
 Example:
     >>> scenes = project_scenes(Path("scenes"), train=20, held_out=40, size=(256, 192))
-    >>> task = annotated_task(101, scenes["train"][0], "/data/local-files/?d=train/train0000.png", (256, 192))
+    >>> task = annotated_task(101, scenes["train"][0], "/data/local-files/?d=train/train0000.png")
 """
 
 from __future__ import annotations
@@ -15,9 +15,11 @@ from typing import Any
 
 from PIL import Image
 
+from conftest import SampleImage
 from label_studio_yolo.label_config import LabelMap
-from label_studio_yolo.training.evaluate import LabelledImage, LabelScore, score_per_label
+from label_studio_yolo.training.evaluate import LabelledImage, LabelScore, ap50_per_label, score_per_label
 from label_studio_yolo.weights import load_weights_file
+from tests.support.label_studio import LabelStudioServer, upload_files
 from tests.support.photos import Scene, write_scenes
 
 CONFIG = """<View>
@@ -54,35 +56,45 @@ def project_scenes(folder: Path, train: int, held_out: int, size: tuple[int, int
     }
 
 
-def annotation_result(scene: Scene, size: tuple[int, int], labels: dict[str, str] = LABELS) -> list[dict[str, Any]]:
-    """The regions a person draws for ``scene``'s truth (only the truth labels in ``labels``)."""
-    width, height = size
-    return [
-        {
-            "id": f"{scene.path.stem}-{index}",
-            "from_name": "label",
-            "to_name": "image",
-            "type": "rectanglelabels",
-            "original_width": width,
-            "original_height": height,
-            "value": {
-                "x": box.x0 / width * 100,
-                "y": box.y0 / height * 100,
-                "width": (box.x1 - box.x0) / width * 100,
-                "height": (box.y1 - box.y0) / height * 100,
-                "rotation": 0,
-                "rectanglelabels": [labels[box.label]],
-            },
-        }
-        for index, box in enumerate(scene.truth)
-        if box.label in labels
-    ]
+def annotation_result(scene: Scene, labels: dict[str, str] = LABELS) -> list[dict[str, Any]]:
+    """The regions a person draws for ``scene``'s truth, only of the truth labels that ``labels`` names."""
+    regions = SampleImage(scene.path, scene.truth).annotation_result(labels)
+    return [region for region in regions if region["value"]["rectanglelabels"][0] in labels.values()]
 
 
-def annotated_task(task_id: int, scene: Scene, image: str, size: tuple[int, int]) -> dict[str, Any]:
+def annotated_task(task_id: int, scene: Scene, image: str) -> dict[str, Any]:
     """A task whose annotation is ``scene``'s truth, as Label Studio exports it."""
-    annotation = {"id": task_id, "result": annotation_result(scene, size), "was_cancelled": False}
+    annotation = {"id": task_id, "result": annotation_result(scene), "was_cancelled": False}
     return {"id": task_id, "data": {"image": image}, "annotations": [annotation]}
+
+
+def upload_scenes(server: LabelStudioServer, project: int, scenes: list[Scene]) -> dict[str, int]:
+    """Upload the scenes to a Label Studio project as tasks; task id by file name."""
+    upload_files(server, project, [scene.path for scene in scenes])
+    tasks = server.client.tasks.list(project=project, fields="all")
+    # Label Studio stores an upload as /data/upload/<project>/<8 hex digits>-<file name>.
+    by_name = {task.data["image"].rsplit("/", 1)[-1].split("-", 1)[1]: task.id for task in tasks}
+    return {scene.path.name: by_name[scene.path.name] for scene in scenes}
+
+
+def stored_scores(
+    server: LabelStudioServer, task_ids: dict[str, int], scenes: list[Scene], version: str
+) -> dict[str, LabelScore]:
+    """Per-label AP50 of the predictions Label Studio stored for ``version`` on ``scenes`` (one per task expected)."""
+    predictions, truths = [], []
+    for scene in scenes:
+        listed = server.client.predictions.list(task=task_ids[scene.path.name])
+        stored = [prediction for prediction in listed if prediction.model_version == version]
+        assert len(stored) == 1, f"{scene.path.name}: one prediction of {version} expected, got {stored}"
+        predictions.append([(r["value"]["rectanglelabels"][0], r["score"], *_pixel_box(r)) for r in stored[0].result])
+        truths.append([(LABELS[b[0]], *b[1:]) for b in scene.pixel_boxes()])
+    return ap50_per_label(predictions, truths, list(LABELS.values()))
+
+
+def _pixel_box(region: dict[str, Any]) -> tuple[float, float, float, float]:
+    value, width, height = region["value"], region["original_width"], region["original_height"]
+    x0, y0 = value["x"] / 100 * width, value["y"] / 100 * height
+    return x0, y0, x0 + value["width"] / 100 * width, y0 + value["height"] / 100 * height
 
 
 def held_out_scores(weights: Path, labels: LabelMap, scenes: list[Scene]) -> dict[str, LabelScore]:
