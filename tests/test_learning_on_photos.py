@@ -152,3 +152,5 @@ def test_one_val_image_does_not_publish_and_the_same_data_is_not_trained_twice(p
 
     third = train_annotated(1, CONFIG, project.tasks[:3], settings)
     assert third["status"] == "trained", "a new annotation is worth a new job"
+    fourth = train_annotated(1, CONFIG, tasks, project.settings("two-tasks", train_epochs=2))
+    assert fourth["status"] == "trained", "so is a changed training setting"

@@ -70,12 +70,13 @@ def task_labels(plan: TrainingPlan, tasks: list[AnnotatedTask]) -> dict[int, set
     return {task.task_id: {r.label for r in task.regions if r.label in plan.class_names} for task in tasks}
 
 
-def data_fingerprint(plan: TrainingPlan, tasks: list[AnnotatedTask]) -> str:
-    """A digest of what a job learns from: the task, the classes, and every task's image and regions.
+def data_fingerprint(plan: TrainingPlan, tasks: list[AnnotatedTask], how: object = None) -> str:
+    """A digest of what a job learns from and ``how`` (its settings): the task, the classes, and every task's image
+    and regions.
 
     Regions are frozen dataclasses, so their ``repr`` is a stable description of the annotation.
     """
-    digest = hashlib.sha256(repr((plan.task, plan.class_names)).encode())
+    digest = hashlib.sha256(repr((plan.task, plan.class_names, how)).encode())
     for task in sorted(tasks, key=lambda item: item.task_id):
         digest.update(repr((task.task_id, task.image, task.regions, task.error)).encode())
     return digest.hexdigest()[:16]

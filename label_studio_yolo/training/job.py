@@ -122,7 +122,7 @@ def train_annotated(
     annotated = annotated_tasks(tasks, plan.source.value_key, plan.from_names, require_region=plan.task == "classify")
     if not annotated:
         raise TrainingError(f"Project {project} has no annotated tasks for {plan.describe()}")
-    fingerprint = data_fingerprint(plan, annotated)
+    fingerprint = data_fingerprint(plan, annotated, _recorded_settings(settings))
     if (twin := _trained_before(store, project, parent, fingerprint)) is not None:
         return _skipped(project, twin)
     served_labels = plan.own_labels if parent else plan.base_labels(start.class_names.values())
@@ -184,7 +184,7 @@ def _trained_before(store: VersionStore, project: int, parent: VersionInfo | Non
 
 
 def _skipped(project: int, twin: str) -> dict[str, Any]:
-    reason = f"nothing new to learn: version {twin} was trained on exactly these annotations from the same start"
+    reason = f"nothing new to learn: version {twin} was trained on these annotations and settings from the same start"
     report_progress(stage="skipped", reason=reason)
     logger.info("Project %s: training skipped, %s", project, reason)
     return {"project": project, "status": "skipped", "published": False, "reason": reason}
@@ -258,8 +258,12 @@ def _meta(
         "classes": list(plan.class_names),
         "metric": METRIC_OF_TASK[plan.task],
         "gate": decision.as_dict(),
-        "settings": {k: getattr(settings, k) for k in TRAINING_SETTINGS},
+        "settings": _recorded_settings(settings),
     }
+
+
+def _recorded_settings(settings: BackendSettings) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in TRAINING_SETTINGS}
 
 
 def _check_splits(project: int, dataset: Dataset) -> None:
