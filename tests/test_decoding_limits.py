@@ -19,8 +19,9 @@ from label_studio_yolo.media import ImageLoader, MediaSettings
 from label_studio_yolo.prefetch import MediaPrefetcher
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.annotations import annotated_tasks
-from label_studio_yolo.training.dataset import write_dataset
+from label_studio_yolo.training.dataset import task_labels, write_dataset
 from label_studio_yolo.training.plan import plan_training
+from label_studio_yolo.training.split import split_tasks
 
 FORMATS = ["PNG", "JPEG", "WEBP", "TIFF", "GIF", "BMP"]
 
@@ -112,7 +113,8 @@ def test_training_leaves_out_an_image_over_the_limit_with_the_reason(tmp_path: P
     plan = plan_training(CONFIG, "detect", 0.5, "base.pt")
     loader = ImageLoader(MediaSettings(max_pixels=1000))
 
-    dataset = write_dataset(annotated_tasks(tasks, "image", plan.from_names), loader, plan, tmp_path, 0.5)
+    annotated = annotated_tasks(tasks, "image", plan.from_names)
+    dataset = write_dataset(annotated, loader, plan, tmp_path, split_tasks(task_labels(plan, annotated), 0.5, 1))
 
     assert list(dataset.skipped) == [1]
     assert "Image of 40 x 30 pixels (1200 pixels) refused before decoding" in dataset.skipped[1]

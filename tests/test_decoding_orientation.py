@@ -20,8 +20,9 @@ from PIL import Image, ImageOps
 from label_studio_yolo.decoding import decode_image, decode_pixels
 from label_studio_yolo.media import ImageLoader, MediaSettings
 from label_studio_yolo.training.annotations import annotated_tasks
-from label_studio_yolo.training.dataset import write_dataset
+from label_studio_yolo.training.dataset import task_labels, write_dataset
 from label_studio_yolo.training.plan import plan_training
+from label_studio_yolo.training.split import split_tasks
 
 STORED = np.asarray(
     Image.open(Path(ultralytics.__file__).parent / "assets" / "bus.jpg").resize((160, 213), Image.Resampling.BILINEAR)
@@ -99,7 +100,8 @@ def test_the_training_dataset_holds_the_displayed_images(tmp_path: Path) -> None
     plan = plan_training(CONFIG, "detect", 0.5, "base.pt")
     annotated = annotated_tasks(tasks, "image", plan.from_names)
 
-    dataset = write_dataset(annotated, ImageLoader(MediaSettings()), plan, tmp_path, val_fraction=0.25)
+    split_of = split_tasks(task_labels(plan, annotated), val_fraction=0.25, min_val=1)
+    dataset = write_dataset(annotated, ImageLoader(MediaSettings()), plan, tmp_path, split_of)
 
     assert dataset.skipped == {}
     for task_id, (fmt, orientation) in enumerate(CASES, start=1):
