@@ -12,8 +12,8 @@ import argparse
 import ipaddress
 import os
 
-from label_studio_yolo.front import buffering_front
-from label_studio_yolo.server import create_app, preload_base_weights
+from label_studio_yolo.serving.app import create_app, preload_base_weights
+from label_studio_yolo.serving.front import buffering_front
 from model import YOLOBackend
 
 app = create_app(YOLOBackend)

@@ -77,7 +77,7 @@ class SampleImage:
 @contextmanager
 def app_client() -> Iterator[FlaskClient]:
     """A Flask test client of the backend app, built from the environment as it is now."""
-    from label_studio_yolo.server import create_app
+    from label_studio_yolo.serving.app import create_app
     from model import YOLOBackend
 
     app = create_app(YOLOBackend)

@@ -2,7 +2,7 @@
 tests all start ``gunicorn`` in the folder of this file, and gunicorn reads ``./gunicorn.conf.py`` from there.
 
 - gunicorn's own ``asgi`` worker: an event loop reads every connection's headers and body, so a client that sends
-  slowly costs a coroutine, not a thread. It serves ``_wsgi:asgi_app`` (``label_studio_yolo/front.py``), which
+  slowly costs a coroutine, not a thread. It serves ``_wsgi:asgi_app`` (``label_studio_yolo/serving/front.py``), which
   checks Basic auth and the body size on the headers, buffers the body, then runs the Flask app in ``THREADS``
   threads.
 - ``PORT`` (default 9090, every interface) and ``WORKERS`` processes (default 1) come from the environment;

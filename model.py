@@ -1,6 +1,6 @@
 """The label-studio-ml model class: YOLO predictions for a Label Studio project.
 
-The server creates one instance per project and labelling config (see ``label_studio_yolo.server``), with the
+The server creates one instance per project and labelling config (see ``label_studio_yolo.serving.app``), with the
 Label Studio URL and key it decided for the project as ``hostname`` and ``access_token``. Creating one is cheap
 after the first: the weights are read once per process and shared.
 """
@@ -13,8 +13,8 @@ from typing import Any
 from label_studio_ml.model import LabelStudioMLBase
 
 from label_studio_yolo.credentials import LabelStudioAccess
-from label_studio_yolo.predictor import TaskPrediction
-from label_studio_yolo.project_predictor import build_project_predictor
+from label_studio_yolo.prediction.project import build_project_predictor
+from label_studio_yolo.prediction.tasks import TaskPrediction
 from label_studio_yolo.settings import current_settings
 from label_studio_yolo.training.factory import scheduler_for
 

@@ -21,7 +21,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from conftest import BOXES_CONFIG, SampleImage
-from label_studio_yolo.weights import file_version
+from label_studio_yolo.inference.weights import file_version
 from tests.support.image_server import FileServer, serve_files
 
 PROJECT = "7.1700000000"
@@ -270,7 +270,7 @@ def test_the_app_starts_without_loading_weights(tmp_path: Path) -> None:
     """gunicorn can import the app and answer /health before any weights exist; /setup is where they load."""
     script = (
         "import _wsgi\n"
-        "from label_studio_yolo.weights import loaded_weight_files\n"
+        "from label_studio_yolo.inference.weights import loaded_weight_files\n"
         "assert _wsgi.app.test_client().get('/health').status_code == 200\n"
         "assert loaded_weight_files() == []\n"
     )

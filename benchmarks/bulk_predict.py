@@ -32,7 +32,7 @@ import ultralytics
 from benchmarks.raw_loops import load_yolo, raw_rate
 from conftest import BOXES_CONFIG
 from label_studio_yolo.bulk.project_run import BulkOptions, BulkReport, predict_project
-from label_studio_yolo.project_predictor import build_project_predictor
+from label_studio_yolo.prediction.project import build_project_predictor
 from label_studio_yolo.settings import BackendSettings
 from tests.support.label_studio import PROJECT_ROOT, LabelStudioServer, running_label_studio, upload_files
 

@@ -5,13 +5,13 @@ Prints:
 
 - **decode time**: wall and CPU seconds (``time.process_time``) of ``old_decode_pixels`` (what the backend did
   before: Pillow's ``getexif()``, which decodes a whole PNG, then OpenCV's decode) and of
-  :func:`~label_studio_yolo.decoding.decode_pixels`, for a large PNG and a large JPEG (``bus.jpg`` scaled to a phone
+  :func:`~label_studio_yolo.media.decode.decode_pixels`, for a large PNG and a large JPEG (``bus.jpg`` scaled to a phone
   camera's 3024 x 4032) and the photo itself; turns alternate old and new, and the median of ``--repeat`` turns is
   shown, so a slow spell of the machine hits both alike;
 - **peak memory** (growth of the peak resident memory, each in a fresh process) of a 12500 x 12500 PNG (zeros: a
   455 KB file), which the old way decodes and the new one refuses from its header (MEDIA_MAX_PIXELS), and of a
   percent-encoded ``data:`` URI decoded by ``urllib.request.urlopen`` (before) and by
-  :func:`~label_studio_yolo.data_uri.decode_data_uri`.
+  :func:`~label_studio_yolo.media.data_uri.decode_data_uri`.
 
 Usage:
     .venv/bin/python -m benchmarks.decode_speed --repeat 7
@@ -35,7 +35,7 @@ import numpy as np
 import ultralytics
 from PIL import ExifTags, Image
 
-from label_studio_yolo.decoding import TRANSPOSED, Pixels, decode_pixels
+from label_studio_yolo.media.decode import TRANSPOSED, Pixels, decode_pixels
 from tests.support.peak_memory import run_probe
 
 PHOTO = Path(ultralytics.__file__).parent / "assets" / "bus.jpg"
@@ -132,7 +132,7 @@ def huge_png(path: Path, side: int = HUGE_SIDE) -> Path:
 HUGE_PROBE = """
 import time
 from benchmarks.decode_speed import WAYS, PHOTO
-from label_studio_yolo.decoding import MediaError
+from label_studio_yolo.media.decode import MediaError
 decode = WAYS[sys.argv[2]]
 data = open(sys.argv[1], "rb").read()
 decode(PHOTO.read_bytes())  # imports and first-call setup
@@ -149,7 +149,7 @@ print(json.dumps({"grown_mib": (peak_kib() - held) / 1024, "wall": wall, "cpu": 
 URI_PROBE = """
 import time, urllib.request
 from urllib.parse import quote_from_bytes
-from label_studio_yolo.data_uri import decode_data_uri
+from label_studio_yolo.media.data_uri import decode_data_uri
 body = bytes(range(256)) * (int(sys.argv[1]) // 256)
 uri = "data:application/octet-stream," + quote_from_bytes(body)
 del body

@@ -39,8 +39,8 @@ import requests
 from benchmarks.bulk_predict import DEFAULT_WEIGHTS, PHOTOS
 from benchmarks.raw_loops import load_yolo, raw_rate
 from conftest import BOXES_CONFIG, WEIGHTS_NAME
-from label_studio_yolo.runtimes import ensure_openvino_export
-from label_studio_yolo.weights import file_version
+from label_studio_yolo.inference.runtimes import ensure_openvino_export
+from label_studio_yolo.inference.weights import file_version
 from tests.e2e.conftest import BackendServer, backend_server
 from tests.support.image_server import serve_files
 
@@ -93,8 +93,9 @@ def worker_peak_rss_mb(url: str) -> float:
 def raw_loops(scratch: Path, images: list[Path], imgsz: int, threads: int) -> dict[str, Callable[[], float]]:
     """The raw loops by row name, each a call that measures one turn. Each OpenVINO variant gets its own copy of the
     weights (the backend's cache holds one model per file and precision)."""
-    from label_studio_yolo.runtimes import OPENVINO, Runtime
-    from label_studio_yolo.weights import load_weights_file
+    from label_studio_yolo.inference.runtimes import Runtime
+    from label_studio_yolo.inference.weights import load_weights_file
+    from label_studio_yolo.settings import OPENVINO
 
     def openvino(folder: str, **runtime: object) -> object:
         weights = scratch / folder / WEIGHTS_NAME

@@ -2,7 +2,7 @@
 
 This is how Label Studio's own YOLO example predicts. It runs on the process's torch thread, where the backend's
 own PyTorch work runs: torch started in a second thread would give OpenMP a second team of helper threads, which
-slows every thread's parallel work (see :mod:`label_studio_yolo.torch_thread`) and would handicap the baseline.
+slows every thread's parallel work (see :mod:`label_studio_yolo.inference.threads`) and would handicap the baseline.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from label_studio_yolo.torch_thread import on_torch_thread
+from label_studio_yolo.inference.threads import on_torch_thread
 
 
 def raw_rate(model: Any, images: Sequence[Path], imgsz: int, torch_threads: int) -> float:

@@ -1,7 +1,7 @@
 """Read a Label Studio labelling config into what the model has to fill.
 
 The config is parsed by label-studio-sdk's ``LabelInterface``. For every control tag this backend supports (see
-:data:`label_studio_yolo.controls.CONTROL_TYPES`) we read:
+:data:`label_studio_yolo.tags.CONTROL_TYPES`) we read:
 
 - which object tag it labels and which task-data key holds that object's URL (``value="$image"`` -> ``image``);
 - ``model_score_threshold``: the minimum region score, else the ``MODEL_SCORE_THRESHOLD`` setting;
@@ -28,7 +28,7 @@ from label_studio_sdk.label_interface.interface import LabelInterface
 from label_studio_sdk.label_interface.object_tags import ObjectTag
 
 from label_studio_yolo.logsafe import printable
-from label_studio_yolo.vlm.modes import VLM_ATTR, VLM_TAG_MODES
+from label_studio_yolo.settings import VLM_ATTR, VLM_TAG_MODES
 
 logger = logging.getLogger(__name__)
 

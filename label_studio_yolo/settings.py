@@ -20,10 +20,28 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from label_studio_yolo.allowed_hosts import HostPolicy
 from label_studio_yolo.cpus import available_cpus
 from label_studio_yolo.label_studio_url import LabelStudioURL, NotAURL
-from label_studio_yolo.openvino_shapes import DEFAULT_STATIC_SHAPES
-from label_studio_yolo.runtimes import OPENVINO, PRECISIONS, RUNTIMES, Runtime, default_lanes
-from label_studio_yolo.vlm.client import VlmConfig
-from label_studio_yolo.vlm.modes import VLM_AUTO, VLM_SETTING_MODES
+
+PYTORCH, OPENVINO = "pytorch", "openvino"
+RUNTIMES = (PYTORCH, OPENVINO)
+"""Values of the ``INFERENCE_RUNTIME`` setting."""
+
+PRECISIONS = ("f32", "bf16")
+"""Values of the ``OPENVINO_PRECISION`` setting (OpenVINO's ``INFERENCE_PRECISION_HINT``)."""
+
+DEFAULT_STATIC_SHAPES = 2
+"""Fixed-shape OpenVINO networks per network family at most, when ``OPENVINO_STATIC_SHAPES`` is unset: a camera's
+photos standing and lying (docs/performance.md has their memory)."""
+
+VLM_ATTR = "vlm"
+"""Control-tag attribute choosing the vision-language stage: ``zero-shot``, ``refine`` or ``off`` (else VLM_MODE)."""
+
+VLM_ZERO_SHOT, VLM_REFINE, VLM_OFF, VLM_AUTO = "zero-shot", "refine", "off", "auto"
+
+VLM_TAG_MODES = (VLM_ZERO_SHOT, VLM_REFINE, VLM_OFF)
+"""Values of the ``vlm`` attribute."""
+
+VLM_SETTING_MODES = (VLM_AUTO, *VLM_TAG_MODES)
+"""Values of the ``VLM_MODE`` setting: ``auto`` fills zero-shot the boxes of a control no YOLO class maps to."""
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """100 megapixels: every camera photo (a 200 Mpx phone sensor saves 50 Mpx by default), about 300 MB once decoded.
@@ -222,40 +240,6 @@ class BackendSettings(BaseSettings):
         if self.basic_auth_user is None or self.basic_auth_pass is None:
             return None
         return self.basic_auth_user, self.basic_auth_pass.get_secret_value()
-
-    @property
-    def runtime(self) -> Runtime:
-        """How inference runs: runtime, device, threads, precision and lanes."""
-        lanes = self.inference_lanes or default_lanes(self.device, self.torch_threads)
-        return Runtime(
-            self.inference_runtime,
-            self.device,
-            self.torch_threads,
-            self.openvino_precision,
-            lanes,
-            static_shapes=self.openvino_static_shapes,
-        )
-
-    @property
-    def vlm(self) -> VlmConfig | None:
-        """The vision-language endpoint, or None when VLM_BASE_URL or VLM_MODEL is unset."""
-        if not self.vlm_base_url or not self.vlm_model:
-            return None
-        key = self.vlm_api_key.get_secret_value() if self.vlm_api_key else ""
-        return VlmConfig(
-            base_url=self.vlm_base_url,
-            api_key=key,
-            model=self.vlm_model,
-            timeout=self.vlm_timeout,
-            concurrency=self.vlm_concurrency,
-            max_image_side=self.vlm_max_image_side,
-            max_retries=self.vlm_max_retries,
-        )
-
-    @property
-    def resolved_model_root(self) -> Path:
-        """MODEL_ROOT as an absolute path."""
-        return self.model_root.expanduser().resolve()
 
 
 ENV_FILE = Path(".env")

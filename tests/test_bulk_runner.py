@@ -19,7 +19,7 @@ from label_studio_yolo.bulk.report import format_report
 from label_studio_yolo.bulk.runner import run_batches
 from label_studio_yolo.bulk.selection import Selection
 from label_studio_yolo.bulk.sinks import JsonFileWriter, LabelStudioUploader
-from label_studio_yolo.project_predictor import build_project_predictor
+from label_studio_yolo.prediction.project import build_project_predictor
 from label_studio_yolo.settings import BackendSettings
 
 

@@ -17,7 +17,7 @@ import requests
 
 from conftest import BOXES_CONFIG, SampleImage
 from label_studio_yolo.credentials import AccessBook, SetupRefused
-from label_studio_yolo.media import ImageLoader, MediaError, MediaSettings
+from label_studio_yolo.media.loader import ImageLoader, MediaError, MediaSettings
 from label_studio_yolo.settings import BackendSettings
 from test_api import assert_matches_truth
 from tests.e2e.conftest import BackendServer, backend_server

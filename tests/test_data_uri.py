@@ -12,9 +12,9 @@ from urllib.parse import quote_from_bytes
 import pytest
 from PIL import Image
 
-from label_studio_yolo.data_uri import PIECE, decode_data_uri
-from label_studio_yolo.decoding import MediaError
-from label_studio_yolo.media import ImageLoader, MediaSettings
+from label_studio_yolo.media.data_uri import PIECE, decode_data_uri
+from label_studio_yolo.media.decode import MediaError
+from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from tests.support.peak_memory import run_probe
 
 PNG = (lambda buffer: (Image.new("RGB", (31, 17), (200, 30, 30)).save(buffer, "PNG"), buffer.getvalue())[1])(
@@ -137,7 +137,7 @@ def test_a_10_mb_percent_encoded_uri_takes_a_small_multiple_of_its_size() -> Non
     """urlopen took about 80 times the URI's size (a list of one bytes object per escape, then copies)."""
     probe = (
         "from urllib.parse import quote_from_bytes\n"
-        "from label_studio_yolo.data_uri import decode_data_uri\n"
+        "from label_studio_yolo.media.data_uri import decode_data_uri\n"
         "body = bytes(range(256)) * 15_800  # 4 MB\n"
         "uri = 'data:application/octet-stream,' + quote_from_bytes(body)\n"
         "decode_data_uri('data:,%41', 10)  # imports and first-call setup\n"

@@ -14,7 +14,7 @@ import pytest
 import ultralytics
 from PIL import Image, ImageOps
 
-from label_studio_yolo.decoding import MediaError, decode_image, decode_pixels
+from label_studio_yolo.media.decode import MediaError, decode_image, decode_pixels
 from tests.support.peak_memory import run_probe
 
 PHOTOS = [Path(ultralytics.__file__).parent / "assets" / name for name in ("bus.jpg", "zidane.jpg")]
@@ -78,7 +78,7 @@ def test_a_png_is_decoded_once(tmp_path: Path) -> None:
     path = tmp_path / "large.png"
     Image.new("RGB", (4000, 3000), (10, 120, 230)).save(path, compress_level=1)
     probe = (
-        "from label_studio_yolo.decoding import decode_pixels\n"
+        "from label_studio_yolo.media.decode import decode_pixels\n"
         "data = open(sys.argv[1], 'rb').read()\n"
         "decode_pixels(open(sys.argv[2], 'rb').read())  # imports and first-call setup, on a small image\n"
         "before = reset_peak()\n"

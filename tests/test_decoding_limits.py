@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from label_studio_yolo.decoding import MediaError, decode_image, decode_pixels
-from label_studio_yolo.media import ImageLoader, MediaSettings
-from label_studio_yolo.prefetch import MediaPrefetcher
+from label_studio_yolo.media.decode import MediaError, decode_image, decode_pixels
+from label_studio_yolo.media.loader import ImageLoader, MediaSettings
+from label_studio_yolo.media.prefetch import MediaPrefetcher
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.annotations import annotated_tasks
 from label_studio_yolo.training.dataset import task_labels, write_dataset

@@ -17,8 +17,8 @@ import pytest
 import ultralytics
 from PIL import Image, ImageOps
 
-from label_studio_yolo.decoding import decode_image, decode_pixels
-from label_studio_yolo.media import ImageLoader, MediaSettings
+from label_studio_yolo.media.decode import decode_image, decode_pixels
+from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from label_studio_yolo.training.annotations import annotated_tasks
 from label_studio_yolo.training.dataset import task_labels, write_dataset
 from label_studio_yolo.training.plan import plan_training

@@ -174,7 +174,7 @@ def test_every_place_that_serves_runs_gunicorn_with_gunicorn_conf_alone() -> Non
 
 
 def test_the_serving_variables_reach_the_asgi_front(monkeypatch: pytest.MonkeyPatch) -> None:
-    from label_studio_yolo.front import buffering_front
+    from label_studio_yolo.serving.front import buffering_front
 
     monkeypatch.setenv("THREADS", "3")
     monkeypatch.setenv("REQUEST_BODY_TIMEOUT", "7.5")

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import label_studio_yolo.predictor as predictor_module
+import label_studio_yolo.prediction.tasks as predictor_module
 from conftest import BOXES_CONFIG, SampleImage
-from label_studio_yolo.inference import run_model
-from label_studio_yolo.predictor import TaskPredictor
-from label_studio_yolo.project_predictor import build_project_predictor
-from label_studio_yolo.runtimes import OPENVINO, Runtime, compiled_property
-from label_studio_yolo.settings import BackendSettings
-from label_studio_yolo.weights import load_weights_file
+from label_studio_yolo.inference.outputs import run_model
+from label_studio_yolo.inference.runtimes import Runtime, compiled_property, runtime_for
+from label_studio_yolo.inference.weights import load_weights_file
+from label_studio_yolo.prediction.project import build_project_predictor
+from label_studio_yolo.prediction.tasks import TaskPredictor
+from label_studio_yolo.settings import OPENVINO, BackendSettings
 from tests.support.image_server import serve_files
 from tests.support.waiting import eventually
 
@@ -140,8 +140,8 @@ def test_lanes_default_to_two_on_a_cpu_with_two_threads(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
 
-    assert BackendSettings().runtime.lanes == lanes
-    assert BackendSettings(device="cuda").runtime.lanes == (4 if "INFERENCE_LANES" in environment else 1)
+    assert runtime_for(BackendSettings()).lanes == lanes
+    assert runtime_for(BackendSettings(device="cuda")).lanes == (4 if "INFERENCE_LANES" in environment else 1)
 
 
 def test_openvino_lane_copies_share_one_network_with_a_stream_and_a_thread_per_lane(

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from label_studio_yolo.decoding import decode_image
-from label_studio_yolo.media import ImageLoader, MediaError, MediaSettings
+from label_studio_yolo.media.decode import decode_image
+from label_studio_yolo.media.loader import ImageLoader, MediaError, MediaSettings
 from tests.support.image_server import serve_files
 
 LOOPBACK_TOO = "public,127.0.0.1"

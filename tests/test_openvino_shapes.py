@@ -16,10 +16,11 @@ import pytest
 import ultralytics
 
 from conftest import SampleImage
-from label_studio_yolo.inference import Detection, run_model
-from label_studio_yolo.openvino_shapes import ShapeNetworks, ShapeRequests
-from label_studio_yolo.runtimes import OPENVINO, Runtime, compiled_property
-from label_studio_yolo.weights import LoadedWeights, load_weights_file
+from label_studio_yolo.inference.openvino_shapes import ShapeNetworks, ShapeRequests
+from label_studio_yolo.inference.outputs import Detection, run_model
+from label_studio_yolo.inference.runtimes import Runtime, compiled_property
+from label_studio_yolo.inference.weights import LoadedWeights, load_weights_file
+from label_studio_yolo.settings import OPENVINO
 
 PHOTOS = [Path(ultralytics.__file__).parent / "assets" / name for name in ("bus.jpg", "zidane.jpg")]
 """Real photos shipped inside ultralytics: 810x1080 and 1280x720, letterboxed to 480x640 and 640x384 at 640 px."""

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from conftest import BOXES_CONFIG, SampleImage
-from label_studio_yolo.media import ImageLoader, MediaError, MediaSettings
-from label_studio_yolo.prefetch import PREFETCH_AHEAD, MediaPrefetcher
-from label_studio_yolo.project_predictor import build_project_predictor
+from label_studio_yolo.media.loader import ImageLoader, MediaError, MediaSettings
+from label_studio_yolo.media.prefetch import PREFETCH_AHEAD, MediaPrefetcher
+from label_studio_yolo.prediction.project import build_project_predictor
 from label_studio_yolo.settings import BackendSettings
 from tests.support.image_server import serve_files
 from tests.support.waiting import eventually

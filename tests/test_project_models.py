@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-import label_studio_yolo.project_models
+import label_studio_yolo.serving.backends
 from conftest import BOXES_CONFIG, app_client
 
 
 def test_project_models_are_bounded_and_share_one_image_loader(
     backend_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(label_studio_yolo.project_models, "MAX_CACHED_PROJECTS", 8)  # the same rule, fewer builds
+    monkeypatch.setattr(label_studio_yolo.serving.backends, "MAX_CACHED_PROJECTS", 8)  # the same rule, fewer builds
     monkeypatch.setenv("LABEL_STUDIO_URL", "http://127.0.0.1:9")  # nothing listens: the tasks fail, fast
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "key")
     task = {"id": 1, "data": {"image": "/data/upload/1/a.png"}}

@@ -7,23 +7,23 @@ import math
 import pytest
 
 from conftest import BOXES_CONFIG
-from label_studio_yolo.controls import (
+from label_studio_yolo.geometry import (
+    ImageSize,
+    rectangle_percent,
+    rotated_corners,
+    rotated_rectangle_percent,
+)
+from label_studio_yolo.inference.outputs import ClassScore, Detection, ModelOutput
+from label_studio_yolo.inference.weights import load_weights
+from label_studio_yolo.label_config import ControlSpec, parse_label_config
+from label_studio_yolo.tags import (
     ChoicesControl,
     PolygonLabelsControl,
     RectangleLabelsControl,
     control_for,
     supported_controls,
 )
-from label_studio_yolo.inference import ClassScore, Detection, ModelOutput
-from label_studio_yolo.label_config import ControlSpec, parse_label_config
-from label_studio_yolo.regions import (
-    ImageSize,
-    build_region,
-    rectangle_percent,
-    rotated_corners,
-    rotated_rectangle_percent,
-)
-from label_studio_yolo.weights import load_weights
+from label_studio_yolo.tags.base import build_region
 
 SIZE = ImageSize(width=200, height=100)
 

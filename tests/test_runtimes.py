@@ -20,10 +20,11 @@ import ultralytics
 from PIL import Image
 
 from conftest import PROJECT_ROOT, SampleImage
-from label_studio_yolo.inference import Detection, run_model
-from label_studio_yolo.runtimes import OPENVINO, PYTORCH, Runtime, compiled_property, openvino_folder
-from label_studio_yolo.torch_thread import on_torch_thread
-from label_studio_yolo.weights import file_version, load_weights_file
+from label_studio_yolo.inference.outputs import Detection, run_model
+from label_studio_yolo.inference.runtimes import Runtime, compiled_property, openvino_folder, runtime_for
+from label_studio_yolo.inference.threads import on_torch_thread
+from label_studio_yolo.inference.weights import file_version, load_weights_file
+from label_studio_yolo.settings import OPENVINO, PYTORCH
 
 PHOTOS = [Path(ultralytics.__file__).parent / "assets" / name for name in ("bus.jpg", "zidane.jpg")]
 """Real photos shipped inside ultralytics."""
@@ -147,8 +148,8 @@ def test_the_export_is_made_once_beside_the_weights_and_reused_by_the_next_proce
     script = (
         "import logging, sys; logging.basicConfig(level=logging.INFO)\n"
         "from pathlib import Path\n"
-        "from label_studio_yolo.runtimes import Runtime\n"
-        "from label_studio_yolo.weights import load_weights_file\n"
+        "from label_studio_yolo.inference.runtimes import Runtime\n"
+        "from label_studio_yolo.inference.weights import load_weights_file\n"
         "print(load_weights_file(Path(sys.argv[1]), Runtime('openvino', threads=1)).runtime)\n"
     )
     result = subprocess.run(
@@ -215,9 +216,9 @@ def test_setup_does_not_wait_for_an_export_and_predictions_switch_to_openvino_wh
 ) -> None:
     """Label Studio gives /setup 3 s, an export takes longer: PyTorch serves until the export is ready."""
     from conftest import BOXES_CONFIG, app_client
-    from label_studio_yolo import runtimes
+    from label_studio_yolo.inference import runtimes
+    from label_studio_yolo.inference.weights import load_weights
     from label_studio_yolo.settings import BackendSettings
-    from label_studio_yolo.weights import load_weights
 
     release = threading.Event()
     real_export = runtimes._export_into
@@ -234,7 +235,7 @@ def test_setup_does_not_wait_for_an_export_and_predictions_switch_to_openvino_wh
     with app_client() as client:
         assert client.post("/setup", json={"project": "9.1", "schema": BOXES_CONFIG}).status_code == 200
         on_pytorch = client.post("/predict", json=body).json["results"][0]
-        loaded = load_weights(weights_copy.parent, weights_copy.name, BackendSettings().runtime)  # the server's
+        loaded = load_weights(weights_copy.parent, weights_copy.name, runtime_for(BackendSettings()))  # the server's
         assert loaded.runtime == PYTORCH, "served while the export is still held"
 
         release.set()
@@ -254,7 +255,7 @@ def test_setup_does_not_wait_for_an_export_and_predictions_switch_to_openvino_wh
 def test_a_background_export_leaves_the_servers_log_level_alone(weights_copy: Path) -> None:
     """OpenVINO's converter sets the root logger to ERROR while it runs: in the server's process that silenced every
     log line of the export's 5-10 s (and the export held the GIL, so /health lagged). A server exports in a child."""
-    from label_studio_yolo.runtimes import ensure_openvino_export
+    from label_studio_yolo.inference.runtimes import ensure_openvino_export
 
     root = logging.getLogger()
     levels_seen: set[int] = set()

@@ -5,7 +5,7 @@ Measured in a real Label Studio with ``TRAIN_MIN_NEW_ANNOTATIONS=10``: the 10th 
 had started it; a "Start Training" 1.3 s after the 10th queued another too. Both jobs trained on the same data.
 
 Here a real ``rq worker`` with the project's worker class runs the job on a private Redis. The job is the real
-one's start (:func:`~label_studio_yolo.training.worker_side.claim`) held until the test lets it claim
+one's start (:func:`~label_studio_yolo.training.project_lock.claim`) held until the test lets it claim
 (:func:`claim_when_told`), so "started but not claimed yet" lasts as long as the test needs. This module imports
 little, since the worker's work horse imports it for that function. The local scheduler (no Redis) follows the
 same policy.
@@ -30,8 +30,8 @@ from rq.job import Job, JobStatus
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training import scheduler as scheduler_module
 from label_studio_yolo.training.local import LocalScheduler
+from label_studio_yolo.training.project_lock import claim
 from label_studio_yolo.training.scheduler import RedisScheduler, key
-from label_studio_yolo.training.worker_side import claim
 from tests.support.redis_server import running_redis
 
 T = TypeVar("T")

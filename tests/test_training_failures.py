@@ -18,8 +18,8 @@ import pytest
 
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.local import LocalScheduler
-from label_studio_yolo.training.scheduler import RedisScheduler
-from label_studio_yolo.training.status import redis_jobs, versions_status
+from label_studio_yolo.training.scheduler import RedisScheduler, redis_jobs
+from label_studio_yolo.training.status import versions_status
 from label_studio_yolo.versions import META_FILE, VersionStore
 from tests.support.processes import free_port
 from tests.support.redis_server import running_redis

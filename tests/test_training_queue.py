@@ -21,8 +21,8 @@ from rq.job import Job
 
 from conftest import BOXES_CONFIG, SampleImage, app_client
 from label_studio_yolo.settings import BackendSettings
+from label_studio_yolo.training.project_lock import claim, project_lock
 from label_studio_yolo.training.scheduler import RedisScheduler
-from label_studio_yolo.training.worker_side import claim, project_lock
 from tests.support.processes import free_port
 from tests.support.redis_server import running_redis
 

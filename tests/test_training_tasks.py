@@ -24,8 +24,8 @@ from label_studio_sdk.converter.brush import mask2rle
 from ultralytics import YOLO
 
 from conftest import MODEL_CACHE
-from label_studio_yolo.media import ImageLoader, MediaSettings
-from label_studio_yolo.regions import ImageSize, rectangle_corners, rotated_rectangle_percent
+from label_studio_yolo.geometry import ImageSize, rectangle_corners, rotated_rectangle_percent
+from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.annotations import annotated_tasks
 from label_studio_yolo.training.dataset import Dataset, task_labels, write_dataset

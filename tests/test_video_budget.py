@@ -21,10 +21,11 @@ import pytest
 import requests
 
 from conftest import BOXES_CONFIG, SampleImage
-from label_studio_yolo.predictor import TaskPredictor
-from label_studio_yolo.project_predictor import build_project_predictor
+from label_studio_yolo.inference.tracking import TrackingStopped, track_task_video
+from label_studio_yolo.prediction.project import build_project_predictor
+from label_studio_yolo.prediction.tasks import TaskPredictor
 from label_studio_yolo.settings import BackendSettings
-from label_studio_yolo.tracking import TrackingStopped, track_task_video
+from label_studio_yolo.tags.video import tracking_options
 from tests.e2e.conftest import BackendServer, backend_server
 from tests.support.synthetic_video import write_video
 from tests.support.waiting import eventually
@@ -60,12 +61,17 @@ def video_predictor(config: str = VIDEO_CONFIG) -> TaskPredictor:
     return build_project_predictor(config, project_id=1, settings=BackendSettings(inference_runtime="pytorch"))
 
 
+def tracking_run(predictor: TaskPredictor, uri: str) -> tuple[Any, ...]:
+    """What the predictor passes to ``track_task_video`` for its one video control."""
+    return (predictor.controls[0].weights, uri, predictor.loader, tracking_options(predictor.controls))
+
+
 def test_tracking_stops_between_frames_once_the_deadline_passes(backend_env: Path, long_video_uri: str) -> None:
     predictor = video_predictor()
     deadline = time.monotonic() + 2.0
 
     with pytest.raises(TrackingStopped) as stopped:
-        track_task_video(predictor.controls, long_video_uri, predictor.loader, deadline=deadline)
+        track_task_video(*tracking_run(predictor, long_video_uri), deadline=deadline)
 
     late = time.monotonic() - deadline
     assert late < 1.0, f"returned {late:.1f} s after the deadline"
@@ -77,7 +83,7 @@ def test_a_video_whose_deadline_passed_while_it_waited_is_not_tracked(backend_en
     predictor = video_predictor()
 
     with pytest.raises(TrackingStopped) as stopped:
-        track_task_video(predictor.controls, long_video_uri, predictor.loader, deadline=time.monotonic() - 1)
+        track_task_video(*tracking_run(predictor, long_video_uri), deadline=time.monotonic() - 1)
 
     assert (stopped.value.tracked, stopped.value.total) == (0, LONG_VIDEO_FRAMES)
 

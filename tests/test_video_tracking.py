@@ -16,10 +16,10 @@ import pytest
 from flask.testing import FlaskClient
 
 from conftest import BOXES_CONFIG, WEIGHTS_NAME, SampleImage, app_client
-from label_studio_yolo.controls.video import keyframe_sequence
-from label_studio_yolo.inference import TrackedBox
-from label_studio_yolo.regions import ImageSize
-from label_studio_yolo.tracking import video_suffix
+from label_studio_yolo.geometry import ImageSize
+from label_studio_yolo.inference.outputs import TrackedBox
+from label_studio_yolo.inference.tracking import video_suffix
+from label_studio_yolo.tags.video import keyframe_sequence
 from tests.support.synthetic_video import SyntheticVideo, write_video
 
 VIDEO_CONFIG = """<View>
@@ -129,7 +129,7 @@ def test_image_predictions_with_the_same_weights_are_unchanged_by_a_video_predic
 ) -> None:
     from ultralytics.trackers.track import on_predict_postprocess_end, on_predict_start
 
-    from label_studio_yolo.weights import load_weights
+    from label_studio_yolo.inference.weights import load_weights
 
     image_tasks = [{"id": i, "data": {"image": sample.data_uri()}} for i, sample in enumerate(sample_images[:3])]
 

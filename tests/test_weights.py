@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from label_studio_yolo.weights import (
+from label_studio_yolo.inference.weights import (
     WeightsError,
     file_stamps,
     file_version,

@@ -76,7 +76,7 @@ def predict_project(options: BulkOptions) -> BulkReport:
     """
     client = connect(options.url, options.api_key)
     project = open_project(client, options.project_id)
-    from label_studio_yolo.project_predictor import build_project_predictor  # torch: after the fast checks
+    from label_studio_yolo.prediction.project import build_project_predictor  # torch: after the fast checks
 
     settings = options.settings.model_copy(
         update={"label_studio_url": options.url.rstrip("/"), "label_studio_api_key": options.api_key}

@@ -1,9 +1,9 @@
 """Predict the selected tasks a batch at a time and hand each batch to a sink while the next one is predicted.
 
-Each task goes through the backend's own :class:`~label_studio_yolo.predictor.TaskPredictor`: the same regions, the
-same model version, and a task whose image fails is counted as failed with its reason, never stopping the run. A
-batch is stored while the next one is predicted, so an interruption loses at most the batch being predicted; the
-next run predicts it again (see :mod:`label_studio_yolo.bulk.selection`).
+Each task goes through the backend's own :class:`~label_studio_yolo.prediction.tasks.TaskPredictor`: the same
+regions, the same model version, and a task whose image fails is counted as failed with its reason, never stopping
+the run. A batch is stored while the next one is predicted, so an interruption loses at most the batch being
+predicted; the next run predicts it again (see :mod:`label_studio_yolo.bulk.selection`).
 
 Example:
     >>> summary = run_batches(predictor, selection.tasks, LabelStudioUploader(client, 3), batch_size=32)
@@ -25,7 +25,7 @@ from label_studio_yolo.bulk.progress import Progress
 from label_studio_yolo.bulk.sinks import PredictionSink, UploadError
 
 if TYPE_CHECKING:  # importing the predictor imports torch: not before the connection is checked
-    from label_studio_yolo.predictor import TaskOutcome, TaskPredictor
+    from label_studio_yolo.prediction.tasks import TaskOutcome, TaskPredictor
 
 logger = logging.getLogger(__name__)
 

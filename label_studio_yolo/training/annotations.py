@@ -26,7 +26,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from label_studio_yolo.regions import ImageSize, rectangle_corners
+from label_studio_yolo.geometry import ImageSize, rectangle_corners
 
 Point = tuple[float, float]
 """x, y."""

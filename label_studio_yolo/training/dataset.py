@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.logsafe import printable
-from label_studio_yolo.media import ImageLoader, MediaError
-from label_studio_yolo.regions import ImageSize
+from label_studio_yolo.media.loader import ImageLoader, MediaError
 from label_studio_yolo.training.annotations import AnnotatedTask, AnnotationError
 from label_studio_yolo.training.formats import data_yaml, label_file_text
 from label_studio_yolo.training.objects import image_class, objects_for

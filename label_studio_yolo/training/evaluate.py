@@ -24,9 +24,9 @@ import torch
 from PIL import Image
 from ultralytics.utils.metrics import ap_per_class, box_iou
 
-from label_studio_yolo.inference import detect, run_model
+from label_studio_yolo.inference.outputs import detect, run_model
+from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.label_config import LabelMap
-from label_studio_yolo.weights import LoadedWeights
 
 IOU_THRESHOLD = 0.5
 """A prediction is a true positive when it overlaps an unmatched box of its label by at least this IoU."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from label_studio_yolo.regions import ImageSize
+from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.training.annotations import Point
 from label_studio_yolo.training.objects import LabelledObject
 

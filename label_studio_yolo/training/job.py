@@ -32,9 +32,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from label_studio_yolo.inference.runtimes import ensure_openvino_export, runtime_for
+from label_studio_yolo.inference.weights import LoadedWeights, file_version, load_weights, load_weights_file
 from label_studio_yolo.label_config import LabelMap
-from label_studio_yolo.media import ImageLoader, MediaSettings
-from label_studio_yolo.runtimes import ensure_openvino_export
+from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.annotations import AnnotatedTask, annotated_tasks
 from label_studio_yolo.training.carry_over import carry_over
@@ -43,11 +44,10 @@ from label_studio_yolo.training.evaluate import METRIC_OF_TASK, LabelledImage, s
 from label_studio_yolo.training.gate import GateDecision, GateRules, judge
 from label_studio_yolo.training.plan import TrainingError, TrainingPlan, plan_training
 from label_studio_yolo.training.progress import report_progress
+from label_studio_yolo.training.project_lock import StillHeld, claim, project_lock
 from label_studio_yolo.training.recipe import Recipe, recipe_for
 from label_studio_yolo.training.split import split_tasks
-from label_studio_yolo.training.worker_side import StillHeld, claim, project_lock
 from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, VersionInfo, VersionStore
-from label_studio_yolo.weights import LoadedWeights, file_version, load_weights, load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ def _store_version(
     """Write the version folder atomically: weights, their OpenVINO export, metadata, and ultralytics' metrics."""
     with store.new_version(project, name) as folder:
         shutil.copy2(best, folder / WEIGHTS_FILE)
-        if settings.runtime.wants_openvino:
+        if runtime_for(settings).wants_openvino:
             _export_for_serving(folder / WEIGHTS_FILE, imgsz)
         for artefact in ("results.csv", "results.png"):
             if (run_dir / artefact).exists():

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from label_studio_yolo.regions import ImageSize
+from label_studio_yolo.geometry import ImageSize
 
 MIN_BLOB_PIXELS = 4
 """Painted blobs with fewer pixels than this are not outlined."""

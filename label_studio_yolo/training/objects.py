@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from label_studio_yolo.regions import ImageSize, pixel_point
+from label_studio_yolo.geometry import ImageSize, pixel_point
 from label_studio_yolo.training.annotations import (
     AnnotationError,
     BrushRegion,

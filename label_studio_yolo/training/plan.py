@@ -25,9 +25,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from label_studio_yolo.controls import supported_controls
-from label_studio_yolo.controls.base import EXAMPLE_MODEL_FOR_TASK
 from label_studio_yolo.label_config import ControlSpec, LabelMap, parse_label_config
+from label_studio_yolo.tags import supported_controls
+from label_studio_yolo.tags.base import EXAMPLE_MODEL_FOR_TASK
 
 TASK_TAGS: dict[str, tuple[str, ...]] = {
     "detect": ("RectangleLabels",),

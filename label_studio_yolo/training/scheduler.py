@@ -155,8 +155,6 @@ class RedisScheduler(EventPolicy):
         return int(self.redis.incr(key(project, "new_annotations")))
 
     def jobs(self, project: int) -> list[dict[str, Any]]:
-        from label_studio_yolo.training.status import redis_jobs  # status imports this module
-
         with self._reaching_redis():
             return redis_jobs(self.redis, project, self.queue.name)
 
@@ -248,3 +246,47 @@ class RedisScheduler(EventPolicy):
             status = job.get_status()
         waiting = (JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED, JobStatus.STARTED)
         return job if status in waiting else None
+
+
+ABANDONED = "The worker running this job stopped without finishing it (killed, or its machine or Redis went away)"
+"""The reason shown for a job rq gave up as abandoned (its worker's heartbeat lapsed)."""
+
+
+def redis_jobs(redis: Any, project: int, queue: str = "training") -> list[dict[str, Any]]:
+    """rq jobs of ``project``, newest first: status, progress meta, times, and the error of failed ones.
+
+    Jobs whose worker died (no heartbeat for rq's TTL: 15 s with
+    :class:`~label_studio_yolo.training.worker.TrainingWorker`, 90 s with rq's own worker) are moved to failed
+    first, so they never look running.
+    """
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+    from rq.registry import StartedJobRegistry
+
+    StartedJobRegistry(queue, connection=redis).cleanup()
+    jobs = []
+    for raw_id in redis.lrange(key(project, "jobs"), 0, -1):
+        try:
+            job = Job.fetch(raw_id.decode(), connection=redis)
+        except NoSuchJobError:
+            continue
+        entry: dict[str, Any] = {
+            "job_id": job.id,
+            "status": job.get_status().value,
+            "enqueued_at": job.enqueued_at,
+            "started_at": job.started_at,
+            "ended_at": job.ended_at,
+            "progress": job.meta,
+        }
+        if entry["status"] == "failed":
+            entry["error"] = _failure(job.exc_info)
+        elif entry["status"] == "finished":
+            entry["result"] = job.return_value()
+        jobs.append(entry)
+    return jobs
+
+
+def _failure(exc_info: str | None) -> list[str]:
+    """The last line of a failed job's traceback, said plainly when rq gave the job up as abandoned."""
+    last = (exc_info or "").strip().splitlines()[-1:] or ["unknown (worker died?)"]
+    return [f"{ABANDONED}; rq: {last[0]}"] if "AbandonedJobError" in last[0] else last

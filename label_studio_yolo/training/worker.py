@@ -4,7 +4,7 @@ A plain ``rq worker`` sends a heartbeat for its running job every 30 s and gives
 with its job (killed, out of memory, its machine gone), rq moves the job to failed (``AbandonedJobError``) only once
 that heartbeat has lapsed, up to 90 s later, and only when some process cleans rq's registries (``/training/status``
 does). This worker sends a heartbeat every 5 s with 10 s of grace, so such a job shows as failed 10-15 s after its
-worker died. The project's training lock lapses as quickly (see :mod:`label_studio_yolo.training.worker_side`).
+worker died. The project's training lock lapses as quickly (see :mod:`label_studio_yolo.training.project_lock`).
 
 rq's worker also quits when a heartbeat cannot reach Redis, leaving its job to run unwatched; this one tries again
 every 0.5 s, so a running job outlives a Redis restart of up to 10 s (its lock and progress reports do too).

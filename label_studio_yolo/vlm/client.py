@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from label_studio_yolo.settings import BackendSettings
+
 PLACEHOLDER_API_KEY = "EMPTY"
 """Sent when no key is set: self-hosted servers (vLLM, Ollama) take any, and the ``openai`` client needs one."""
 
@@ -111,6 +113,22 @@ class VlmClient:
 
 _clients: dict[VlmConfig, VlmClient] = {}
 _clients_lock = threading.Lock()
+
+
+def vlm_config(settings: BackendSettings) -> VlmConfig | None:
+    """The vision-language endpoint the settings name, or None when VLM_BASE_URL or VLM_MODEL is unset."""
+    if not settings.vlm_base_url or not settings.vlm_model:
+        return None
+    key = settings.vlm_api_key.get_secret_value() if settings.vlm_api_key else ""
+    return VlmConfig(
+        base_url=settings.vlm_base_url,
+        api_key=key,
+        model=settings.vlm_model,
+        timeout=settings.vlm_timeout,
+        concurrency=settings.vlm_concurrency,
+        max_image_side=settings.vlm_max_image_side,
+        max_retries=settings.vlm_max_retries,
+    )
 
 
 def vlm_client(config: VlmConfig) -> VlmClient:

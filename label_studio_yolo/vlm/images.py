@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from label_studio_yolo.decoding import Pixels
+from label_studio_yolo.media.decode import Pixels
 
 JPEG_QUALITY = 90
 """JPEG quality of what is sent (the models read JPEG well; PNG of a photo would be 5-10x larger)."""

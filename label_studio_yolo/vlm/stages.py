@@ -1,6 +1,6 @@
 """The two ways a vision-language model fills a control: boxes on the whole image, or a label for each YOLO box.
 
-Both give a :class:`~label_studio_yolo.inference.ModelOutput` whose detections are named by the control's own
+Both give a :class:`~label_studio_yolo.inference.outputs.ModelOutput` whose detections are named by the control's own
 labels, so the control turns them into regions exactly as it turns YOLO's (the control is built with
 :func:`~label_studio_yolo.label_config.with_own_labels`). Answers are cached per process by the endpoint and
 model, the SHA-256 of what was sent and the question, so a task predicted again (another "Retrieve predictions",
@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol, cast
 
-from label_studio_yolo.decoding import Pixels
-from label_studio_yolo.inference import Detection, ModelOutput
+from label_studio_yolo.inference.outputs import Detection, ModelOutput
 from label_studio_yolo.label_config import LabelMap
+from label_studio_yolo.media.decode import Pixels
 from label_studio_yolo.vlm.answers import LabelAnswer, NormalizedBox, VlmAnswerError, parse_boxes, parse_label
 from label_studio_yolo.vlm.client import VlmClient, VlmError
 from label_studio_yolo.vlm.images import MIN_CROP_SIDE, encode_jpeg, padded_crop

@@ -16,9 +16,9 @@ from typing import Any
 from PIL import Image
 
 from conftest import SampleImage
+from label_studio_yolo.inference.weights import load_weights_file
 from label_studio_yolo.label_config import LabelMap
 from label_studio_yolo.training.evaluate import LabelledImage, LabelScore, ap50_per_label, score_per_label
-from label_studio_yolo.weights import load_weights_file
 from tests.support.label_studio import LabelStudioServer, upload_files
 from tests.support.photos import Scene, write_scenes
 

@@ -12,24 +12,28 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
-from label_studio_yolo.controls.base import ControlPredictor, register_control
-from label_studio_yolo.inference import ModelOutput, Track, TrackedBox, VideoInfo
-from label_studio_yolo.label_config import ControlSpec
+from label_studio_yolo.geometry import ImageSize, rectangle_percent
+from label_studio_yolo.inference.outputs import ModelOutput, Track, TrackedBox, VideoInfo
+from label_studio_yolo.inference.tracking import DEFAULT_TRACKER, TRACKERS, TrackingOptions
+from label_studio_yolo.inference.weights import LoadedWeights
+from label_studio_yolo.label_config import ControlSpec, LabelConfigError
 from label_studio_yolo.logsafe import printable
-from label_studio_yolo.regions import ImageSize, build_region, rectangle_percent
-from label_studio_yolo.tracking import tracker_name
-from label_studio_yolo.weights import LoadedWeights
+from label_studio_yolo.tags.base import Control, build_region, register_control
 
 logger = logging.getLogger(__name__)
+
+TRACKER_ATTR = "model_tracker"
+"""``<VideoRectangle>`` attribute naming the tracker: ``bytetrack`` (default) or ``botsort``."""
 
 LABEL_STUDIO_DEFAULT_FRAMERATE = 24.0
 """Frame rate Label Studio assumes for a ``<Video>`` without ``frameRate``; it maps frame numbers to times."""
 
 
 @register_control
-class VideoRectangleControl(ControlPredictor):
+class VideoRectangleControl(Control):
     """Tracks from a detection, segmentation or pose model as video rectangles (``model_tracker`` picks the
     tracker: ``bytetrack``, the default, or ``botsort``)."""
 
@@ -120,3 +124,35 @@ def keyframe_sequence(boxes: list[TrackedBox], size: ImageSize, fps: float) -> l
             }
         )
     return sequence
+
+
+def tracker_name(spec: ControlSpec) -> str:
+    """The tracker ``spec``'s control asks for (``model_tracker``, any case), else the default (ByteTrack).
+
+    Raises:
+        LabelConfigError: the attribute names a tracker that is not supported.
+    """
+    raw = spec.attribute(TRACKER_ATTR)
+    name = (raw or DEFAULT_TRACKER).strip().lower().removesuffix(".yaml")
+    if name not in TRACKERS:
+        control, from_name, to_name = spec.control_type, printable(spec.from_name), printable(spec.to_name)
+        raise LabelConfigError(
+            f'<{control} name="{from_name}"> has {TRACKER_ATTR}="{printable(raw)}"; it must be one of '
+            f'{", ".join(sorted(TRACKERS))}, e.g. <{control} name="{from_name}" toName="{to_name}" '
+            f'{TRACKER_ATTR}="botsort"/>.'
+        )
+    return name
+
+
+def tracking_options(controls: Sequence[Control]) -> TrackingOptions:
+    """How to track once for controls that share weights: their lowest threshold, and the first control's tracker
+    (a warning names the others when they differ)."""
+    names = [tracker_name(control.spec) for control in controls]
+    if len(set(names)) > 1:
+        logger.warning(
+            "Controls %s share weights but ask for trackers %s; tracking once with %s",
+            printable([control.spec.from_name for control in controls]),
+            names,
+            names[0],
+        )
+    return TrackingOptions(conf=min(control.spec.threshold for control in controls), tracker=names[0])

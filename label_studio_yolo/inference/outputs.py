@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from label_studio_yolo.decoding import Pixels
-from label_studio_yolo.regions import ImageSize
-from label_studio_yolo.runtimes import OPENVINO
-from label_studio_yolo.torch_thread import on_torch_thread
-from label_studio_yolo.weights import LoadedWeights
+from label_studio_yolo.geometry import ImageSize
+from label_studio_yolo.inference.threads import on_torch_thread
+from label_studio_yolo.inference.weights import LoadedWeights
+from label_studio_yolo.media.decode import Pixels
+from label_studio_yolo.settings import OPENVINO
 
 ImageInput = Pixels | Image.Image
 """What a model runs on: a BGR ``uint8`` array (what ultralytics reads from a file) or a Pillow RGB image."""
@@ -146,7 +146,8 @@ def run_model(
 
     ``conf`` goes to ultralytics so thresholds below its default (0.25) are honoured. ``imgsz`` unset means the
     size the weights were trained at. The model's predictor is not thread-safe: calls are serialised per model.
-    PyTorch with more than one thread runs on the process's torch thread (see :mod:`label_studio_yolo.torch_thread`).
+    PyTorch with more than one thread runs on the process's torch thread (see
+    :mod:`label_studio_yolo.inference.threads`).
     """
     if weights.runtime == OPENVINO or threads == 1:
         return _run_model(weights, image, conf, imgsz, threads)

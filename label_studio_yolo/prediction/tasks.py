@@ -24,14 +24,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from label_studio_yolo.controls import ControlPredictor
-from label_studio_yolo.decoding import Pixels
-from label_studio_yolo.inference import ModelOutput, run_model
+from label_studio_yolo.geometry import ImageSize
+from label_studio_yolo.inference.outputs import ModelOutput, run_model
+from label_studio_yolo.inference.tracking import TrackingStopped, threads_beside_tracking, track_task_video
 from label_studio_yolo.logsafe import json_type, printable
-from label_studio_yolo.media import ImageLoader, MediaError
-from label_studio_yolo.prefetch import ImageSource, MediaPrefetcher
-from label_studio_yolo.regions import ImageSize
-from label_studio_yolo.tracking import TrackingStopped, threads_beside_tracking, track_task_video
+from label_studio_yolo.media.decode import Pixels
+from label_studio_yolo.media.loader import ImageLoader, MediaError
+from label_studio_yolo.media.prefetch import ImageSource, MediaPrefetcher
+from label_studio_yolo.tags import Control
+from label_studio_yolo.tags.video import tracking_options
 from label_studio_yolo.vlm.client import VlmError
 
 logger = logging.getLogger(__name__)
@@ -84,12 +85,12 @@ class TaskPredictor:
     """
 
     model_version: str
-    controls: Sequence[ControlPredictor]
+    controls: Sequence[Control]
     loader: ImageLoader
     imgsz: int | None = None
     threads: int | None = None
     lanes: int = 1
-    _by_image: dict[str, list[list[ControlPredictor]]] = field(init=False, repr=False)
+    _by_image: dict[str, list[list[Control]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._by_image = _group_by_image_and_model(self.controls)
@@ -251,18 +252,20 @@ class TaskPredictor:
     def _outputs(
         self,
         value: object,
-        by_model: list[list[ControlPredictor]],
+        by_model: list[list[Control]],
         images: ImageSource,
         lane: int | None,
         notes: list[str],
         deadline: Deadline | None,
-    ) -> Iterator[tuple[ControlPredictor, ModelOutput]]:
+    ) -> Iterator[tuple[Control, ModelOutput]]:
         """Each control's output on the task's image (loaded once, each model run once, then the control's
         vision-language stage if it has one; its problems go to ``notes``) or video (tracked once per model, until
         ``deadline``)."""
         if by_model[0][0].spec.object_type == "Video":
             for controls in by_model:
-                output = track_task_video(controls, value, self.loader, self.imgsz, deadline.at if deadline else None)
+                options = tracking_options(controls)
+                at = deadline.at if deadline else None
+                output = track_task_video(controls[0].weights, value, self.loader, options, self.imgsz, at)
                 yield from ((control, output) for control in controls)
             return
         image = images.load_pixels(value)
@@ -278,7 +281,7 @@ class TaskPredictor:
                 yield control, staged.output
         del image  # decoded pixels are not needed past inference
 
-    def _model_output(self, controls: list[ControlPredictor], image: Pixels, lane: int | None) -> ModelOutput:
+    def _model_output(self, controls: list[Control], image: Pixels, lane: int | None) -> ModelOutput:
         """The controls' model on ``image`` (with the lane's copy and threads, or all threads but the one tracking a
         video); not run when every control is filled zero-shot by a vision-language model."""
         if all(control.vlm is not None and not control.vlm.needs_yolo for control in controls):
@@ -340,9 +343,9 @@ def _without_missing_parents(regions: list[dict[str, Any]]) -> list[dict[str, An
     return regions
 
 
-def _group_by_image_and_model(controls: Sequence[ControlPredictor]) -> dict[str, list[list[ControlPredictor]]]:
+def _group_by_image_and_model(controls: Sequence[Control]) -> dict[str, list[list[Control]]]:
     """Controls grouped by the image they label, then by model: each image is loaded once, each model run once."""
-    groups: dict[str, dict[int, list[ControlPredictor]]] = defaultdict(lambda: defaultdict(list))
+    groups: dict[str, dict[int, list[Control]]] = defaultdict(lambda: defaultdict(list))
     for control in controls:
         groups[control.spec.value_key][id(control.weights)].append(control)
     return {value_key: list(by_model.values()) for value_key, by_model in groups.items()}

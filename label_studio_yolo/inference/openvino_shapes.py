@@ -26,15 +26,12 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from label_studio_yolo.settings import DEFAULT_STATIC_SHAPES
+
 logger = logging.getLogger(__name__)
 
 Shape = tuple[int, ...]
 """An input tensor's shape, e.g. ``(1, 3, 640, 480)``."""
-
-DEFAULT_STATIC_SHAPES = 2
-"""Fixed-shape networks per network family at most, when ``OPENVINO_STATIC_SHAPES`` is unset: a camera's photos
-standing and lying. A server has two families per weight file (single tasks, and the lanes of batches), so the
-default costs at most four networks' memory (measured, yolo11n / yolov8s at 640 px: 240 / 340 MB for two shapes)."""
 
 SIGHTINGS_BEFORE_COMPILE = 2
 """A shape gets its own network the second time it is met: a shape met once would pay a compile and its memory for

@@ -7,7 +7,7 @@ access, the settings, its published version or a weight file it uses changes. At
 every project string a client invents; the weights themselves are shared by all projects.
 
 Example:
-    >>> models = ProjectModels(YOLOBackend)
+    >>> models = ProjectBackends(YOLOBackend)
     >>> models.setup("3.1700000000", config, "http://ls:8080", "token").model_version      # doctest: +SKIP
     'yolo11n-5b3a2f0c'
 """
@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from label_studio_yolo.credentials import AccessBook, LabelStudioAccess
+from label_studio_yolo.inference.weights import file_stamps
 from label_studio_yolo.label_config import check_label_config
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.projects import project_id
 from label_studio_yolo.settings import current_settings
 from label_studio_yolo.versions import VersionStore
-from label_studio_yolo.weights import file_stamps
+from label_studio_yolo.vlm.client import vlm_config
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class _Cached:
     stamps: tuple[Any, ...]
 
 
-class ProjectModels:
+class ProjectBackends:
     """The project models of one app (thread-safe); ``model_class`` is a ``LabelStudioMLBase`` subclass."""
 
     def __init__(self, model_class: type[Any], max_projects: int | None = None) -> None:
@@ -72,7 +73,7 @@ class ProjectModels:
         with self._lock:
             published = VersionStore(settings.model_dir).current_stamp(number) if number is not None else None
             # The dump masks secrets: the VLM endpoint (its key with it) is compared whole, as its client is built.
-            key = (label_config, access, settings.model_dump_json(), settings.vlm, published)
+            key = (label_config, access, settings.model_dump_json(), vlm_config(settings), published)
             cached = self._models.get(project)
             if cached is not None and cached.key == key and cached.stamps == file_stamps(cached.model.weight_files):
                 self._models.move_to_end(project)

@@ -2,8 +2,7 @@
 
 The video is fetched like an image (Label Studio uploads, URLs, local files, ``data:`` URIs), written to a temporary
 file that is always deleted, and tracked once per model: every track id becomes one :class:`Track` with the object's
-box on each frame the tracker reported it. ``model_tracker="botsort"`` on a ``<VideoRectangle>`` picks BoT-SORT;
-ByteTrack is the default.
+box on each frame the tracker reported it, with ByteTrack (the default) or BoT-SORT.
 
 Tracking shares nothing that image predictions wait for, so a long video never holds up an image request:
 
@@ -17,7 +16,7 @@ Tracking shares nothing that image predictions wait for, so a long video never h
 With a ``deadline``, tracking stops between frames once it has passed and raises :class:`TrackingStopped`.
 
 Example:
-    >>> output = track_task_video(controls, "/data/upload/3/cars.mp4", loader, imgsz=None)  # doctest: +SKIP
+    >>> output = track_task_video(weights, "/data/upload/3/cars.mp4", loader, TrackingOptions(0.25))  # doctest: +SKIP
     >>> output.video, len(output.tracks)
     (VideoInfo(frames=240, fps=24.0), 3)
 """
@@ -30,31 +29,25 @@ import mimetypes
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from label_studio_yolo.inference import ModelOutput, Track, TrackedBox, VideoInfo
-from label_studio_yolo.label_config import ControlSpec, LabelConfigError
+from label_studio_yolo.geometry import ImageSize
+from label_studio_yolo.inference.outputs import ModelOutput, Track, TrackedBox, VideoInfo
+from label_studio_yolo.inference.threads import DedicatedThread
+from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.logsafe import printable, url_shown
-from label_studio_yolo.media import LOCAL_FILES_PREFIX, ImageLoader, MediaError
-from label_studio_yolo.regions import ImageSize
+from label_studio_yolo.media.loader import LOCAL_FILES_PREFIX, ImageLoader, MediaError
 from label_studio_yolo.settings import DEFAULT_MAX_PIXELS
-from label_studio_yolo.torch_thread import DedicatedThread
-from label_studio_yolo.weights import LoadedWeights
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
 
-    from label_studio_yolo.controls import ControlPredictor
-
 logger = logging.getLogger(__name__)
-
-TRACKER_ATTR = "model_tracker"
-"""``<VideoRectangle>`` attribute naming the tracker: ``bytetrack`` (default) or ``botsort``."""
 
 TRACKERS = {"bytetrack": "bytetrack.yaml", "botsort": "botsort.yaml"}
 """Tracker name -> the ultralytics tracker config it runs with."""
@@ -67,7 +60,7 @@ DEFAULT_VIDEO_SUFFIX = ".mp4"
 
 TRACKING_THREADS = 1
 """Torch threads a video is tracked with. One thread starts no OpenMP team: a second team next to the torch thread's
-would slow every prediction of the process (see :mod:`label_studio_yolo.torch_thread`), and one busy core leaves
+would slow every prediction of the process (see :mod:`label_studio_yolo.inference.threads`), and one busy core leaves
 the others to image requests while a video is tracked."""
 
 _Params = ParamSpec("_Params")
@@ -88,34 +81,25 @@ class TrackingStopped(Exception):
         self.total = total
 
 
-def tracker_name(spec: ControlSpec) -> str:
-    """The tracker ``spec``'s control asks for (``model_tracker``, any case), else :data:`DEFAULT_TRACKER`.
+@dataclass(frozen=True)
+class TrackingOptions:
+    """How to track: the lowest score an object is passed to the tracker with, and the tracker's name."""
 
-    Raises:
-        LabelConfigError: the attribute names a tracker that is not supported.
-    """
-    raw = spec.attribute(TRACKER_ATTR)
-    name = (raw or DEFAULT_TRACKER).strip().lower().removesuffix(".yaml")
-    if name not in TRACKERS:
-        control, from_name, to_name = spec.control_type, printable(spec.from_name), printable(spec.to_name)
-        raise LabelConfigError(
-            f'<{control} name="{from_name}"> has {TRACKER_ATTR}="{printable(raw)}"; it must be one of '
-            f'{", ".join(sorted(TRACKERS))}, e.g. <{control} name="{from_name}" toName="{to_name}" '
-            f'{TRACKER_ATTR}="botsort"/>.'
-        )
-    return name
+    conf: float
+    tracker: str = DEFAULT_TRACKER
 
 
 def track_task_video(
-    controls: Sequence[ControlPredictor],
+    weights: LoadedWeights,
     value: object,
     loader: ImageLoader,
+    options: TrackingOptions,
     imgsz: int | None = None,
     deadline: float | None = None,
 ) -> ModelOutput:
-    """Track the objects of the video at ``value`` (a task-data string) with the controls' shared weights.
+    """Track the objects of the video at ``value`` (a task-data string) with ``weights``.
 
-    Objects below the lowest threshold of ``controls`` are not passed to the tracker. The output holds the
+    Objects scored below ``options.conf`` are not passed to the tracker. The output holds the
     video's frame size, one :class:`Track` per track id and the video's frame count and frame rate. The video is
     tracked on the tracking thread, after any video tracked there before it; ``deadline`` (on
     :func:`time.monotonic`'s clock) stops tracking between frames.
@@ -127,9 +111,7 @@ def track_task_video(
     if not isinstance(value, str) or not value.strip():
         raise MediaError(f"Task data value {url_shown(value)} is not a video URL or path")
     data = loader.read_bytes(value.strip())
-    weights = controls[0].weights
-    conf = min(control.spec.threshold for control in controls)
-    tracker = _tracker_for(controls)
+    conf, tracker = options.conf, TRACKERS[options.tracker]
     with tempfile.TemporaryDirectory(prefix="ls-yolo-video-") as folder:
         path = Path(folder) / f"video{video_suffix(value.strip())}"
         path.write_bytes(data)
@@ -217,19 +199,6 @@ def read_video_info(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[I
         raise MediaError("The video has no frame rate, so frame times cannot be given")
     height, width = frame.shape[:2]
     return ImageSize(int(width), int(height)), VideoInfo(frames=max(frames, 0), fps=fps)
-
-
-def _tracker_for(controls: Sequence[ControlPredictor]) -> str:
-    """The tracker config for controls that share one tracking run; the first control's wins if they differ."""
-    names = [tracker_name(control.spec) for control in controls]
-    if len(set(names)) > 1:
-        logger.warning(
-            "Controls %s share weights but ask for trackers %s; tracking once with %s",
-            printable([control.spec.from_name for control in controls]),
-            names,
-            names[0],
-        )
-    return TRACKERS[names[0]]
 
 
 @dataclass(frozen=True)
@@ -324,7 +293,7 @@ _tracking_lock = threading.Lock()
 def _tracking_model(weights: LoadedWeights) -> _TrackingModel:
     """The tracking-only YOLO instance of ``weights``' file, loaded once per file version (size and mtime).
 
-    Like :mod:`label_studio_yolo.weights`' cache it is keyed by the file's path, size and modification time; a
+    Like :mod:`label_studio_yolo.inference.weights`' cache it is keyed by the file's path, size and modification time; a
     replaced file is loaded again and the instance of its previous content is dropped.
     """
     from ultralytics import YOLO

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from label_studio_yolo.controls.base import ObjectControl, register_control
-from label_studio_yolo.inference import Detection, ModelOutput
-from label_studio_yolo.regions import rectangle_percent, rotated_rectangle_percent
+from label_studio_yolo.geometry import rectangle_percent, rotated_rectangle_percent
+from label_studio_yolo.inference.outputs import Detection, ModelOutput
+from label_studio_yolo.tags.base import ObjectControl, register_control
 
 
 @register_control

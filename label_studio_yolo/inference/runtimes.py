@@ -6,10 +6,10 @@ faster than PyTorch on an AMD EPYC and 1.1-1.7x on an Intel Xeon with AMX (yolo1
 (about 1.3x f32 on that AMD, more with AMX) and moves boxes: a 26 px one by about a pixel on that AMD, a weak
 detection to IoU 0.70 on that Xeon. The export is made once per weight content, with dynamic input shapes so images
 keep their aspect ratio (a static 640x640 export pads them square and moves boxes); the shapes a server meets
-most get a network compiled for them (:mod:`label_studio_yolo.openvino_shapes`). It lives beside the weights as
-``<stem>-<sha256[:8]>_openvino_model/``, is written to a temporary folder and renamed into place under a lock file,
-so processes that start together export once and never read half an export. Any failure (OpenVINO missing, a read-
-only folder, an export error) leaves PyTorch in use, with the reason logged.
+most get a network compiled for them (:mod:`label_studio_yolo.inference.openvino_shapes`). It lives beside the
+weights as ``<stem>-<sha256[:8]>_openvino_model/``, is written to a temporary folder and renamed into place under a
+lock file, so processes that start together export once and never read half an export. Any failure (OpenVINO
+missing, a read-only folder, an export error) leaves PyTorch in use, with the reason logged.
 
 Example:
     >>> folder = ensure_openvino_export(Path("models/yolo11n.pt"), imgsz=640)   # doctest: +SKIP
@@ -33,20 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from label_studio_yolo.openvino_shapes import DEFAULT_STATIC_SHAPES, ShapeNetworks, ShapeRequests
+from label_studio_yolo.inference.openvino_shapes import ShapeNetworks, ShapeRequests
+from label_studio_yolo.settings import DEFAULT_STATIC_SHAPES, OPENVINO, PYTORCH, BackendSettings
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
 
 logger = logging.getLogger(__name__)
-
-PYTORCH = "pytorch"
-OPENVINO = "openvino"
-RUNTIMES = (PYTORCH, OPENVINO)
-"""Values of the ``INFERENCE_RUNTIME`` setting."""
-
-PRECISIONS = ("f32", "bf16")
-"""Values of the ``OPENVINO_PRECISION`` setting (OpenVINO's ``INFERENCE_PRECISION_HINT``)."""
 
 OPENVINO_FOLDER_SUFFIX = "_openvino_model"
 """ultralytics recognises an OpenVINO export by this ending of its folder name."""
@@ -75,6 +68,19 @@ class Runtime:
     def wants_openvino(self) -> bool:
         """OpenVINO is asked for and can serve the device (it runs on the CPU)."""
         return self.name == OPENVINO and self.device == "cpu"
+
+
+def runtime_for(settings: BackendSettings) -> Runtime:
+    """How the settings say inference runs: runtime, device, threads, precision and lanes."""
+    lanes = settings.inference_lanes or default_lanes(settings.device, settings.torch_threads)
+    return Runtime(
+        settings.inference_runtime,
+        settings.device,
+        settings.torch_threads,
+        settings.openvino_precision,
+        lanes,
+        static_shapes=settings.openvino_static_shapes,
+    )
 
 
 def default_lanes(device: str, threads: int) -> int:
@@ -117,7 +123,7 @@ def ensure_openvino_export(weights: Path, version: str, imgsz: int, in_child: bo
 
 def load_openvino(weights: Path, version: str, task: str, imgsz: int, runtime: Runtime) -> YOLO:
     """The OpenVINO export of ``weights`` as a YOLO model, compiled for the runtime's threads and precision (and
-    for the input shapes it meets, see :mod:`label_studio_yolo.openvino_shapes`)."""
+    for the input shapes it meets, see :mod:`label_studio_yolo.inference.openvino_shapes`)."""
     model = _openvino_model(weights, version, task, imgsz, in_child=runtime.background_export)
     networks = _compile_networks(model, openvino_folder(weights, version), _settings(runtime), runtime.static_shapes)
     _backend(model).ov_compiled_model = ShapeRequests(networks)

@@ -9,8 +9,8 @@ Both act before Flask sees a request, on every route (unknown ones too):
   reads a chunked body to its end whatever its size. The guard therefore refuses a declared ``Content-Length``
   over the limit unread, and reads a body without one itself, stopping one byte past the limit.
 
-Served by gunicorn, the ASGI front (:mod:`label_studio_yolo.front`) asks :func:`header_refusal` too, on the event
-loop before it buffers a body, so slow or unauthenticated clients never hold a request thread; this middleware
+Served by gunicorn, the ASGI front (:mod:`label_studio_yolo.serving.front`) asks :func:`header_refusal` too, on the
+event loop before it buffers a body, so slow or unauthenticated clients never hold a request thread; this middleware
 then still guards Flask's development server and the test client.
 
 Example:
@@ -121,10 +121,10 @@ def header_refusal(
 ) -> Refusal | None:
     """Whether a request is refused on its headers alone, before any byte of its body is read; None if not.
 
-    Both the WSGI middleware (:class:`RequestGuard`) and the ASGI front (:mod:`label_studio_yolo.front`) ask this, so
-    they answer alike. ``authorization`` and ``content_length`` are the header values as WSGI gives them (Latin-1
-    text, repeated headers joined with commas); ``credentials`` None means Basic auth is off. Credentials are checked
-    first: a client without them learns nothing about the size limit.
+    Both the WSGI middleware (:class:`RequestGuard`) and the ASGI front (:mod:`label_studio_yolo.serving.front`) ask
+    this, so they answer alike. ``authorization`` and ``content_length`` are the header values as WSGI gives them
+    (Latin-1 text, repeated headers joined with commas); ``credentials`` None means Basic auth is off. Credentials
+    are checked first: a client without them learns nothing about the size limit.
     """
     if credentials is not None:
         problem = credentials_problem(authorization, credentials)

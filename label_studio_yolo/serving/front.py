@@ -5,9 +5,9 @@ the client sends its headers and its body, so a few clients sending slowly leave
 gunicorn's ``asgi`` worker (``gunicorn.conf.py``) an event loop reads every connection's headers, and this front
 handles each request in three steps:
 
-1. On its headers alone (:func:`label_studio_yolo.guard.header_refusal`, the WSGI guard's own decision): wrong or no
-   Basic credentials get 401, a declared ``Content-Length`` over MAX_REQUEST_BYTES gets 413. The answer goes out at
-   once with ``Connection: close`` and not a byte of the body is read.
+1. On its headers alone (:func:`label_studio_yolo.serving.guard.header_refusal`, the WSGI guard's own decision):
+   wrong or no Basic credentials get 401, a declared ``Content-Length`` over MAX_REQUEST_BYTES gets 413. The answer
+   goes out at once with ``Connection: close`` and not a byte of the body is read.
 2. The body is read on the event loop into a temporary file (in memory up to :data:`SPOOL_BYTES`): at most
    MAX_REQUEST_BYTES (a chunked body gets 413 one byte past it) and within ``REQUEST_BODY_TIMEOUT`` seconds of its
    headers (408 after that).
@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from a2wsgi import WSGIMiddleware
 
-from label_studio_yolo.guard import Refusal, header_refusal, log_refusal, too_large
+from label_studio_yolo.serving.guard import Refusal, header_refusal, log_refusal, too_large
 from label_studio_yolo.settings import current_settings
 
 if TYPE_CHECKING:

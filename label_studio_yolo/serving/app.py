@@ -2,7 +2,7 @@
 
 label-studio-ml 1.0.9 pins Flask 1.1.2 and keeps one module-level app and one model object for every project; this
 app is the project's own (each :func:`create_app` call makes a new one) and keeps a model per project
-(:mod:`label_studio_yolo.project_models`). Routes and answers are label-studio-ml's:
+(:mod:`label_studio_yolo.serving.backends`). Routes and answers are label-studio-ml's:
 
 - ``GET /`` and ``/health``: ``{"status": "UP", ...}``; ``GET /metrics``: ``{}``.
 - ``POST /setup``: ``{"model_version": ...}``; ``POST /predict``: ``{"results": [...], "model_version": ...}``.
@@ -31,17 +31,18 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from label_studio_yolo.credentials import SetupRefused
-from label_studio_yolo.guard import RequestGuard, error_response, too_large_message
+from label_studio_yolo.inference.runtimes import runtime_for
+from label_studio_yolo.inference.weights import WeightsError
 from label_studio_yolo.label_config import LabelConfigError
 from label_studio_yolo.logsafe import json_type, printable
-from label_studio_yolo.project_models import ProjectModels
 from label_studio_yolo.projects import project_id, project_id_of
+from label_studio_yolo.serving.backends import ProjectBackends
+from label_studio_yolo.serving.guard import RequestGuard, error_response, too_large_message
 from label_studio_yolo.settings import BackendSettings, current_settings
 from label_studio_yolo.training.factory import scheduler_for
 from label_studio_yolo.training.scheduler import ANNOTATION_EVENTS, START_TRAINING, Scheduler
 from label_studio_yolo.training.status import versions_status
 from label_studio_yolo.versions import VersionNotFound, VersionStore
-from label_studio_yolo.weights import WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def create_app(model_class: type[Any]) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]  # answers keep label-studio-ml's key order
-    models = app.extensions["label_studio_yolo"] = ProjectModels(model_class)
+    models = app.extensions["label_studio_yolo"] = ProjectBackends(model_class)
     _register_routes(app, models, scheduler_for(settings), model_class.__name__)
     _register_error_handlers(app, settings)
     app.wsgi_app = RequestGuard(app.wsgi_app, settings.basic_auth, settings.max_request_bytes)  # type: ignore[method-assign]
@@ -129,7 +130,7 @@ def _depth_over(value: object, limit: int) -> bool:
     return False
 
 
-def _register_routes(app: Flask, models: ProjectModels, scheduler: Scheduler, model_name: str) -> None:
+def _register_routes(app: Flask, models: ProjectBackends, scheduler: Scheduler, model_name: str) -> None:
     def health() -> ResponseReturnValue:
         return jsonify({"status": "UP", "model_class": model_name, "v2": ML_BACKEND_V2})
 
@@ -360,12 +361,14 @@ def preload_base_weights() -> threading.Thread:
     Studio gives ``/setup`` only 3 s: without this, connecting a fresh backend can fail with a read timeout. A
     failure here is only logged; ``/setup`` reports it to Label Studio as usual.
     """
-    from label_studio_yolo.weights import load_weights
+    from label_studio_yolo.inference.weights import load_weights
 
     def load() -> None:
         settings = current_settings()
         try:
-            load_weights(settings.model_root, settings.model_path, replace(settings.runtime, background_export=True))
+            load_weights(
+                settings.model_root, settings.model_path, replace(runtime_for(settings), background_export=True)
+            )
         except Exception as error:  # logged, and raised again by the /setup that needs the weights
             logger.warning("Weights %s not preloaded: %s", settings.model_path, error)
 

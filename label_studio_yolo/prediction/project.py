@@ -14,19 +14,18 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from label_studio_yolo.controls import ControlPredictor, ObjectControl, control_for, supported_controls
 from label_studio_yolo.credentials import LabelStudioAccess
+from label_studio_yolo.inference.runtimes import Runtime, runtime_for
+from label_studio_yolo.inference.weights import LoadedWeights, load_weights, load_weights_file
 from label_studio_yolo.label_config import ControlSpec, LabelConfigError, parse_label_config, with_own_labels
 from label_studio_yolo.logsafe import printable
-from label_studio_yolo.media import MediaSettings, shared_loader
-from label_studio_yolo.predictor import TaskPredictor
-from label_studio_yolo.runtimes import Runtime
-from label_studio_yolo.settings import BackendSettings
+from label_studio_yolo.media.loader import MediaSettings, shared_loader
+from label_studio_yolo.prediction.tasks import TaskPredictor
+from label_studio_yolo.settings import VLM_ATTR, VLM_AUTO, VLM_OFF, VLM_ZERO_SHOT, BackendSettings
+from label_studio_yolo.tags import Control, ObjectControl, control_for, supported_controls
 from label_studio_yolo.versions import VersionStore
-from label_studio_yolo.vlm.client import VlmConfig, vlm_client
-from label_studio_yolo.vlm.modes import VLM_ATTR, VLM_AUTO, VLM_OFF, VLM_ZERO_SHOT
+from label_studio_yolo.vlm.client import VlmConfig, vlm_client, vlm_config
 from label_studio_yolo.vlm.stages import RefineStage, ZeroShotStage
-from label_studio_yolo.weights import LoadedWeights, load_weights, load_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def build_project_predictor(
         WeightsError: a weight file is missing and cannot be downloaded, or is not a YOLO model.
         LabelConfigError: the config has no control this backend can fill.
     """
-    runtime = replace(settings.runtime, background_export=background_export)
+    runtime = replace(runtime_for(settings), background_export=background_export)
     version = VersionStore(settings.model_dir).current(project_id) if project_id is not None else None
     if version is not None:
         project_weights = load_weights_file(version.weights, runtime, version=version.name)
@@ -61,8 +60,9 @@ def build_project_predictor(
     controls = [control_for(spec, _weights_for(spec, project_weights, settings, runtime)) for spec in specs]
     controls = _usable([with_vlm_stage(control, settings) for control in controls])
     versions = [control.weights.version for control in controls]
-    if settings.vlm is not None and any(control.vlm is not None for control in controls):
-        versions.append(settings.vlm.version_tag)  # the model's answers change the predictions
+    vlm = vlm_config(settings)
+    if vlm is not None and any(control.vlm is not None for control in controls):
+        versions.append(vlm.version_tag)  # the model's answers change the predictions
     label_studio = label_studio or LabelStudioAccess(settings.label_studio_url, settings.label_studio_api_key)
     media = MediaSettings.from_settings(settings, label_studio.url, label_studio.api_key)
     return TaskPredictor(
@@ -84,7 +84,7 @@ def _weights_for(
     return load_weights(settings.model_root, spec.model_path, runtime)
 
 
-def with_vlm_stage(control: ControlPredictor, settings: BackendSettings) -> ControlPredictor:
+def with_vlm_stage(control: Control, settings: BackendSettings) -> Control:
     """``control``, or the same tag filled through a vision-language model when its ``vlm`` attribute (else
     VLM_MODE) asks for one: ``zero-shot`` boxes on the image, ``refine`` of YOLO's boxes, or with ``auto`` zero-shot
     for a ``<RectangleLabels>`` none of whose labels maps a class of the model (when an endpoint is set).
@@ -95,7 +95,7 @@ def with_vlm_stage(control: ControlPredictor, settings: BackendSettings) -> Cont
     spec, mode = control.spec, _vlm_mode(control, settings)
     if mode == VLM_OFF:
         return control
-    config = _vlm_config_for(control, mode, settings.vlm)
+    config = _vlm_config_for(control, mode, vlm_config(settings))
     staged = control_for(with_own_labels(spec), control.weights)  # the model answers with the labels themselves
     client = vlm_client(config)
     if mode == VLM_ZERO_SHOT:
@@ -107,13 +107,13 @@ def with_vlm_stage(control: ControlPredictor, settings: BackendSettings) -> Cont
     return staged
 
 
-def _vlm_mode(control: ControlPredictor, settings: BackendSettings) -> str:
+def _vlm_mode(control: Control, settings: BackendSettings) -> str:
     """``zero-shot``, ``refine`` or ``off`` for ``control``, ``auto`` resolved."""
     spec = control.spec
     mode = spec.vlm_mode or settings.vlm_mode
     if mode != VLM_AUTO:
         return mode
-    if settings.vlm is None or spec.control_type != "RectangleLabels" or control.maps_a_class():
+    if vlm_config(settings) is None or spec.control_type != "RectangleLabels" or control.maps_a_class():
         return VLM_OFF
     logger.info(
         "<%s name=%r>: no label maps a class of the model; the vision-language model fills it zero-shot",
@@ -123,7 +123,7 @@ def _vlm_mode(control: ControlPredictor, settings: BackendSettings) -> str:
     return VLM_ZERO_SHOT
 
 
-def _vlm_config_for(control: ControlPredictor, mode: str, config: VlmConfig | None) -> VlmConfig:
+def _vlm_config_for(control: Control, mode: str, config: VlmConfig | None) -> VlmConfig:
     """The endpoint for ``control``'s stage ``mode``; :class:`LabelConfigError`, with XML that works, when none is
     set or the tag cannot take that stage."""
     spec = control.spec
@@ -146,7 +146,7 @@ def _vlm_config_for(control: ControlPredictor, mode: str, config: VlmConfig | No
     return config
 
 
-def _usable(controls: list[ControlPredictor]) -> list[ControlPredictor]:
+def _usable(controls: list[Control]) -> list[Control]:
     """The controls their weights can fill; the others are skipped with a logged reason.
 
     Raises:

@@ -8,14 +8,15 @@ says which YOLO tasks give it what it needs, so a config asking masks of a detec
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from label_studio_yolo.inference import Detection, ModelOutput
+from label_studio_yolo.geometry import ImageSize
+from label_studio_yolo.inference.outputs import Detection, ModelOutput
+from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.label_config import ControlSpec, unmapped_control_hint
-from label_studio_yolo.regions import build_region
-from label_studio_yolo.weights import LoadedWeights
 
 if TYPE_CHECKING:
     from label_studio_yolo.vlm.stages import VlmStage
@@ -30,7 +31,7 @@ EXAMPLE_MODEL_FOR_TASK = {
 """An official model of each YOLO task, named in error messages."""
 
 
-class ControlPredictor(ABC):
+class Control(ABC):
     """Regions of one control tag, from the output of its model on its image (or video)."""
 
     control_type: ClassVar[str]
@@ -50,7 +51,7 @@ class ControlPredictor(ABC):
     def regions(self, output: ModelOutput) -> list[dict[str, Any]]:
         """The control's regions for one image."""
 
-    def link(self, controls: Sequence[ControlPredictor]) -> None:
+    def link(self, controls: Sequence[Control]) -> None:
         """Learn about the other controls of the config (keypoints find their parent boxes); nothing by default."""
         del controls
 
@@ -80,7 +81,7 @@ class ControlPredictor(ABC):
         return bool(self.spec.labels.restricted_to(self.weights.class_names.values()).by_class)
 
 
-class ObjectControl(ControlPredictor):
+class ObjectControl(Control):
     """A control with one region per detected object; subclasses give the region's geometry."""
 
     model_tasks = frozenset({"detect", "segment", "pose", "obb"})
@@ -108,17 +109,17 @@ def object_region_id(from_name: str, detection: Detection) -> str:
     return f"{from_name}-{detection.index}"
 
 
-CONTROL_TYPES: dict[str, type[ControlPredictor]] = {}
+CONTROL_TYPES: dict[str, type[Control]] = {}
 """Control tag name -> the class that fills it."""
 
 
-def register_control(cls: type[ControlPredictor]) -> type[ControlPredictor]:
+def register_control(cls: type[Control]) -> type[Control]:
     """Class decorator adding a control class to :data:`CONTROL_TYPES`."""
     CONTROL_TYPES[cls.control_type] = cls
     return cls
 
 
-def control_for(spec: ControlSpec, weights: LoadedWeights) -> ControlPredictor:
+def control_for(spec: ControlSpec, weights: LoadedWeights) -> Control:
     """The registered predictor for ``spec``'s control tag, using ``weights``."""
     return CONTROL_TYPES[spec.control_type](spec, weights)
 
@@ -126,3 +127,26 @@ def control_for(spec: ControlSpec, weights: LoadedWeights) -> ControlPredictor:
 def supported_controls() -> dict[str, frozenset[str]]:
     """Every control tag a registered class fills, with the object tags it labels."""
     return {name: cls.object_tags for name, cls in sorted(CONTROL_TYPES.items())}
+
+
+def build_region(
+    spec: ControlSpec,
+    label: str | list[str],
+    value: dict[str, Any],
+    score: float,
+    size: ImageSize | None,
+    region_id: str | None = None,
+) -> dict[str, Any]:
+    """One prediction region of ``spec``'s control with ``label``, geometry ``value`` and ``score``.
+
+    ``size`` is the image's, for regions with geometry; whole-image regions (choices) have none. ``region_id``
+    replaces the SDK's random id where another region must refer to this one (a keypoint's ``parentID``).
+    """
+    sdk_region = spec.tag.label(label=label, to_name=spec.to_name, **value)
+    region: dict[str, Any] = json.loads(sdk_region.to_json())  # type: ignore[no-untyped-call]
+    if region_id is not None:
+        region["id"] = region_id
+    region["score"] = round(score, 4)
+    if size is not None:
+        region.update(original_width=size.width, original_height=size.height, image_rotation=0)
+    return region

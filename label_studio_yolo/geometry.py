@@ -1,7 +1,4 @@
-"""Build Label Studio regions (prediction ``result`` items) from geometry in pixels.
-
-The region's JSON comes from label-studio-sdk (``ControlTag.label``), which also checks that the label exists in
-the config; this module adds what a prediction needs on top: the score and the original image size.
+"""Pixels and Label Studio's percent geometry: image sizes, rectangles (also rotated), points.
 
 Example:
     >>> rectangle_percent(10, 20, 50, 60, ImageSize(200, 100))
@@ -10,12 +7,8 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
-from typing import Any
-
-from label_studio_yolo.label_config import ControlSpec
 
 RIGHT_ANGLE_TOLERANCE = 1e-9
 """Quarter turns within this of a whole number count as a right angle (an upright box)."""
@@ -104,26 +97,3 @@ def pixel_point(x: float, y: float, size: ImageSize) -> tuple[float, float]:
 def percent_point(x: float, y: float, size: ImageSize) -> tuple[float, float]:
     """A pixel point as percent of the image, clipped to it."""
     return (_clamp_percent(x / size.width * 100), _clamp_percent(y / size.height * 100))
-
-
-def build_region(
-    spec: ControlSpec,
-    label: str | list[str],
-    value: dict[str, Any],
-    score: float,
-    size: ImageSize | None,
-    region_id: str | None = None,
-) -> dict[str, Any]:
-    """One prediction region of ``spec``'s control with ``label``, geometry ``value`` and ``score``.
-
-    ``size`` is the image's, for regions with geometry; whole-image regions (choices) have none. ``region_id``
-    replaces the SDK's random id where another region must refer to this one (a keypoint's ``parentID``).
-    """
-    sdk_region = spec.tag.label(label=label, to_name=spec.to_name, **value)
-    region: dict[str, Any] = json.loads(sdk_region.to_json())  # type: ignore[no-untyped-call]
-    if region_id is not None:
-        region["id"] = region_id
-    region["score"] = round(score, 4)
-    if size is not None:
-        region.update(original_width=size.width, original_height=size.height, image_rotation=0)
-    return region

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from label_studio_sdk.converter.brush import mask2rle
 
-from label_studio_yolo.controls.base import ObjectControl, register_control
-from label_studio_yolo.inference import Detection, ModelOutput
+from label_studio_yolo.inference.outputs import Detection, ModelOutput
+from label_studio_yolo.tags.base import ObjectControl, register_control
 
 
 @register_control

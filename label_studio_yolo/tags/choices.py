@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from label_studio_yolo.controls.base import ControlPredictor, register_control
-from label_studio_yolo.inference import ModelOutput
-from label_studio_yolo.regions import build_region
+from label_studio_yolo.inference.outputs import ModelOutput
+from label_studio_yolo.tags.base import Control, build_region, register_control
 
 
 @register_control
-class ChoicesControl(ControlPredictor):
+class ChoicesControl(Control):
     """The best class above the threshold; with ``choice="multiple"``, every class above it (best first)."""
 
     control_type = "Choices"

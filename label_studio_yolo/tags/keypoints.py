@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from label_studio_yolo.controls.base import ControlPredictor, object_region_id, register_control
-from label_studio_yolo.inference import Detection, ModelOutput
+from label_studio_yolo.geometry import percent_point
+from label_studio_yolo.inference.outputs import Detection, ModelOutput
+from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.label_config import ControlSpec, score_attribute
-from label_studio_yolo.regions import build_region, percent_point
-from label_studio_yolo.weights import LoadedWeights
+from label_studio_yolo.tags.base import Control, build_region, object_region_id, register_control
 
 POINT_THRESHOLD_ATTR = "model_point_threshold"
+
 """``<KeyPointLabels>`` attribute: the minimum visibility score (0-1) of a predicted keypoint."""
 
 DEFAULT_POINT_THRESHOLD = 0.5
@@ -26,7 +27,7 @@ DEFAULT_POINT_THRESHOLD = 0.5
 
 
 @register_control
-class KeyPointLabelsControl(ControlPredictor):
+class KeyPointLabelsControl(Control):
     """One keypoint region per labelled keypoint of each detected object."""
 
     control_type = "KeyPointLabels"
@@ -59,7 +60,7 @@ class KeyPointLabelsControl(ControlPredictor):
             regions.append(region)
         return regions
 
-    def link(self, controls: Sequence[ControlPredictor]) -> None:
+    def link(self, controls: Sequence[Control]) -> None:
         """Take as parent the boxes of a ``<RectangleLabels>`` on the same image filled by the same weights."""
         for other in controls:
             same_source = other.spec.value_key == self.spec.value_key and other.weights is self.weights

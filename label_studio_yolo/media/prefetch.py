@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-from label_studio_yolo.decoding import MediaError, Pixels, decode_pixels
-from label_studio_yolo.media import ImageLoader
+from label_studio_yolo.media.decode import MediaError, Pixels, decode_pixels
+from label_studio_yolo.media.loader import ImageLoader
 
 PREFETCH_AHEAD = 8
 """Images downloaded ahead of the ones being predicted (their bytes are held until their task's turn)."""

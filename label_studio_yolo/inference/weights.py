@@ -20,16 +20,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from label_studio_yolo.logsafe import printable
-from label_studio_yolo.runtimes import (
-    OPENVINO,
-    PYTORCH,
+from label_studio_yolo.inference.runtimes import (
     Runtime,
     load_openvino,
     load_openvino_lanes,
     openvino_export_exists,
 )
-from label_studio_yolo.torch_thread import on_torch_thread
+from label_studio_yolo.inference.threads import on_torch_thread
+from label_studio_yolo.logsafe import printable
+from label_studio_yolo.settings import OPENVINO, PYTORCH
 
 if TYPE_CHECKING:
     from ultralytics import YOLO
@@ -213,7 +212,7 @@ def _lane_copies(loaded: LoadedWeights, lanes: int, threads: int | None) -> list
 
 def _pytorch_model(path: Path, device: str) -> YOLO:
     """The weights as a PyTorch YOLO model, loaded and warmed up on the torch thread (see
-    :mod:`label_studio_yolo.torch_thread`: loading in another thread would leave a second OpenMP team behind)."""
+    :mod:`label_studio_yolo.inference.threads`: loading in another thread would leave a second OpenMP team behind)."""
     return on_torch_thread(_load_pytorch_model, path, device)
 
 

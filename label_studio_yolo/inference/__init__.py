@@ -1,0 +1,1 @@
+"""Running YOLO weights: loading and versioning them, runtimes (PyTorch, OpenVINO), threads, outputs, tracking."""
