@@ -8,7 +8,14 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+Point = tuple[float, float]
+"""x, y."""
+
+Box = tuple[float, float, float, float]
+"""x0, y0, x1, y1 in pixels."""
 
 RIGHT_ANGLE_TOLERANCE = 1e-9
 """Quarter turns within this of a whole number count as a right angle (an upright box)."""
@@ -97,3 +104,16 @@ def pixel_point(x: float, y: float, size: ImageSize) -> tuple[float, float]:
 def percent_point(x: float, y: float, size: ImageSize) -> tuple[float, float]:
     """A pixel point as percent of the image, clipped to it."""
     return (_clamp_percent(x / size.width * 100), _clamp_percent(y / size.height * 100))
+
+
+def clip_point(point: Point, size: ImageSize) -> Point:
+    """A pixel point moved onto the image if it lies outside."""
+    return (min(max(point[0], 0.0), float(size.width)), min(max(point[1], 0.0), float(size.height)))
+
+
+def bounds(points: Iterable[Point], size: ImageSize, margin: float = 0.0) -> Box:
+    """The axis-aligned box around ``points`` grown by ``margin`` pixels, clipped to the image."""
+    xs, ys = zip(*points, strict=True)
+    x0, y0 = clip_point((min(xs) - margin, min(ys) - margin), size)
+    x1, y1 = clip_point((max(xs) + margin, max(ys) + margin), size)
+    return (x0, y0, x1, y1)

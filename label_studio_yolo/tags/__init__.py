@@ -1,22 +1,21 @@
-"""One small class per control tag, chosen from a registry, turning a model's output into Label Studio regions.
+"""One class per Label Studio control tag, each owning both directions: its model's output -> regions, and its
+annotations -> training targets. The registry below says which class fills a tag, which YOLO tasks it serves
+(``model_tasks``) and which it learns for (``learns_for``).
 
-Importing this package registers every tag: rectangles (also rotated), polygons, brush masks, choices, keypoints
-and video tracks. Shared rules live in :mod:`label_studio_yolo.tags.base`.
+Adding a tag: a module here with its class (see :mod:`label_studio_yolo.tags.base`), one line in
+:data:`CONTROL_CLASSES`, and a test module.
 
 Example:
-    >>> predictor = control_for(spec, weights)
-    >>> predictor.regions(output)     # doctest: +SKIP
+    >>> control = control_for(spec, weights)
+    >>> control.regions(output)     # doctest: +SKIP
     [{'from_name': 'label', 'type': 'rectanglelabels', 'value': {...}, 'score': 0.91, ...}]
 """
 
-from label_studio_yolo.tags.base import (
-    CONTROL_TYPES,
-    Control,
-    ObjectControl,
-    control_for,
-    register_control,
-    supported_controls,
-)
+from __future__ import annotations
+
+from label_studio_yolo.inference.weights import LoadedWeights
+from label_studio_yolo.label_config import ControlSpec
+from label_studio_yolo.tags.base import Control, ObjectControl
 from label_studio_yolo.tags.brush import BrushLabelsControl
 from label_studio_yolo.tags.choices import ChoicesControl
 from label_studio_yolo.tags.keypoints import KeyPointLabelsControl
@@ -24,7 +23,42 @@ from label_studio_yolo.tags.polygon import PolygonLabelsControl
 from label_studio_yolo.tags.rectangle import RectangleLabelsControl
 from label_studio_yolo.tags.video import VideoRectangleControl
 
+CONTROL_CLASSES: tuple[type[Control], ...] = (
+    RectangleLabelsControl,
+    PolygonLabelsControl,
+    BrushLabelsControl,
+    ChoicesControl,
+    KeyPointLabelsControl,
+    VideoRectangleControl,
+)
+"""Every control tag class; for a task several tags learn, the first listed is named first in messages."""
+
+CONTROL_TYPES: dict[str, type[Control]] = {cls.control_type: cls for cls in CONTROL_CLASSES}
+"""Control tag name -> its class."""
+
+
+def control_for(spec: ControlSpec, weights: LoadedWeights) -> Control:
+    """The class for ``spec``'s control tag, filled with ``weights``."""
+    return CONTROL_TYPES[spec.control_type](spec, weights)
+
+
+def supported_controls() -> dict[str, frozenset[str]]:
+    """Every control tag a class fills, with the object tags it labels."""
+    return {name: cls.object_tags for name, cls in sorted(CONTROL_TYPES.items())}
+
+
+def learning_tags(task: str) -> tuple[str, ...]:
+    """The control tags whose annotations a ``task`` model learns from."""
+    return tuple(cls.control_type for cls in CONTROL_CLASSES if task in cls.learns_for)
+
+
+def annotation_reader(result_type: str) -> type[Control] | None:
+    """The class that reads annotation results of ``result_type`` (``rectanglelabels``), if training reads them."""
+    return next((cls for cls in CONTROL_CLASSES if cls.result_type and cls.result_type == result_type), None)
+
+
 __all__ = [
+    "CONTROL_CLASSES",
     "CONTROL_TYPES",
     "BrushLabelsControl",
     "ChoicesControl",
@@ -34,7 +68,8 @@ __all__ = [
     "PolygonLabelsControl",
     "RectangleLabelsControl",
     "VideoRectangleControl",
+    "annotation_reader",
     "control_for",
-    "register_control",
+    "learning_tags",
     "supported_controls",
 ]

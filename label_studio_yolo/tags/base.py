@@ -1,9 +1,10 @@
-"""The shared rules of every control tag, and the registry that picks the class for a tag.
+"""What every control tag class shares, in both directions: model output -> regions, annotation -> training target.
 
-A detection (or a class) is kept when its score reaches the control's ``model_score_threshold`` and a
-``<Label>``/``<Choice>`` claims its class. An object control (rectangles, polygons, masks) only says what
-geometry a region of its tag has; whole-image and video controls say what they keep themselves. Each class also
-says which YOLO tasks give it what it needs, so a config asking masks of a detection model gets a clear error.
+Predicting, a detection (or a class) is kept when its score reaches the control's ``model_score_threshold`` and a
+``<Label>``/``<Choice>`` claims its class; an object control (rectangles, polygons, masks) only says what geometry a
+region of its tag has. Learning, a class reads its tag's annotation results into typed regions
+(:class:`AnnotatedRegion`) and turns them into :class:`LabelledObject` targets in pixels for the YOLO tasks it
+feeds (``learns_for``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from label_studio_yolo.geometry import ImageSize
+from label_studio_yolo.geometry import Box, ImageSize, Point, bounds, clip_point
 from label_studio_yolo.inference.outputs import Detection, ModelOutput
 from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.label_config import ControlSpec, unmapped_control_hint
@@ -28,7 +30,30 @@ EXAMPLE_MODEL_FOR_TASK = {
     "pose": "yolo11n-pose.pt",
     "obb": "yolo11n-obb.pt",
 }
-"""An official model of each YOLO task, named in error messages."""
+"""An official model of each YOLO task, named in error messages (in the order tasks are listed)."""
+
+
+class AnnotationError(ValueError):
+    """An annotation cannot be turned into training data; the message says which region and why."""
+
+
+@dataclass(frozen=True)
+class AnnotatedRegion:
+    """One region of an annotation: the control (``from_name``) it belongs to and its (first) label."""
+
+    from_name: str
+    label: str
+
+
+@dataclass(frozen=True)
+class LabelledObject:
+    """One object to learn, in pixels: its label, axis-aligned bounds, outline (segment: polygon; obb: the four
+    corners) and, for pose, its keypoints by keypoint index (None where not annotated)."""
+
+    label: str
+    box: Box
+    outline: tuple[Point, ...] = ()
+    keypoints: tuple[Point | None, ...] = ()
 
 
 class Control(ABC):
@@ -40,6 +65,10 @@ class Control(ABC):
     """Object tags the control can label."""
     model_tasks: ClassVar[frozenset[str]]
     """YOLO tasks (``model.task``) whose output has what the control needs."""
+    result_type: ClassVar[str] = ""
+    """The ``type`` of the tag's items in an annotation's ``result`` (empty: training reads none)."""
+    learns_for: ClassVar[frozenset[str]] = frozenset()
+    """YOLO tasks a model learns from this tag's annotations."""
 
     def __init__(self, spec: ControlSpec, weights: LoadedWeights) -> None:
         self.spec = spec
@@ -76,6 +105,34 @@ class Control(ABC):
             return unmapped_control_hint(self.spec, self.weights.class_names.values())
         return None
 
+    @classmethod
+    def read_region(cls, item: dict[str, Any], label: str) -> AnnotatedRegion:
+        """The typed region of one of the tag's annotation result items, labelled ``label``.
+
+        Raises:
+            KeyError, TypeError, ValueError: the item lacks its geometry or has non-numbers in it.
+        """
+        return AnnotatedRegion(str(item["from_name"]), label)
+
+    @classmethod
+    def training_objects(
+        cls,
+        task: str,
+        regions: Sequence[AnnotatedRegion],
+        size: ImageSize,
+        source: ControlSpec,
+        boxes: ControlSpec | None = None,
+    ) -> list[LabelledObject]:
+        """The objects a ``task`` model learns from the tag's ``regions`` on an image of ``size``; ``source`` is
+        the tag's spec (regions whose label it no longer has are left out), ``boxes`` the ``<RectangleLabels>`` on
+        the same image where the tag's objects are boxes (pose). None by default (classification).
+
+        Raises:
+            AnnotationError: a region cannot be converted (the message says which and why).
+        """
+        del task, regions, size, source, boxes
+        return []
+
     def maps_a_class(self) -> bool:
         """Whether a label of the control takes at least one class of its model."""
         return bool(self.spec.labels.restricted_to(self.weights.class_names.values()).by_class)
@@ -109,26 +166,6 @@ def object_region_id(from_name: str, detection: Detection) -> str:
     return f"{from_name}-{detection.index}"
 
 
-CONTROL_TYPES: dict[str, type[Control]] = {}
-"""Control tag name -> the class that fills it."""
-
-
-def register_control(cls: type[Control]) -> type[Control]:
-    """Class decorator adding a control class to :data:`CONTROL_TYPES`."""
-    CONTROL_TYPES[cls.control_type] = cls
-    return cls
-
-
-def control_for(spec: ControlSpec, weights: LoadedWeights) -> Control:
-    """The registered predictor for ``spec``'s control tag, using ``weights``."""
-    return CONTROL_TYPES[spec.control_type](spec, weights)
-
-
-def supported_controls() -> dict[str, frozenset[str]]:
-    """Every control tag a registered class fills, with the object tags it labels."""
-    return {name: cls.object_tags for name, cls in sorted(CONTROL_TYPES.items())}
-
-
 def build_region(
     spec: ControlSpec,
     label: str | list[str],
@@ -150,3 +187,13 @@ def build_region(
     if size is not None:
         region.update(original_width=size.width, original_height=size.height, image_rotation=0)
     return region
+
+
+def outline_objects(label: str, outlines: Sequence[Sequence[Point]], size: ImageSize) -> list[LabelledObject]:
+    """One object per outline of at least three points, clipped to the image."""
+    objects = []
+    for outline in outlines:
+        if len(outline) >= 3:
+            clipped = tuple(clip_point(point, size) for point in outline)
+            objects.append(LabelledObject(label, bounds(clipped, size), clipped))
+    return objects

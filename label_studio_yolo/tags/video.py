@@ -21,7 +21,7 @@ from label_studio_yolo.inference.tracking import DEFAULT_TRACKER, TRACKERS, Trac
 from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.label_config import ControlSpec, LabelConfigError
 from label_studio_yolo.logsafe import printable
-from label_studio_yolo.tags.base import Control, build_region, register_control
+from label_studio_yolo.tags.base import Control, build_region
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ LABEL_STUDIO_DEFAULT_FRAMERATE = 24.0
 """Frame rate Label Studio assumes for a ``<Video>`` without ``frameRate``; it maps frame numbers to times."""
 
 
-@register_control
 class VideoRectangleControl(Control):
     """Tracks from a detection, segmentation or pose model as video rectangles (``model_tracker`` picks the
     tracker: ``bytetrack``, the default, or ``botsort``)."""

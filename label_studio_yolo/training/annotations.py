@@ -1,18 +1,9 @@
-"""Read a project's annotated tasks (exported from Label Studio) into typed regions, one class per tag.
+"""Read a project's annotated tasks (exported from Label Studio) into typed regions.
 
 Each task contributes its latest non-cancelled annotation, and of it only the regions of the controls that feed
-training. Geometry stays as Label Studio stores it (percent of the image, degrees), so the dataset writer converts it
-with the size of the image it actually loads.
-
-================================  ============================================================================
-Result ``type``                   Region
-================================  ============================================================================
-``rectanglelabels``               :class:`RectangleRegion`: ``x``, ``y``, ``width``, ``height``, ``rotation``
-``polygonlabels``                 :class:`PolygonRegion`: ``points``
-``brushlabels``                   :class:`BrushRegion`: ``rle`` and ``original_width``/``original_height``
-``keypointlabels``                :class:`KeypointRegion`: ``x``, ``y`` and the region's ``parentID``
-``choices``                       :class:`ChoiceRegion`: the first choice
-================================  ============================================================================
+training, each read by its tag's class (:func:`label_studio_yolo.tags.annotation_reader`). Geometry stays as Label
+Studio stores it (percent of the image, degrees), so the dataset writer converts it with the size of the image it
+actually loads.
 
 Example:
     >>> tasks = annotated_tasks(client.tasks.list(project=7, fields="all"), "image", {"label"})  # doctest: +SKIP
@@ -22,78 +13,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from label_studio_yolo.geometry import ImageSize, rectangle_corners
-
-Point = tuple[float, float]
-"""x, y."""
-
-
-class AnnotationError(ValueError):
-    """An annotation cannot be turned into training data; the message says which region and why."""
-
-
-@dataclass(frozen=True)
-class RectangleRegion:
-    """A box: top-left corner ``x``, ``y`` and ``width``, ``height`` in percent of the image; ``rotation`` in degrees
-    clockwise about that corner."""
-
-    from_name: str
-    label: str
-    x: float
-    y: float
-    width: float
-    height: float
-    rotation: float = 0.0
-    region_id: str | None = None
-
-    def corners(self, size: ImageSize) -> list[Point]:
-        """The box's corners in pixels of an image of ``size``."""
-        return rectangle_corners(self.x, self.y, self.width, self.height, self.rotation, size)
-
-
-@dataclass(frozen=True)
-class PolygonRegion:
-    """An outline: its points in percent of the image."""
-
-    from_name: str
-    label: str
-    points: tuple[Point, ...]
-
-
-@dataclass(frozen=True)
-class BrushRegion:
-    """A brush mask: Label Studio's RLE of an RGBA image and the size it was painted on (None when not stored)."""
-
-    from_name: str
-    label: str
-    rle: tuple[int, ...]
-    size: ImageSize | None
-
-
-@dataclass(frozen=True)
-class KeypointRegion:
-    """A keypoint in percent of the image, and the id of the region it belongs to (``parentID``), if any."""
-
-    from_name: str
-    label: str
-    x: float
-    y: float
-    parent_id: str | None = None
-
-
-@dataclass(frozen=True)
-class ChoiceRegion:
-    """The class of the whole image (the first choice when several are chosen)."""
-
-    from_name: str
-    label: str
-
-
-Region = RectangleRegion | PolygonRegion | BrushRegion | KeypointRegion | ChoiceRegion
+from label_studio_yolo.tags import annotation_reader
+from label_studio_yolo.tags.base import AnnotatedRegion, AnnotationError
 
 
 @dataclass(frozen=True)
@@ -102,57 +27,21 @@ class AnnotatedTask:
 
     task_id: int
     image: str
-    regions: tuple[Region, ...]
+    regions: tuple[AnnotatedRegion, ...]
     error: str | None = None
 
 
-def _rectangle(item: dict[str, Any], value: dict[str, Any], label: str) -> Region:
-    x, y, width, height = (float(value[key]) for key in ("x", "y", "width", "height"))
-    region_id = str(item["id"]) if item.get("id") is not None else None
-    return RectangleRegion(item["from_name"], label, x, y, width, height, float(value.get("rotation") or 0), region_id)
-
-
-def _polygon(item: dict[str, Any], value: dict[str, Any], label: str) -> Region:
-    return PolygonRegion(item["from_name"], label, tuple((float(x), float(y)) for x, y in value["points"]))
-
-
-def _brush(item: dict[str, Any], value: dict[str, Any], label: str) -> Region:
-    width, height = item.get("original_width"), item.get("original_height")
-    size = ImageSize(int(width), int(height)) if width and height else None
-    return BrushRegion(item["from_name"], label, tuple(int(v) for v in value["rle"]), size)
-
-
-def _keypoint(item: dict[str, Any], value: dict[str, Any], label: str) -> Region:
-    parent = str(item["parentID"]) if item.get("parentID") else None
-    return KeypointRegion(item["from_name"], label, float(value["x"]), float(value["y"]), parent)
-
-
-def _choice(item: dict[str, Any], value: dict[str, Any], label: str) -> Region:
-    return ChoiceRegion(item["from_name"], label)
-
-
-READERS: dict[str, Callable[[dict[str, Any], dict[str, Any], str], Region]] = {
-    "rectanglelabels": _rectangle,
-    "polygonlabels": _polygon,
-    "brushlabels": _brush,
-    "keypointlabels": _keypoint,
-    "choices": _choice,
-}
-"""Result ``type`` -> reader of its region (the labels are in ``value[type]``)."""
-
-
-def read_region(item: dict[str, Any]) -> Region | None:
+def read_region(item: dict[str, Any]) -> AnnotatedRegion | None:
     """The typed region of one annotation result item, or None for a type training does not read.
 
     Raises:
         KeyError, TypeError, ValueError: the item lacks its geometry or has non-numbers in it.
     """
     kind = str(item.get("type") or "")
-    reader, value = READERS.get(kind), item.get("value") or {}
-    labels = value.get(kind) or []
+    reader, labels = annotation_reader(kind), (item.get("value") or {}).get(kind) or []
     if reader is None or not labels:
         return None
-    return reader(item, value, str(labels[0]))
+    return reader.read_region(item, str(labels[0]))
 
 
 def _field(item: Any, name: str) -> Any:
@@ -168,7 +57,7 @@ def _latest_annotation(task: Any) -> dict[str, Any] | None:
     return latest if isinstance(latest, dict) else latest.dict()
 
 
-def _read_regions(result: list[dict[str, Any]], from_names: Collection[str]) -> tuple[Region, ...]:
+def _read_regions(result: list[dict[str, Any]], from_names: Collection[str]) -> tuple[AnnotatedRegion, ...]:
     """The regions of the controls ``from_names`` in an annotation's ``result``.
 
     Raises:

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.media.loader import ImageLoader, MediaError
-from label_studio_yolo.training.annotations import AnnotatedTask, AnnotationError
+from label_studio_yolo.tags.base import AnnotationError
+from label_studio_yolo.training.annotations import AnnotatedTask
 from label_studio_yolo.training.formats import data_yaml, label_file_text
-from label_studio_yolo.training.objects import image_class, objects_for
 from label_studio_yolo.training.plan import TrainingPlan
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def _write_sample(task: AnnotatedTask, loader: ImageLoader, plan: TrainingPlan, 
     """Write one task's image (and label file); return it with its truth."""
     if task.error:
         raise AnnotationError(task.error)
-    label = image_class(plan, task.regions) if plan.task == "classify" else None
+    label = plan.image_class(task.regions) if plan.task == "classify" else None
     image = loader.load(task.image)
     if label is not None:
         path = root / split / label / f"{task.task_id}.png"
@@ -117,7 +117,7 @@ def _write_sample(task: AnnotatedTask, loader: ImageLoader, plan: TrainingPlan, 
         image.save(path)
         return ValImage(path, label=label)
     size = ImageSize(*image.size)
-    objects = objects_for(plan, task.regions, size)
+    objects = plan.objects(task.regions, size)
     path = root / "images" / split / f"{task.task_id}.png"
     labels = root / "labels" / split / f"{task.task_id}.txt"
     for folder in (path.parent, labels.parent):

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from label_studio_yolo.geometry import ImageSize
-from label_studio_yolo.training.annotations import Point
-from label_studio_yolo.training.objects import LabelledObject
+from label_studio_yolo.geometry import ImageSize, Point
+from label_studio_yolo.tags.base import LabelledObject
 
 VISIBLE = 2
 """ultralytics' visibility flag of an annotated keypoint (0 marks a missing one)."""

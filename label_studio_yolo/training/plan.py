@@ -1,8 +1,8 @@
 """What a training job learns: the YOLO task of the weights it starts from, and the controls whose annotations feed it.
 
 Fine-tuning keeps the task of the weights it starts from (``YOLO(path).task``); the labelling config then says
-which annotations feed that task. Only controls on an ``<Image>`` without their own ``model_path`` count (a tag with
-its own weights is not served by the project's trained version).
+which annotations feed that task (each tag class's ``learns_for``). Only controls on an ``<Image>`` without their own
+``model_path`` count (a tag with its own weights is not served by the project's trained version).
 
 ====================  ==============================================  ==========================================
 Task                  Annotations                                     Classes
@@ -22,24 +22,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.label_config import ControlSpec, LabelMap, parse_label_config
-from label_studio_yolo.tags import supported_controls
-from label_studio_yolo.tags.base import EXAMPLE_MODEL_FOR_TASK
+from label_studio_yolo.tags import CONTROL_TYPES, ChoicesControl, learning_tags, supported_controls
+from label_studio_yolo.tags.base import EXAMPLE_MODEL_FOR_TASK, AnnotatedRegion, LabelledObject
+from label_studio_yolo.tags.keypoints import KEYPOINT_OBJECT_CLASS
 
-TASK_TAGS: dict[str, tuple[str, ...]] = {
-    "detect": ("RectangleLabels",),
-    "segment": ("PolygonLabels", "BrushLabels"),
-    "classify": ("Choices",),
-    "pose": ("KeyPointLabels",),
-    "obb": ("RectangleLabels",),
-}
-"""YOLO task -> the control tags whose annotations it learns from (the first of them in the config is used)."""
-
-KEYPOINT_OBJECT_CLASS = "object"
-"""The one class of a pose model trained from a config without ``<RectangleLabels>``."""
+TRAINABLE_TASKS = tuple(EXAMPLE_MODEL_FOR_TASK)
+"""YOLO tasks a job can fine-tune (the first control in the config whose tag learns for the task feeds it)."""
 
 EXAMPLE_CONFIGS: dict[str, str] = {
     "detect": '<RectangleLabels name="label" toName="image"><Label value="Car"/></RectangleLabels>',
@@ -96,6 +89,23 @@ class TrainingPlan:
             return LabelMap({name.lower(): KEYPOINT_OBJECT_CLASS for name in model_classes})
         return (self.boxes or self.source).labels
 
+    def objects(self, regions: Sequence[AnnotatedRegion], size: ImageSize) -> list[LabelledObject]:
+        """The objects to learn in a task's ``regions``, in pixels of its image of ``size`` (none for classify).
+
+        Raises:
+            AnnotationError: a region cannot be converted (a brush mask that does not fit its image).
+        """
+        tag = CONTROL_TYPES[self.source.control_type]
+        return tag.training_objects(self.task, regions, size, self.source, self.boxes)
+
+    def image_class(self, regions: Sequence[AnnotatedRegion]) -> str:
+        """The class of a classification task's image (its first choice).
+
+        Raises:
+            AnnotationError: there is no choice, or the choice is no longer in the config.
+        """
+        return ChoicesControl.image_class(regions, self.source)
+
     def describe(self) -> str:
         """The controls, as XML tags, for messages."""
         specs = [self.source, *([self.boxes] if self.boxes else [])]
@@ -110,11 +120,13 @@ def plan_training(label_config: str, task: str, default_threshold: float, weight
         TrainingError: no control of the config feeds ``task`` (the message shows XML that would), or a
             ``<Choice>`` value cannot name a class folder.
     """
-    if task not in TASK_TAGS:
-        raise TrainingError(f"{weights_name} is a {task!r} model; training supports {', '.join(TASK_TAGS)} models")
+    if task not in TRAINABLE_TASKS:
+        raise TrainingError(
+            f"{weights_name} is a {task!r} model; training supports {', '.join(TRAINABLE_TASKS)} models"
+        )
     specs = parse_label_config(label_config, default_threshold, supported_controls())
     usable = [spec for spec in specs if spec.object_type == "Image" and spec.model_path is None]
-    sources = [spec for spec in usable if spec.control_type in TASK_TAGS[task]]
+    sources = [spec for spec in usable if spec.control_type in learning_tags(task)]
     if not sources:
         raise TrainingError(_no_source_message(task, weights_name, specs, usable))
     source = sources[0]
@@ -143,7 +155,7 @@ def _check_class_names(plan: TrainingPlan) -> None:
 
 def _no_source_message(task: str, weights_name: str, specs: list[ControlSpec], usable: list[ControlSpec]) -> str:
     """Why nothing in the config feeds ``task``, with XML that would, and which models its ``usable`` tags train."""
-    wanted = " or ".join(f"<{tag}>" for tag in TASK_TAGS[task])
+    wanted = " or ".join(f"<{tag}>" for tag in learning_tags(task))
     found = ", ".join(
         f"<{s.control_type} name={s.from_name!r}>"
         + (f" on <{s.object_type}>" if s.object_type != "Image" else "")
@@ -155,7 +167,7 @@ def _no_source_message(task: str, weights_name: str, specs: list[ControlSpec], u
         f"model_path; the labelling config has {found}. A config that trains it:\n"
         f'<View>\n  <Image name="image" value="$image"/>\n  {EXAMPLE_CONFIGS[task]}\n</View>'
     )
-    other_tasks = [t for t, tags in TASK_TAGS.items() if any(s.control_type in tags for s in usable) and t != task]
+    other_tasks = [t for t in TRAINABLE_TASKS if t != task and any(s.control_type in learning_tags(t) for s in usable)]
     if other_tasks:
         examples = ", ".join(f"{EXAMPLE_MODEL_FOR_TASK[t]} ({t})" for t in other_tasks)
         message += f"\nTo learn from the config's tags instead, start from another kind of model: MODEL_PATH={examples}"
