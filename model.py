@@ -29,10 +29,15 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
         >>> backend.predict([{"id": 1, "data": {"image": "/data/upload/1/a.jpg"}}])   # doctest: +SKIP
     """
 
+    _parsed: dict[str, Any] | None = None
+
     def __init__(
         self, label_config: str | None = None, train_output: dict[str, Any] | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(label_config=label_config, train_output=train_output, **kwargs)
+        # The config is parsed once, by setup(): label-studio-ml's own parse (and its bare 500 on broken XML) is
+        # skipped, and parsed_label_config is made only if something asks for it.
+        super().__init__(label_config=None, train_output=train_output, **kwargs)
+        self.label_config = label_config
         self.project_id: int | None = kwargs.get("project_id")
         self.settings = current_settings()
         self.setup()
@@ -59,6 +64,19 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
         if not (self.hostname or self.access_token):
             return None
         return LabelStudioAccess(self.hostname or None, self.access_token or None)
+
+    @property
+    def parsed_label_config(self) -> dict[str, Any]:
+        """label-studio-ml's parse of the config (its base class's attribute; nothing in this backend reads it)."""
+        from label_studio_tools.core.label_config import parse_config
+
+        if self._parsed is None:
+            self._parsed = parse_config(self.label_config) if self.label_config else {}
+        return self._parsed
+
+    @parsed_label_config.setter
+    def parsed_label_config(self, value: dict[str, Any]) -> None:
+        self._parsed = value or None
 
     @property
     def weight_files(self) -> list[Path]:

@@ -26,8 +26,7 @@ from label_studio_yolo.bulk.connection import ConnectionProblem
 from label_studio_yolo.bulk.project_run import DEFAULT_BATCH_SIZE, BulkOptions, predict_project
 from label_studio_yolo.bulk.report import format_report
 from label_studio_yolo.bulk.selection import TaskFilter
-from label_studio_yolo.inference.weights import WeightsError
-from label_studio_yolo.label_config import LabelConfigError
+from label_studio_yolo.errors import LabelConfigError, WeightsError
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.versions import BASE, VersionNotFound, VersionStore
 

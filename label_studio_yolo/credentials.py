@@ -23,6 +23,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from label_studio_yolo.errors import SetupRefused
 from label_studio_yolo.label_studio_url import LabelStudioURL, NotAURL
 from label_studio_yolo.logsafe import printable, url_shown
 from label_studio_yolo.settings import BackendSettings
@@ -31,10 +32,6 @@ logger = logging.getLogger(__name__)
 
 MAX_REMEMBERED_PROJECTS = 10_000
 """Projects whose ``/setup`` hostname and token are kept per process (the oldest is forgotten first)."""
-
-
-class SetupRefused(Exception):
-    """A ``/setup`` call cannot be taken: its hostname is not the one the project was set up from, or no URL."""
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from label_studio_sdk.label_interface.control_tags import ControlTag
 from label_studio_sdk.label_interface.interface import LabelInterface
 from label_studio_sdk.label_interface.object_tags import ObjectTag
 
+from label_studio_yolo.errors import LabelConfigError
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.settings import VLM_ATTR, VLM_TAG_MODES
 
@@ -58,10 +59,6 @@ EXAMPLE_CONFIG = """<View>
   </RectangleLabels>
 </View>"""
 """A labelling config this backend fills, shown in error messages."""
-
-
-class LabelConfigError(ValueError):
-    """The labelling config cannot be used; the message shows XML that would work."""
 
 
 @dataclass(frozen=True)
@@ -127,22 +124,6 @@ DEFAULT_SUPPORTED: Mapping[str, frozenset[str]] = {"RectangleLabels": frozenset(
 """Control tag -> object tags it can label, when the caller names none."""
 
 
-def check_label_config(config: str) -> None:
-    """Raise :class:`LabelConfigError` if ``config`` is not XML that label-studio-ml's model base class can read.
-
-    ``LabelStudioMLBase`` parses the config before this backend sees it, and its errors (an lxml syntax error, a
-    ``KeyError``) would otherwise answer with a bare 500.
-    """
-    from label_studio_tools.core.label_config import parse_config
-
-    try:
-        parse_config(config)
-    except Exception as error:  # lxml, KeyError and label-studio-tools' own errors
-        raise LabelConfigError(
-            f"The labelling config could not be parsed ({error!r:.300}). {_example_hint()}"
-        ) from error
-
-
 def parse_label_config(
     config: str, default_threshold: float, supported_controls: Mapping[str, Iterable[str]] = DEFAULT_SUPPORTED
 ) -> list[ControlSpec]:
@@ -157,7 +138,9 @@ def parse_label_config(
     try:
         interface = LabelInterface(config)
     except Exception as error:  # the SDK raises lxml, KeyError or its own errors for broken XML
-        raise LabelConfigError(f"The labelling config could not be parsed ({error}). {_example_hint()}") from error
+        raise LabelConfigError(
+            f"The labelling config could not be parsed ({error!r:.300}). {_example_hint()}"
+        ) from error
     specs = []
     for control in interface.controls:
         objects = [obj for obj in control.objects or [] if obj.tag in supported_controls.get(control.tag, ())]

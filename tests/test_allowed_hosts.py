@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from label_studio_yolo.allowed_hosts import HostPolicy, is_public
-from label_studio_yolo.media.loader import ImageLoader, MediaError, MediaSettings
+from label_studio_yolo.errors import MediaError
+from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from tests.support.image_server import serve_files
 from tests.support.scripted_server import Answer, serve_script
 

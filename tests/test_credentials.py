@@ -16,8 +16,9 @@ import pytest
 import requests
 
 from conftest import BOXES_CONFIG, SampleImage
-from label_studio_yolo.credentials import AccessBook, SetupRefused
-from label_studio_yolo.media.loader import ImageLoader, MediaError, MediaSettings
+from label_studio_yolo.credentials import AccessBook
+from label_studio_yolo.errors import MediaError, SetupRefused
+from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from label_studio_yolo.settings import BackendSettings
 from test_api import assert_matches_truth
 from tests.e2e.conftest import BackendServer, backend_server

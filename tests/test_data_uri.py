@@ -12,8 +12,8 @@ from urllib.parse import quote_from_bytes
 import pytest
 from PIL import Image
 
+from label_studio_yolo.errors import MediaError
 from label_studio_yolo.media.data_uri import PIECE, decode_data_uri
-from label_studio_yolo.media.decode import MediaError
 from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from tests.support.peak_memory import run_probe
 

@@ -14,7 +14,8 @@ import pytest
 import ultralytics
 from PIL import Image, ImageOps
 
-from label_studio_yolo.media.decode import MediaError, decode_image, decode_pixels
+from label_studio_yolo.errors import MediaError
+from label_studio_yolo.media.decode import decode_image, decode_pixels
 from tests.support.peak_memory import run_probe
 
 PHOTOS = [Path(ultralytics.__file__).parent / "assets" / name for name in ("bus.jpg", "zidane.jpg")]

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from label_studio_yolo.media.decode import MediaError, decode_image, decode_pixels
+from label_studio_yolo.errors import MediaError
+from label_studio_yolo.media.decode import decode_image, decode_pixels
 from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from label_studio_yolo.media.prefetch import MediaPrefetcher
 from label_studio_yolo.settings import BackendSettings

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from label_studio_yolo.label_config import (
-    LabelConfigError,
-    LabelMap,
-    parse_label_config,
-    unmapped_control_hint,
-    with_own_labels,
-)
+from label_studio_yolo.errors import LabelConfigError
+from label_studio_yolo.label_config import LabelMap, parse_label_config, unmapped_control_hint, with_own_labels
 
 
 def config(labels: str, control_attrs: str = "") -> str:

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from label_studio_yolo.errors import MediaError
 from label_studio_yolo.media.decode import decode_image
-from label_studio_yolo.media.loader import ImageLoader, MediaError, MediaSettings
+from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from tests.support.image_server import serve_files
 
 LOOPBACK_TOO = "public,127.0.0.1"

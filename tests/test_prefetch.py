@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import BOXES_CONFIG, SampleImage
-from label_studio_yolo.media.loader import ImageLoader, MediaError, MediaSettings
+from label_studio_yolo.errors import MediaError
+from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from label_studio_yolo.media.prefetch import PREFETCH_AHEAD, MediaPrefetcher
 from label_studio_yolo.prediction.project import build_project_predictor
 from label_studio_yolo.settings import BackendSettings

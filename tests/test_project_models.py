@@ -18,7 +18,7 @@ def test_project_models_are_bounded_and_share_one_image_loader(
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", "key")
     task = {"id": 1, "data": {"image": "/data/upload/1/a.png"}}
     with app_client() as client:
-        models = client.application.extensions["label_studio_yolo"]
+        models = client.application.extensions["label_studio_yolo"].backends
         for number in range(1, 15):
             body = {"project": f"{number}.1700000000", "label_config": BOXES_CONFIG, "tasks": [task]}
             assert client.post("/predict", json=body).json["results"] == [[]]

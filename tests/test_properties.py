@@ -15,10 +15,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from label_studio_yolo.errors import LabelConfigError
 from label_studio_yolo.geometry import ImageSize, rectangle_corners, rotated_corners, rotated_rectangle_percent
 from label_studio_yolo.inference.outputs import Detection, ModelOutput, RotatedBox
 from label_studio_yolo.inference.weights import LoadedWeights, load_weights
-from label_studio_yolo.label_config import LabelConfigError, parse_label_config
+from label_studio_yolo.label_config import parse_label_config
 from label_studio_yolo.tags import PolygonLabelsControl, RectangleLabelsControl, supported_controls
 
 PROPERTY_SETTINGS = settings(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from label_studio_yolo.errors import WeightsError
 from label_studio_yolo.inference.weights import (
-    WeightsError,
     file_stamps,
     file_version,
     load_weights,

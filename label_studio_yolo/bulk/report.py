@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 from label_studio_yolo.bulk.project_run import BulkReport
+from label_studio_yolo.logsafe import printable
 
 FAILURES_LISTED = 20
 """Failed tasks listed one per line; the rest are counted."""
@@ -34,7 +35,7 @@ def format_report(report: BulkReport) -> str:
         f"  failed:    {len(totals.failed)}",
     ]
     for task_id, reason in sorted(totals.failed.items())[:FAILURES_LISTED]:
-        lines.append(f"    task {task_id}: {_shortened(reason)}")
+        lines.append(f"    task {task_id}: {printable(reason, REASON_CHARS)}")
     if len(totals.failed) > FAILURES_LISTED:
         lines.append(f"    ... and {len(totals.failed) - FAILURES_LISTED} more (see the log)")
     handled = totals.predicted + len(totals.failed)
@@ -50,7 +51,3 @@ def format_report(report: BulkReport) -> str:
     elif totals.failed:
         lines.append("Run the same command again to retry the failed tasks.")
     return "\n".join(lines)
-
-
-def _shortened(reason: str) -> str:
-    return reason if len(reason) <= REASON_CHARS else reason[: REASON_CHARS - 3] + "..."

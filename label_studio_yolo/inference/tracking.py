@@ -36,12 +36,13 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+from label_studio_yolo.errors import MediaError
 from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.inference.outputs import ModelOutput, Track, TrackedBox, VideoInfo
 from label_studio_yolo.inference.threads import DedicatedThread
 from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.logsafe import printable, url_shown
-from label_studio_yolo.media.loader import LOCAL_FILES_PREFIX, ImageLoader, MediaError
+from label_studio_yolo.media.loader import LOCAL_FILES_PREFIX, ImageLoader
 from label_studio_yolo.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from label_studio_yolo.errors import WeightsError
 from label_studio_yolo.inference.runtimes import (
     Runtime,
     load_openvino,
@@ -37,10 +38,6 @@ logger = logging.getLogger(__name__)
 
 VERSION_HASH_LENGTH = 8
 """Hex digits of the weights' SHA-256 in a model version (``<stem>-<hash>``)."""
-
-
-class WeightsError(RuntimeError):
-    """Weights could not be found, downloaded or loaded; the message says how to fix it."""
 
 
 @dataclass
@@ -69,6 +66,11 @@ class LoadedWeights:
     lock: threading.Lock = field(default_factory=threading.Lock)
     _lanes: dict[tuple[int, int | None], list[LoadedWeights]] = field(default_factory=dict, repr=False)
     _lanes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def task(self) -> str:
+        """The YOLO task of the weights: ``detect``, ``segment``, ``classify``, ``pose`` or ``obb``."""
+        return str(getattr(self.model, "task", "detect"))
 
     @property
     def class_names(self) -> dict[int, str]:
@@ -184,7 +186,7 @@ def _load(path: Path, runtime: Runtime, version: str | None = None) -> LoadedWei
 def _switch_to_openvino(loaded: LoadedWeights) -> None:
     """Serve ``loaded`` with its OpenVINO export from now on (made now if missing); on failure PyTorch stays."""
     try:
-        task = loaded.model.task
+        task = loaded.task
         model = load_openvino(loaded.path, loaded.content_version, task, loaded.imgsz or 640, loaded.requested)
     except Exception as error:  # OpenVINO missing, a read-only folder, an export that fails: PyTorch serves
         logger.warning("Weights %s run on PyTorch: no OpenVINO export (%s)", loaded.path, error)
@@ -200,7 +202,7 @@ def _lane_copies(loaded: LoadedWeights, lanes: int, threads: int | None) -> list
     """``lanes`` copies of ``loaded``: the same file on the same runtime, each with ``threads`` threads."""
     runtime = replace(loaded.requested, threads=threads, lanes=1)
     if loaded.runtime == OPENVINO:
-        task, imgsz = loaded.model.task, loaded.imgsz or 640
+        task, imgsz = loaded.task, loaded.imgsz or 640
         models = load_openvino_lanes(loaded.path, loaded.content_version, task, imgsz, runtime, lanes)
     else:
         models = [_pytorch_model(loaded.path, runtime.device) for _ in range(lanes)]

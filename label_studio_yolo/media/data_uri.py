@@ -22,8 +22,8 @@ import re
 from collections.abc import Iterator
 from urllib.parse import unquote_to_bytes
 
+from label_studio_yolo.errors import MediaError
 from label_studio_yolo.logsafe import url_shown
-from label_studio_yolo.media.decode import MediaError
 
 __all__ = ["decode_data_uri"]
 

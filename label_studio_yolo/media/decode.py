@@ -29,6 +29,7 @@ from typing import Any, cast
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from label_studio_yolo.errors import MediaError
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.settings import DEFAULT_MAX_PIXELS
 
@@ -64,10 +65,6 @@ TRANSPOSED: dict[object, Callable[[Pixels], Pixels]] = {
     8: lambda a: a.transpose(1, 0, 2)[::-1],  # 90 degrees counter-clockwise to display
 }
 """EXIF orientation -> how stored pixels turn to display, as ``ImageOps.exif_transpose`` turns them."""
-
-
-class MediaError(Exception):
-    """A task's image could not be loaded; the message says why."""
 
 
 @functools.cache

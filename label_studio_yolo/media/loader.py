@@ -34,14 +34,15 @@ import urllib3
 from PIL import Image
 
 from label_studio_yolo.allowed_hosts import HostPolicy, peer_check
+from label_studio_yolo.errors import MediaError
 from label_studio_yolo.label_studio_url import LabelStudioURL, NotAURL
 from label_studio_yolo.logsafe import printable, url_shown
 from label_studio_yolo.media.checked_http import checked_session, refusal_in
 from label_studio_yolo.media.data_uri import decode_data_uri
-from label_studio_yolo.media.decode import MediaError, Pixels, decode_image, decode_pixels
+from label_studio_yolo.media.decode import Pixels, decode_image, decode_pixels
 from label_studio_yolo.settings import DEFAULT_ALLOWED_HOSTS, DEFAULT_MAX_PIXELS, BackendSettings
 
-__all__ = ["CLOUD_SCHEMES", "LOCAL_FILES_PREFIX", "ImageLoader", "MediaError", "MediaSettings"]
+__all__ = ["CLOUD_SCHEMES", "LOCAL_FILES_PREFIX", "ImageLoader", "MediaSettings"]
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol
 
-from label_studio_yolo.media.decode import MediaError, Pixels, decode_pixels
+from label_studio_yolo.errors import MediaError
+from label_studio_yolo.media.decode import Pixels, decode_pixels
 from label_studio_yolo.media.loader import ImageLoader
 
 PREFETCH_AHEAD = 8

@@ -15,9 +15,10 @@ import logging
 from dataclasses import replace
 
 from label_studio_yolo.credentials import LabelStudioAccess
+from label_studio_yolo.errors import LabelConfigError
 from label_studio_yolo.inference.runtimes import Runtime, runtime_for
 from label_studio_yolo.inference.weights import LoadedWeights, load_weights, load_weights_file
-from label_studio_yolo.label_config import ControlSpec, LabelConfigError, parse_label_config, with_own_labels
+from label_studio_yolo.label_config import ControlSpec, parse_label_config, with_own_labels
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.media.loader import MediaSettings, shared_loader
 from label_studio_yolo.prediction.tasks import TaskPredictor

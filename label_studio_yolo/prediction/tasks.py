@@ -24,16 +24,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from label_studio_yolo.errors import MediaError, VlmError
 from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.inference.outputs import ModelOutput, run_model
 from label_studio_yolo.inference.tracking import TrackingStopped, threads_beside_tracking, track_task_video
 from label_studio_yolo.logsafe import json_type, printable
 from label_studio_yolo.media.decode import Pixels
-from label_studio_yolo.media.loader import ImageLoader, MediaError
+from label_studio_yolo.media.loader import ImageLoader
 from label_studio_yolo.media.prefetch import ImageSource, MediaPrefetcher
 from label_studio_yolo.tags import Control
 from label_studio_yolo.tags.video import tracking_options
-from label_studio_yolo.vlm.client import VlmError
 
 logger = logging.getLogger(__name__)
 
@@ -124,10 +124,6 @@ class TaskPredictor:
             outcomes.close()
         return results + [[] for _ in tasks[len(results) :]]
 
-    def predict_task(self, task: object) -> TaskPrediction:
-        """The prediction for one task, or ``[]`` (with a logged reason) when it cannot be made."""
-        return self.attempt(task).prediction or []
-
     def attempt_all(
         self, tasks: Sequence[object], deadline: Deadline | None = None
     ) -> Generator[TaskOutcome, None, None]:
@@ -164,18 +160,25 @@ class TaskPredictor:
         try:
             regions = self._regions(task, images or self.loader, lane, notes, deadline)
         except MediaError as error:
-            logger.error("Task %s: no prediction, media not loaded: %s", name, _shown(error))
+            logger.error("Task %s: no prediction, media not loaded: %s", name, printable(str(error), ERROR_LIMIT))
             return TaskOutcome(task_id, error=f"media not loaded: {error}")
         except VlmError as error:
-            logger.error("Task %s: no prediction, the vision-language model failed: %s", name, _shown(error))
+            logger.error(
+                "Task %s: no prediction, the vision-language model failed: %s", name, printable(str(error), ERROR_LIMIT)
+            )
             return TaskOutcome(task_id, error=f"vision-language model: {error}")
         except TrackingStopped as stopped:
             return _budget_spent(task_id, name, stopped, deadline)
         except Exception as error:
-            logger.error("Task %s: no prediction, unexpected error %s\n%s", name, _shown(repr(error)), _frames(error))
+            logger.error(
+                "Task %s: no prediction, unexpected error %s\n%s",
+                name,
+                printable(repr(error), ERROR_LIMIT),
+                _frames(error),
+            )
             return TaskOutcome(task_id, error=f"unexpected error: {error!r}")
         for note in notes:
-            logger.warning("Task %s: %s", name, _shown(note))
+            logger.warning("Task %s: %s", name, printable(note, ERROR_LIMIT))
         score = sum(region["score"] for region in regions) / len(regions) if regions else 0.0
         prediction = {"result": regions, "score": round(score, 4), "model_version": self.model_version}
         return TaskOutcome(task_id, prediction=prediction)
@@ -322,11 +325,6 @@ def _budget_spent(task_id: object, name: str, stopped: TrackingStopped, deadline
         frames,
     )
     return TaskOutcome(task_id, error=f"time budget of {budget} spent after tracking {frames} frames of the video")
-
-
-def _shown(error: object) -> str:
-    """An error message for a log line: escaped (it may quote the request) and at most :data:`ERROR_LIMIT` long."""
-    return printable(str(error), ERROR_LIMIT)
 
 
 def _frames(error: BaseException) -> str:

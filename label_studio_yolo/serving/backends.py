@@ -22,7 +22,6 @@ from typing import Any
 
 from label_studio_yolo.credentials import AccessBook, LabelStudioAccess
 from label_studio_yolo.inference.weights import file_stamps
-from label_studio_yolo.label_config import check_label_config
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.projects import project_id
 from label_studio_yolo.settings import current_settings
@@ -96,7 +95,6 @@ class ProjectBackends:
             return len(self._models)
 
     def _build(self, project: str, number: int | None, label_config: str, access: LabelStudioAccess) -> Any:
-        check_label_config(label_config)  # label-studio-ml's base class would fail on it with a bare 500
         model = self.model_class(
             label_config=label_config, hostname=access.url, access_token=access.api_key, project_id=number
         )

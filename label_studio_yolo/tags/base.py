@@ -33,10 +33,6 @@ EXAMPLE_MODEL_FOR_TASK = {
 """An official model of each YOLO task, named in error messages (in the order tasks are listed)."""
 
 
-class AnnotationError(ValueError):
-    """An annotation cannot be turned into training data; the message says which region and why."""
-
-
 @dataclass(frozen=True)
 class AnnotatedRegion:
     """One region of an annotation: the control (``from_name``) it belongs to and its (first) label."""
@@ -92,7 +88,7 @@ class Control(ABC):
         """
         if self.vlm is not None and not self.vlm.needs_yolo:
             return None
-        task = str(getattr(self.weights.model, "task", "detect"))
+        task = self.weights.task
         if task not in self.model_tasks:
             wanted = " or ".join(sorted(self.model_tasks))
             example = EXAMPLE_MODEL_FOR_TASK[sorted(self.model_tasks)[0]]

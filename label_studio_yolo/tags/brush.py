@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 from label_studio_sdk.converter.brush import mask2rle
 
+from label_studio_yolo.errors import AnnotationError
 from label_studio_yolo.geometry import ImageSize, Point
 from label_studio_yolo.inference.outputs import Detection, ModelOutput
 from label_studio_yolo.label_config import ControlSpec
-from label_studio_yolo.tags.base import AnnotatedRegion, AnnotationError, LabelledObject, ObjectControl, outline_objects
+from label_studio_yolo.tags.base import AnnotatedRegion, LabelledObject, ObjectControl, outline_objects
 
 MIN_BLOB_PIXELS = 4
 """Painted blobs with fewer pixels than this are not outlined."""

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from label_studio_yolo.errors import AnnotationError
 from label_studio_yolo.inference.outputs import ModelOutput
 from label_studio_yolo.label_config import ControlSpec
-from label_studio_yolo.tags.base import AnnotatedRegion, AnnotationError, Control, build_region
+from label_studio_yolo.tags.base import AnnotatedRegion, Control, build_region
 
 
 @dataclass(frozen=True)

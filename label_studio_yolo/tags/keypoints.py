@@ -97,7 +97,7 @@ class KeyPointLabelsControl(Control):
                 return
 
     def unusable_reason(self) -> str | None:
-        task = str(getattr(self.weights.model, "task", "detect"))
+        task = self.weights.task
         if task not in self.model_tasks:
             return super().unusable_reason()
         count = self.weights.keypoints

@@ -15,11 +15,12 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from label_studio_yolo.errors import LabelConfigError
 from label_studio_yolo.geometry import ImageSize, rectangle_percent
 from label_studio_yolo.inference.outputs import ModelOutput, Track, TrackedBox, VideoInfo
 from label_studio_yolo.inference.tracking import DEFAULT_TRACKER, TRACKERS, TrackingOptions
 from label_studio_yolo.inference.weights import LoadedWeights
-from label_studio_yolo.label_config import ControlSpec, LabelConfigError
+from label_studio_yolo.label_config import ControlSpec
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.tags.base import Control, build_region
 

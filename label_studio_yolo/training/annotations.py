@@ -17,8 +17,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from label_studio_yolo.errors import AnnotationError
 from label_studio_yolo.tags import annotation_reader
-from label_studio_yolo.tags.base import AnnotatedRegion, AnnotationError
+from label_studio_yolo.tags.base import AnnotatedRegion
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from label_studio_yolo.errors import AnnotationError, MediaError
 from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.logsafe import printable
-from label_studio_yolo.media.loader import ImageLoader, MediaError
-from label_studio_yolo.tags.base import AnnotationError
+from label_studio_yolo.media.loader import ImageLoader
 from label_studio_yolo.training.annotations import AnnotatedTask
 from label_studio_yolo.training.formats import data_yaml, label_file_text
 from label_studio_yolo.training.plan import TrainingPlan

@@ -32,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from label_studio_yolo.errors import TrainingError
 from label_studio_yolo.inference.runtimes import ensure_openvino_export, runtime_for
 from label_studio_yolo.inference.weights import LoadedWeights, file_version, load_weights, load_weights_file
 from label_studio_yolo.label_config import LabelMap
@@ -42,7 +43,7 @@ from label_studio_yolo.training.carry_over import carry_over
 from label_studio_yolo.training.dataset import Dataset, data_fingerprint, task_labels, write_dataset
 from label_studio_yolo.training.evaluate import METRIC_OF_TASK, LabelledImage, score_per_label
 from label_studio_yolo.training.gate import GateDecision, GateRules, judge
-from label_studio_yolo.training.plan import TrainingError, TrainingPlan, plan_training
+from label_studio_yolo.training.plan import TrainingPlan, plan_training
 from label_studio_yolo.training.progress import report_progress
 from label_studio_yolo.training.project_lock import StillHeld, claim, project_lock
 from label_studio_yolo.training.recipe import Recipe, recipe_for
@@ -230,9 +231,8 @@ def _start_weights(
 ) -> tuple[LoadedWeights, TrainingPlan]:
     """The weights to fine-tune (the served version, else MODEL_PATH) and what their task learns from the config."""
     start = load_weights_file(parent.weights) if parent else load_weights(settings.model_root, settings.model_path)
-    task = str(getattr(start.model, "task", "detect"))
     weights_name = f"version {parent.name}" if parent else settings.model_path
-    return start, plan_training(label_config, task, settings.model_score_threshold, weights_name)
+    return start, plan_training(label_config, start.task, settings.model_score_threshold, weights_name)
 
 
 def _meta(

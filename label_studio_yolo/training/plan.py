@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from label_studio_yolo.errors import TrainingError
 from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.label_config import ControlSpec, LabelMap, parse_label_config
 from label_studio_yolo.tags import CONTROL_TYPES, ChoicesControl, learning_tags, supported_controls
@@ -43,10 +44,6 @@ EXAMPLE_CONFIGS: dict[str, str] = {
     "obb": '<RectangleLabels name="label" toName="image"><Label value="Ship"/></RectangleLabels>',
 }
 """The control part of a labelling config that trains each task (shown in errors)."""
-
-
-class TrainingError(RuntimeError):
-    """Training cannot run; the message says what to fix."""
 
 
 @dataclass(frozen=True)

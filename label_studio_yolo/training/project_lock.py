@@ -22,7 +22,7 @@ from typing import Any
 
 from redis.exceptions import LockNotOwnedError, RedisError
 
-from label_studio_yolo.training.plan import TrainingError
+from label_studio_yolo.errors import TrainingError
 from label_studio_yolo.training.progress import report_progress
 from label_studio_yolo.training.scheduler import key
 

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from label_studio_yolo.logsafe import printable
+
 FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)(?:```|$)", re.DOTALL)
 """A Markdown code fence, closed or not (a cut-off answer loses its closing fence)."""
 
@@ -64,7 +66,7 @@ def parse_json(text: str) -> Any:
     body = fenced.group(1) if fenced else text
     start = min((index for index in (body.find("{"), body.find("[")) if index >= 0), default=-1)
     if start < 0:
-        raise VlmAnswerError(f"the answer holds no JSON: {_shown(text)}")
+        raise VlmAnswerError(f"the answer holds no JSON: {printable(text)}")
     candidate = body[start:].strip()
     try:
         value, _ = json.JSONDecoder().raw_decode(candidate)
@@ -72,7 +74,7 @@ def parse_json(text: str) -> Any:
     except json.JSONDecodeError:
         repaired = _complete_items(candidate)
     if repaired is None:
-        raise VlmAnswerError(f"the answer is not valid JSON: {_shown(text)}")
+        raise VlmAnswerError(f"the answer is not valid JSON: {printable(text)}")
     return json.loads(repaired)
 
 
@@ -87,7 +89,7 @@ def parse_boxes(text: str, labels: Sequence[str]) -> list[NormalizedBox]:
     data = parse_json(text)
     items = data.get("objects", data.get("boxes")) if isinstance(data, dict) else data
     if not isinstance(items, list):
-        raise VlmAnswerError(f'expected {{"objects": [...]}}, got {_shown(text)}')
+        raise VlmAnswerError(f'expected {{"objects": [...]}}, got {printable(text)}')
     by_name = {label.lower(): label for label in labels}
     boxes = []
     for item in items:
@@ -109,7 +111,7 @@ def parse_label(text: str, labels: Sequence[str]) -> LabelAnswer:
     """
     data = parse_json(text)
     if not isinstance(data, dict):
-        raise VlmAnswerError(f'expected {{"label": ...}}, got {_shown(text)}')
+        raise VlmAnswerError(f'expected {{"label": ...}}, got {printable(text)}')
     said = str(data.get("label") or "").strip()
     confidence = _confidence(data.get("confidence"))
     if said.lower() in NO_LABEL:
@@ -173,7 +175,3 @@ def _complete_items(text: str) -> str | None:
         return None
     end, still_open = last_complete
     return text[:end] + "".join(reversed(still_open))
-
-
-def _shown(text: str, limit: int = 120) -> str:
-    return repr(text[:limit] + ("..." if len(text) > limit else ""))

@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from label_studio_yolo.errors import VlmError
+from label_studio_yolo.logsafe import printable
 from label_studio_yolo.settings import BackendSettings
 
 PLACEHOLDER_API_KEY = "EMPTY"
@@ -26,10 +28,6 @@ PLACEHOLDER_API_KEY = "EMPTY"
 
 MAX_ANSWER_TOKENS = 1024
 """Tokens an answer may take: room for about 30 boxes; a longer answer is cut and read up to its last whole box."""
-
-
-class VlmError(RuntimeError):
-    """The endpoint gave no usable answer; the message says why (never with the API key)."""
 
 
 @dataclass(frozen=True)
@@ -91,9 +89,11 @@ class VlmClient:
             except openai.APITimeoutError as error:
                 raise VlmError(f"no answer from {self.config.base_url} within {self.config.timeout:g} s") from error
             except openai.APIStatusError as error:
-                raise VlmError(f"{self.config.base_url} answered HTTP {error.status_code}: {_short(error)}") from error
+                raise VlmError(
+                    f"{self.config.base_url} answered HTTP {error.status_code}: {printable(str(error), 200)}"
+                ) from error
             except openai.APIError as error:
-                raise VlmError(f"could not ask {self.config.base_url}: {_short(error)}") from error
+                raise VlmError(f"could not ask {self.config.base_url}: {printable(str(error), 200)}") from error
         text = response.choices[0].message.content if response.choices else None
         if not text:
             raise VlmError(f"{self.config.base_url} gave an empty answer")
@@ -137,8 +137,3 @@ def vlm_client(config: VlmConfig) -> VlmClient:
         if config not in _clients:
             _clients[config] = VlmClient(config)
         return _clients[config]
-
-
-def _short(error: Exception, limit: int = 200) -> str:
-    text = " ".join(str(error).split())
-    return text[:limit] + ("..." if len(text) > limit else "")

@@ -26,11 +26,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol, cast
 
+from label_studio_yolo.errors import VlmError
 from label_studio_yolo.inference.outputs import Detection, ModelOutput
 from label_studio_yolo.label_config import LabelMap
 from label_studio_yolo.media.decode import Pixels
 from label_studio_yolo.vlm.answers import LabelAnswer, NormalizedBox, VlmAnswerError, parse_boxes, parse_label
-from label_studio_yolo.vlm.client import VlmClient, VlmError
+from label_studio_yolo.vlm.client import VlmClient
 from label_studio_yolo.vlm.images import MIN_CROP_SIDE, encode_jpeg, padded_crop
 
 MAX_REFINED_BOXES = 30
