@@ -82,6 +82,20 @@ def longest_functions(paths: list[Path], count: int = 5) -> list[tuple[int, str]
     return sorted(found, reverse=True)[:count]
 
 
+def modules_with_tests(paths: list[Path]) -> tuple[int, int]:
+    """How many of the package's modules (``__init__`` left out) have a test file named after them, and of how many.
+
+    ``label_studio_yolo/tags/brush.py`` counts with ``tests/tags/test_brush.py`` or ``tests/test_brush.py``.
+    """
+    tests = ROOT / "tests"
+    named = [path for path in paths if path.stem not in ("__init__", "__main__")]
+    found = 0
+    for path in named:
+        folder = path.parent.relative_to(PACKAGE)
+        found += (tests / folder / f"test_{path.stem}.py").exists() or (tests / f"test_{path.stem}.py").exists()
+    return found, len(named)
+
+
 def _project_module(frame: FrameType) -> str | None:
     filename = frame.f_code.co_filename
     return frame.f_globals.get("__name__") if filename.startswith(PROJECT_FILES) else None
@@ -148,6 +162,8 @@ def main() -> None:
     print(f"modules in label_studio_yolo/: {len(paths)} ({total} lines)", file=out)
     print(f"docstring share: {doc_lines / total:.1%} ({doc_lines} lines)", file=out)
     print("longest functions: " + ", ".join(f"{name} {length}" for length, name in longest_functions(paths)), file=out)
+    tested, named = modules_with_tests(paths)
+    print(f"modules with a test file named after them: {tested} of {named}", file=out)
     print(f"README lines: {len((ROOT / 'README.md').read_text().splitlines())}", file=out)
     counter = cold_predict_calls()
     print(

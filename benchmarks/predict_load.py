@@ -5,7 +5,8 @@ task or a batch, two projects with different labels). An answer counts as an err
 the wrong number of results, or differs from the answer the same request got alone before the load started, so
 concurrency that mixed up projects, lanes or images shows up here. ``/health`` is polled once a second meanwhile.
 
-The test suite runs :func:`run_load` in a bounded form (``tests/test_load.py``); this script runs it for real.
+The test suite runs :func:`run_load` in a bounded form (``tests/integration/test_load.py``); this script runs it
+for real.
 
 Usage:
     .venv/bin/python -m benchmarks.predict_load --clients 8 --seconds 60

@@ -2,7 +2,7 @@
 ``versions list|pin|unpin`` on a real MODEL_DIR.
 
 What ``predict`` does against Label Studio is tested end to end in ``tests/e2e/test_bulk_predict.py``; that a
-running backend serves what ``versions pin`` chose, in ``tests/test_version_pinning.py``.
+running backend serves what ``versions pin`` chose, in ``tests/integration/test_version_pinning.py``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import LabelStudioServer
-from tests.test_training_tasks import boxes_project, data_uri, label_config, label_lines, write
+from tests.training.test_dataset import boxes_project, data_uri, label_config, label_lines, write
 
 pytestmark = pytest.mark.e2e
 

@@ -18,8 +18,8 @@ import requests
 from conftest import SampleImage
 from tests.e2e.conftest import BackendServer, LabelStudioServer
 from tests.e2e.test_label_studio_predictions import pixel_box, retrieve_predictions, stored_predictions, upload_images
+from tests.integration.test_more_tags import outline_box
 from tests.support.synthetic import draw_image
-from tests.test_more_tags import outline_box
 
 pytestmark = pytest.mark.e2e
 

@@ -42,9 +42,9 @@ it to 0.05 on twice as many)."""
 
 NEW_LABEL_AP50 = 0.2
 """What each new label reaches at least, from the predictions Label Studio stored. They are cut at the config's
-model_score_threshold (0.25), so AP50 here is lower than over all confidences (tests/test_learning_on_photos.py):
-the base model's people score 0.95 there and 0.75 here. Measured here: Cup 0.70, Cat 0.34 (0.76 and 0.64 with
-TRAIN_EPOCHS=30)."""
+model_score_threshold (0.25), so AP50 here is lower than over all confidences
+(tests/training/test_learning_on_photos.py): the base model's people score 0.95 there and 0.75 here. Measured here:
+Cup 0.70, Cat 0.34 (0.76 and 0.64 with TRAIN_EPOCHS=30)."""
 
 
 def setup_version(backend: BackendServer, project_id: int) -> str:

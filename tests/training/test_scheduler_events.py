@@ -36,7 +36,7 @@ from tests.support.redis_server import running_redis
 
 T = TypeVar("T")
 
-PROJECT_ROOT = Path(__file__).parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 WORKER_CLASS = "label_studio_yolo.training.worker.TrainingWorker"
 """The rq worker class the project runs training with."""

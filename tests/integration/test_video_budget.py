@@ -27,9 +27,9 @@ from label_studio_yolo.prediction.tasks import TaskPredictor
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.tags.video import tracking_options
 from tests.e2e.conftest import BackendServer, backend_server
+from tests.integration.test_video_tracking import VIDEO_CONFIG, data_uri
 from tests.support.synthetic_video import write_video
 from tests.support.waiting import eventually
-from tests.test_video_tracking import VIDEO_CONFIG, data_uri
 
 LONG_VIDEO_FRAMES = 1500
 """Frames of the long video: 30 s or more of tracking on two cores, far more than the budgets below."""

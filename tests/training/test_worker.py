@@ -20,7 +20,7 @@ from label_studio_yolo.training.scheduler import RedisScheduler
 from tests.support.processes import free_port
 from tests.support.redis_server import running_redis
 
-PROJECT_ROOT = Path(__file__).parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 WORKER_CLASS = "label_studio_yolo.training.worker.TrainingWorker"
 

@@ -1,7 +1,7 @@
 """The training queue policy on a real, private Redis: when a job is queued, folded, or not queued at all.
 
 No rq worker runs here, so queued jobs stay queued and the tests can look at exactly what a worker would pick up
-(``tests/test_training_events.py`` runs one, for events that arrive while it starts a job).
+(``tests/training/test_scheduler_events.py`` runs one, for events that arrive while it starts a job).
 The last tests go through the Flask app, as Label Studio does, including with Redis down: the webhook must fail fast
 and predictions must keep working.
 """

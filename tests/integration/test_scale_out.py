@@ -27,10 +27,10 @@ import requests
 from conftest import PROJECT_ROOT, SampleImage, draw_samples
 from label_studio_yolo.versions import VersionStore
 from tests.e2e.conftest import BackendServer, backend_server
+from tests.integration.test_outages import CONFIG, JOB_TIMEOUT, TRAINING, WORKER_CLASS, annotated_task, label_studio_api
 from tests.support.image_server import serve_files
 from tests.support.redis_server import RestartableRedis, restartable_redis
 from tests.support.waiting import eventually
-from tests.test_outages import CONFIG, JOB_TIMEOUT, TRAINING, WORKER_CLASS, annotated_task, label_studio_api
 
 REPLICAS = 3
 WORKERS = 2

@@ -24,7 +24,7 @@ from label_studio_yolo.versions import META_FILE, VersionStore
 from tests.support.processes import free_port
 from tests.support.redis_server import running_redis
 
-PROJECT_ROOT = Path(__file__).parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
