@@ -2,11 +2,9 @@
 
 - A web server owns its process's logging: :func:`configure_root_logging` puts the backend's format and
   ``LOG_LEVEL`` on the root logger.
-- An rq worker's logging is rq's: handlers on ``rq.worker`` and ``rq.job`` only, which pass nothing on, and none on
-  the root logger, so the backend's lines went nowhere (warnings and errors bare, through Python's last resort).
-  :func:`configure_package_logging` gives the ``label_studio_yolo`` logger a handler of its own, to stderr, unless a
-  handler above it already takes its lines, so no line is printed twice. rq's forked work horse inherits it; the
-  local scheduler's spawned training process calls it itself.
+- An rq worker configures only rq's own loggers, so :func:`configure_package_logging` gives the
+  ``label_studio_yolo`` logger a handler of its own, to stderr, unless a handler above it already takes its lines
+  (no line is printed twice). rq's forked work horse inherits it; a spawned training process calls it itself.
 
 This module imports nothing but the standard library, so a worker does not load Flask for it.
 

@@ -44,18 +44,16 @@ VLM_SETTING_MODES = (VLM_AUTO, *VLM_TAG_MODES)
 """Values of the ``VLM_MODE`` setting: ``auto`` fills zero-shot the boxes of a control no YOLO class maps to."""
 
 DEFAULT_MAX_PIXELS = 100_000_000
-"""100 megapixels: every camera photo (a 200 Mpx phone sensor saves 50 Mpx by default), about 300 MB once decoded.
-Larger images are refused from their header, before any pixel is decoded."""
+"""100 megapixels: room for every camera photo. Larger images are refused from their header, before any pixel is
+decoded."""
 
 DEFAULT_ALLOWED_HOSTS = "public"
 """Task URLs may point anywhere on the public internet, and to Label Studio; not to private, loopback or link-local
 addresses (the backend's own network: cloud metadata services, Redis, admin pages), whatever the URL's spelling."""
 
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
-"""100 MiB: room for one task whose inline ``data:`` image is as large as MEDIA_MAX_BYTES allows (50 MiB, 67 MiB
-in base64). Label Studio 1.23 sends each task whole to /predict: measured, 512 bytes for a task with an image URL,
-2.4 KB with one earlier 5-box prediction, so 100 MiB is about 200,000 or 44,000 such tasks, far more than one
-/predict gets through in Label Studio's 100 s."""
+"""100 MiB: room for one task whose inline ``data:`` image is as large as MEDIA_MAX_BYTES allows (in base64), and
+far more tasks with image URLs than one /predict gets through in time."""
 
 
 class BackendSettings(BaseSettings):
@@ -250,11 +248,8 @@ _current_lock = threading.Lock()
 
 
 def current_settings() -> BackendSettings:
-    """The settings as the environment and ``.env`` say now, read again only when either has changed.
-
-    Reading and validating every setting takes about 5 ms, and a server asks on every request (a changed variable or
-    ``.env`` must still take effect, as tests and ``docker compose`` restarts rely on).
-    """
+    """The settings as the environment and ``.env`` say now, read again only when either has changed (a server asks
+    on every request, and a changed variable or ``.env`` must still take effect)."""
     global _current
     key = (tuple(sorted(os.environ.items())), _file_stamp(ENV_FILE))
     with _current_lock:

@@ -1,7 +1,7 @@
 """Bulk pre-annotation: predict a whole Label Studio project outside the backend and upload the predictions.
 
-Label Studio's "Retrieve predictions" sends every selected task to ``/predict`` in one request and waits 100 s at
-most; for thousands of tasks use ``label-studio-yolo predict`` (:mod:`label_studio_yolo.cli`) instead. It predicts
+Label Studio's "Retrieve predictions" sends every selected task to ``/predict`` in one request with a time limit;
+for thousands of tasks use ``label-studio-yolo predict`` (:mod:`label_studio_yolo.cli`) instead. It predicts
 with the backend's own code and settings, uploads in batches, skips annotated and already-predicted tasks, and can be
 run again to continue where it stopped.
 

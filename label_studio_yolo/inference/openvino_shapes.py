@@ -1,16 +1,9 @@
 """OpenVINO networks compiled for the input shapes a model meets, beside the dynamic network for the rest.
 
-The export has dynamic input shapes, so every image keeps its aspect ratio (and PyTorch's boxes). OpenVINO's CPU
-plugin runs such a network slower than the same network compiled for one fixed shape, whose outputs are
-bit-identical (measured on 2 cores at 640 px, photos per second of the raw ultralytics loop, dynamic against fixed:
-yolo11n 21.6 against 27.4 with one thread and 41.4 against 52.9 with two, yolov8s 16.2 against 17.3 with two).
-ultralytics letterboxes an image to ``imgsz`` on its long side and pads the short side to a multiple of 32, so a
-project meets few shapes: a camera's photos give one or two, a mixed collection a handful of common aspect ratios.
-:class:`ShapeNetworks` compiles a fixed-shape network for each shape it meets twice, up to a limit; other shapes
-run on the dynamic network.
-
-A fixed-shape network costs a compile (0.1-0.4 s for yolo11n and yolov8s here) and memory (40-110 MB: its own
-weights in the CPU plugin's layout and its activation buffers, more with more streams and larger models).
+The export has dynamic input shapes, so every image keeps its aspect ratio; OpenVINO's CPU plugin runs a network
+compiled for one fixed shape faster, with bit-identical outputs. A project meets few shapes (ultralytics pads the
+short side to a multiple of 32), so :class:`ShapeNetworks` compiles a fixed-shape network for each shape it meets
+twice, up to a limit; other shapes run on the dynamic network. Each fixed-shape network costs a compile and memory.
 
 Example:
     >>> networks = ShapeNetworks(compile_model, core.read_model("model.xml"), limit=2)   # doctest: +SKIP
@@ -35,7 +28,7 @@ Shape = tuple[int, ...]
 
 SIGHTINGS_BEFORE_COMPILE = 2
 """A shape gets its own network the second time it is met: a shape met once would pay a compile and its memory for
-nothing (a fixed-shape network pays its compile back after about 25 images)."""
+nothing."""
 
 
 class ShapeNetworks:

@@ -144,10 +144,8 @@ def run_model(
     """Run the model on ``image`` (a BGR array, as from a file, or a Pillow image); objects below ``conf`` are left
     out, class probabilities are all kept.
 
-    ``conf`` goes to ultralytics so thresholds below its default (0.25) are honoured. ``imgsz`` unset means the
-    size the weights were trained at. The model's predictor is not thread-safe: calls are serialised per model.
-    PyTorch with more than one thread runs on the process's torch thread (see
-    :mod:`label_studio_yolo.inference.threads`).
+    ``imgsz`` unset means the size the weights were trained at. Calls are serialised per model (its predictor is not
+    thread-safe); PyTorch with more than one thread runs on the process's torch thread.
     """
     if weights.runtime == OPENVINO or threads == 1:
         return _run_model(weights, image, conf, imgsz, threads)
@@ -172,9 +170,7 @@ def _set_torch_threads(weights: LoadedWeights, threads: int | None) -> None:
     """Give torch ``threads`` threads (ultralytics' ``select_device()`` resets them to cpu_count - 1), or one on
     OpenVINO.
 
-    On OpenVINO, torch only pre- and post-processes; with more than one thread its parallel loops fight OpenVINO's
-    own threads for the cores. Measured on 2 cores, single-task requests: ultralytics' preprocessing took 19 ms of
-    each 640 px photo instead of under 3, and a request 76 ms instead of 58.
+    On OpenVINO, torch only pre- and post-processes; with more threads its parallel loops fight OpenVINO's for cores.
     """
     if weights.runtime == OPENVINO:
         torch.set_num_threads(1)

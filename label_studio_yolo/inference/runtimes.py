@@ -1,15 +1,10 @@
 """Inference runtimes: PyTorch, or OpenVINO through ultralytics' own export, cached beside the weights.
 
-OpenVINO is the default on the CPU. It computes in float32 here, which gives PyTorch's boxes (IoU >= 0.99) 1.1-1.2x
-faster than PyTorch on an AMD EPYC and 1.1-1.7x on an Intel Xeon with AMX (yolo11n, 640 px, 2 threads).
-``OPENVINO_PRECISION=bf16`` (what OpenVINO picks by itself on CPUs with bfloat16 instructions) is faster still
-(about 1.3x f32 on that AMD, more with AMX) and moves boxes: a 26 px one by about a pixel on that AMD, a weak
-detection to IoU 0.70 on that Xeon. The export is made once per weight content, with dynamic input shapes so images
-keep their aspect ratio (a static 640x640 export pads them square and moves boxes); the shapes a server meets
-most get a network compiled for them (:mod:`label_studio_yolo.inference.openvino_shapes`). It lives beside the
-weights as ``<stem>-<sha256[:8]>_openvino_model/``, is written to a temporary folder and renamed into place under a
-lock file, so processes that start together export once and never read half an export. Any failure (OpenVINO
-missing, a read-only folder, an export error) leaves PyTorch in use, with the reason logged.
+OpenVINO is the default on the CPU: in float32 it gives PyTorch's boxes, faster. ``OPENVINO_PRECISION=bf16`` is
+faster still but moves boxes slightly. The export is made once per weight content, with dynamic input shapes so
+images keep their aspect ratio, and lives beside the weights as ``<stem>-<sha256[:8]>_openvino_model/``; it is
+renamed into place under a lock file, so concurrent processes export once and never read half an export. Any
+failure (OpenVINO missing, a read-only folder, an export error) leaves PyTorch in use, with the reason logged.
 
 Example:
     >>> folder = ensure_openvino_export(Path("models/yolo11n.pt"), imgsz=640)   # doctest: +SKIP
@@ -62,7 +57,7 @@ class Runtime:
     """Input shapes OpenVINO compiles a fixed-shape network for, per network family (0: dynamic only)."""
     background_export: bool = False
     """Serve with PyTorch while a missing OpenVINO export is made in a child process, then switch (a server's
-    /setup must answer within Label Studio's 3 s; an export takes 5-10 s)."""
+    /setup must answer within Label Studio's timeout, which an export would exceed)."""
 
     @property
     def wants_openvino(self) -> bool:
@@ -86,10 +81,7 @@ def runtime_for(settings: BackendSettings) -> Runtime:
 def default_lanes(device: str, threads: int) -> int:
     """Lanes when ``INFERENCE_LANES`` is unset: 2 on a CPU with 2 or more threads, else 1.
 
-    Measured on 2 cores: two tasks at once with one thread each predict 1.05-1.3x as many images per second as one
-    task at a time with two threads (OpenVINO f32 1.2-1.3x, bf16 1.5x and more, PyTorch 1.05-1.2x): one thread per
-    network wastes no time synchronising, and one lane's decoding overlaps the other's inference. With fixed-shape
-    OpenVINO networks (an AMD EPYC) the gain shrank to 1.00-1.04x, for about 300 MB more.
+    One thread per lane wastes no time synchronising, and one lane's decoding overlaps the other's inference.
     """
     return 2 if device == "cpu" and threads >= 2 else 1
 
@@ -105,7 +97,7 @@ def openvino_export_exists(weights: Path, version: str) -> bool:
 
 
 def ensure_openvino_export(weights: Path, version: str, imgsz: int, in_child: bool = False) -> Path:
-    """The OpenVINO export of ``weights``, made now if no process made it before; ``in_child`` makes it in a child
+    """The OpenVINO export of ``weights``, made if no process has made it yet; ``in_child`` makes it in a child
     process (see :func:`_export_in_child`).
 
     Raises:
@@ -134,10 +126,9 @@ def load_openvino_lanes(weights: Path, version: str, task: str, imgsz: int, runt
     """``lanes`` YOLO models that share one network family, compiled with ``lanes`` streams of ``runtime.threads``
     each.
 
-    Each model has its own predictor and its own OpenVINO infer requests, so the lanes predict at the same time while
-    the weights are held once per input shape. The streams' threads are not pinned to cores: OpenVINO pins stream
-    ``i`` of every network to the same core, so two lanes on images of two shapes (two fixed-shape networks) both ran
-    on the first core (measured on 2 cores: 40-45 images/s pinned, 55-64 unpinned; one network, 52-55 either way).
+    Each model has its own predictor and infer requests, so the lanes predict at the same time while the weights are
+    held once per input shape. Streams are not pinned to cores: OpenVINO pins stream ``i`` of every network to the
+    same core, so lanes on two fixed-shape networks would share one core.
     """
     models = [_openvino_model(weights, version, task, imgsz) for _ in range(lanes)]
     settings = {
@@ -195,9 +186,8 @@ def export_openvino(weights: Path, imgsz: int) -> Path:
 def _export_in_child(weights: Path, imgsz: int) -> Path:
     """:func:`export_openvino` in a child Python process, for a server that keeps serving meanwhile.
 
-    In the server's own process the export would hold the GIL for seconds at a time (``/health`` then missed Label
-    Studio's 1 s under load), and OpenVINO's converter sets the root logger to ERROR while it runs, which silenced
-    every other thread's log lines.
+    In the server's own process the export would hold the GIL for seconds (starving ``/health``), and OpenVINO's
+    converter sets the root logger to ERROR while it runs, silencing every other thread's log lines.
 
     Raises:
         RuntimeError: the child failed; the message ends with its error output.
@@ -233,8 +223,8 @@ def _compile_networks(model: YOLO, folder: Path, settings: dict[str, object], st
     """The model's network compiled again with OpenVINO ``settings`` added to ultralytics' own, as a family of
     fixed-shape networks (at most ``static_shapes``) beside the dynamic one.
 
-    ultralytics (8.4) compiles OpenVINO models with a fixed config (no threads, OpenVINO's default precision); its
-    backend keeps the ``compile_model`` partial it used (device and config), which this extends.
+    ultralytics (8.4) compiles OpenVINO models with a fixed config (no threads, default precision); its backend keeps
+    the ``compile_model`` partial it used (device and config), which this extends.
     """
     compile_model = _backend(model).compile_model
     config = {**compile_model.keywords["config"], **settings}

@@ -1,13 +1,9 @@
 """One thread per process runs PyTorch's multi-threaded CPU work: loading weights and predicting with them.
 
-PyTorch's CPU build parallelises with OpenMP (libgomp), which gives every thread that starts parallel work a team
-of helper threads of its own. Once a process holds more helpers than cores, libgomp stops letting idle helpers spin
-between parallel regions and puts them to sleep, and waking them costs each of the hundreds of regions in one YOLO
-forward pass. A server soon has two teams: it loads weights in one thread and predicts in another, and gunicorn
-hands each request to the next of its threads. Measured on 2 cores, yolo11n at 640 px, 2 torch threads: 37-39 ms a
-photo when one thread loads and predicts, 62-66 ms when one thread loads and another predicts, and a single-task
-``/predict`` under gunicorn at 0.5x the raw ultralytics loop. Lanes predict with one torch thread each, which starts
-no team, so they stay on their own threads.
+PyTorch's OpenMP runtime gives every thread that starts parallel work its own team of helper threads; with more
+helpers than cores they sleep between parallel regions and each forward pass pays to wake them. Keeping loading
+and predicting on one thread keeps one team. Lanes predict with one torch thread each, which starts no team, so
+they stay on their own threads.
 
 Example:
     >>> on_torch_thread(sum, [1, 2, 3])

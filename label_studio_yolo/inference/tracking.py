@@ -1,19 +1,12 @@
 """Follow objects through a task's video with ultralytics tracking (ByteTrack or BoT-SORT).
 
-The video is fetched like an image (Label Studio uploads, URLs, local files, ``data:`` URIs), written to a temporary
-file that is always deleted, and tracked once per model: every track id becomes one :class:`Track` with the object's
-box on each frame the tracker reported it, with ByteTrack (the default) or BoT-SORT.
+The video is fetched like an image, written to a temporary file that is always deleted, and tracked once per model:
+every track id becomes one :class:`Track` with the object's box on each frame the tracker reported it.
 
-Tracking shares nothing that image predictions wait for, so a long video never holds up an image request:
-
-- it runs on a second YOLO instance of the same weight file, never on the one image controls predict with (nor its
-  lock): ``Model.track`` registers tracker callbacks on the object it is called on, and those would then also run
-  on later plain predictions of that object;
-- it runs on the process's tracking thread, one video at a time, with one torch thread (:data:`TRACKING_THREADS`),
-  not on the torch thread image predictions run on; meanwhile image predictions leave that core to it
-  (:func:`threads_beside_tracking`).
-
-With a ``deadline``, tracking stops between frames once it has passed and raises :class:`TrackingStopped`.
+Tracking shares nothing that image predictions wait for, so a long video never holds up an image request: it runs
+on a second YOLO instance of the weight file (``Model.track`` leaves tracker callbacks on its model), on the
+process's tracking thread, one video at a time, with :data:`TRACKING_THREADS` torch threads. With a ``deadline``,
+tracking stops between frames once it has passed and raises :class:`TrackingStopped`.
 
 Example:
     >>> output = track_task_video(weights, "/data/upload/3/cars.mp4", loader, TrackingOptions(0.25))  # doctest: +SKIP
@@ -60,9 +53,8 @@ DEFAULT_VIDEO_SUFFIX = ".mp4"
 """File suffix given to a video whose URL has none ultralytics knows (it picks its reader by suffix)."""
 
 TRACKING_THREADS = 1
-"""Torch threads a video is tracked with. One thread starts no OpenMP team: a second team next to the torch thread's
-would slow every prediction of the process (see :mod:`label_studio_yolo.inference.threads`), and one busy core leaves
-the others to image requests while a video is tracked."""
+"""Torch threads a video is tracked with: one starts no second OpenMP team (see
+:mod:`label_studio_yolo.inference.threads`) and leaves the other cores to image requests."""
 
 _Params = ParamSpec("_Params")
 _Result = TypeVar("_Result")
@@ -100,9 +92,8 @@ def track_task_video(
 ) -> ModelOutput:
     """Track the objects of the video at ``value`` (a task-data string) with ``weights``.
 
-    Objects scored below ``options.conf`` are not passed to the tracker. The output holds the
-    video's frame size, one :class:`Track` per track id and the video's frame count and frame rate. The video is
-    tracked on the tracking thread, after any video tracked there before it; ``deadline`` (on
+    Objects scored below ``options.conf`` are not passed to the tracker. The output holds the video's frame size,
+    one :class:`Track` per track id and the video's frame count and frame rate. ``deadline`` (on
     :func:`time.monotonic`'s clock) stops tracking between frames.
 
     Raises:
@@ -136,10 +127,7 @@ def track_task_video(
 
 def threads_beside_tracking(threads: int | None) -> int | None:
     """The torch threads for an image prediction now: ``threads``, less :data:`TRACKING_THREADS` (at least 1) while
-    a video is tracked.
-
-    A torch team of one thread per core next to the busy tracking thread has more threads than cores: each of the
-    hundreds of parallel regions of a forward pass then waits for a team thread the kernel has set aside.
+    a video is tracked: more torch threads than free cores make each parallel region wait for a descheduled thread.
     """
     if threads and _videos_tracked_now:
         return max(1, threads - TRACKING_THREADS)
@@ -292,11 +280,8 @@ _tracking_lock = threading.Lock()
 
 
 def _tracking_model(weights: LoadedWeights) -> _TrackingModel:
-    """The tracking-only YOLO instance of ``weights``' file, loaded once per file version (size and mtime).
-
-    Like :mod:`label_studio_yolo.inference.weights`' cache it is keyed by the file's path, size and modification time; a
-    replaced file is loaded again and the instance of its previous content is dropped.
-    """
+    """The tracking-only YOLO instance of ``weights``' file, loaded once per file version (path, size and mtime); a
+    replaced file is loaded again and the old instance dropped."""
     from ultralytics import YOLO
 
     stat = weights.path.stat()
@@ -319,8 +304,7 @@ def on_tracking_thread(function: Callable[_Params, _Result], *args: _Params.args
     """Run ``function`` on this process's tracking thread, after the videos queued before it; wait and return its
     result (or raise its exception).
 
-    One thread tracks every video of the process, so videos are tracked one at a time (at most
-    :data:`TRACKING_THREADS` cores go to videos, whatever the number of video requests), and the tracking instances
+    One thread tracks every video, so videos take at most :data:`TRACKING_THREADS` cores and the tracking instances
     are never used by two threads at once.
     """
     return _tracking_thread.call(function, *args, **kwargs)

@@ -1,16 +1,11 @@
 """Turn image bytes into pixels, oriented as Label Studio shows them (EXIF orientation applied), by one path.
 
-- :func:`decode_pixels` gives what inference wants: the BGR ``uint8`` array ultralytics itself reads from a file.
-- :func:`decode_image` gives the same pixels as a Pillow RGB image (training writes it to the dataset), so training
-  learns from exactly what serving predicts on.
+:func:`decode_pixels` gives the BGR ``uint8`` array inference takes; :func:`decode_image` gives the same pixels as
+a Pillow RGB image (for training), so training learns from exactly what serving predicts on.
 
-How: Pillow opens the image lazily, which reads its header only; an image larger than ``max_pixels``
-(``MEDIA_MAX_PIXELS``) is refused there, before any pixel is decoded. JPEG, PNG and WebP are then decoded once by
-OpenCV (faster than Pillow, and no RGB to BGR copy inside ultralytics), their EXIF orientation read without decoding
-pixels and applied as Pillow's ``ImageOps.exif_transpose`` applies it (what browsers show, and so Label Studio's
-annotators). Every other format (TIFF, GIF, BMP, HEIC, ...) is decoded by Pillow, which saw its header.
-
-Every failure raises :class:`MediaError` with the reason.
+An image larger than ``max_pixels`` (``MEDIA_MAX_PIXELS``) is refused from its header, before any pixel is decoded.
+JPEG, PNG and WebP are decoded by OpenCV (faster, and BGR already), other formats by Pillow; the EXIF orientation
+is applied as ``ImageOps.exif_transpose`` applies it. Every failure raises :class:`MediaError` with the reason.
 
 Example:
     >>> pixels = decode_pixels(Path("bus.jpg").read_bytes(), max_pixels=100_000_000)       # doctest: +SKIP
@@ -176,9 +171,8 @@ def _orientation(opened: Image.Image, data: bytes) -> object:
 def _png_exif(data: bytes) -> bytes | None:
     """The last eXIf chunk of a PNG, as Pillow stores it in ``info["exif"]``; ``None`` when there is none.
 
-    Hand-written because no library reads a PNG's chunks after its pixel data without decoding it: Pillow reaches
-    them only by decoding every IDAT chunk, and OpenCV does not give EXIF. Chunks are length-prefixed, so this skips
-    from header to header; a chunk cut short ends the walk.
+    Hand-written because Pillow reaches chunks after the pixel data only by decoding it, and OpenCV gives no EXIF.
+    A chunk cut short ends the walk.
     """
     if b"eXIf" not in data:  # most PNGs: no chunk to look for
         return None

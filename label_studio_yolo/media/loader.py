@@ -1,17 +1,10 @@
 """Load the image a task points to: Label Studio uploads, http(s) URLs, ``data:`` URIs and local files.
 
-- ``/data/upload/...`` and other paths relative to Label Studio are fetched from ``LABEL_STUDIO_URL`` (else the
-  ``hostname`` that ``/setup`` sent), authenticated with ``LABEL_STUDIO_API_KEY`` (else the ``access_token`` that
-  ``/setup`` sent). label-studio-sdk decides how: a legacy key goes as ``Token``, a personal access token is
-  exchanged for a short-lived access token and refreshed when it expires.
-- ``/data/local-files/?d=<path>`` is read from disk inside ``LOCAL_FILES_DOCUMENT_ROOT`` when that is set (paths
-  that escape it are refused), else fetched from Label Studio like an upload.
-- Absolute ``http(s)://`` URLs are fetched as they are; credentials go only to Label Studio's own host.
-- ``data:`` URIs are decoded by the standard library.
-
-A download must end within ``MEDIA_TIMEOUT`` seconds in all (a server that never answers, or trickles its bytes, is
-cut off) and hold at most ``MEDIA_MAX_BYTES`` (a larger declared ``Content-Length`` is refused before reading).
-Every failure raises :class:`MediaError` with a reason a person can act on.
+Paths relative to Label Studio (``/data/upload/...``) are fetched from its URL with its key (label-studio-sdk
+builds the header, refreshing a personal access token); credentials go only to Label Studio's own host.
+``/data/local-files/?d=<path>`` is read from disk inside ``LOCAL_FILES_DOCUMENT_ROOT`` when set (paths that escape
+it are refused). A download must end within ``MEDIA_TIMEOUT`` seconds in all and hold at most ``MEDIA_MAX_BYTES``
+(a larger declared ``Content-Length`` is refused before reading). Every failure raises :class:`MediaError`.
 
 Example:
     >>> loader = ImageLoader(MediaSettings(label_studio_url="http://localhost:8080", api_key="..."))

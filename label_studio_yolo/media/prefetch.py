@@ -29,8 +29,8 @@ PREFETCH_AHEAD = 8
 """Images downloaded ahead of the ones being predicted (their bytes are held until their task's turn)."""
 
 PREFETCH_THREADS = 4
-"""Concurrent downloads of one batch, whatever its lanes (Label Studio's own server accepts 10 waiting connections
-at a time; more at once get dropped and retried a second later)."""
+"""Concurrent downloads of one batch, whatever its lanes (Label Studio's own server drops connections past a small
+backlog)."""
 
 
 class ImageSource(Protocol):

@@ -71,9 +71,8 @@ def _warn_about_settings(settings: BackendSettings) -> None:
 def preload_base_weights() -> threading.Thread:
     """Load and warm up ``MODEL_PATH`` in a background thread of a starting server.
 
-    The first model a process loads pays for initialising torch and ultralytics (about 3 s on 2 cores), and Label
-    Studio gives ``/setup`` only 3 s: without this, connecting a fresh backend can fail with a read timeout. A
-    failure here is only logged; ``/setup`` reports it to Label Studio as usual.
+    The first model a process loads pays for initialising torch and ultralytics, which could exceed Label Studio's
+    ``/setup`` timeout. A failure here is only logged; ``/setup`` reports it to Label Studio as usual.
     """
     from label_studio_yolo.inference.weights import load_weights
 

@@ -31,7 +31,7 @@ from label_studio_yolo.vlm.client import vlm_config
 logger = logging.getLogger(__name__)
 
 MAX_CACHED_PROJECTS = 64
-"""Project models kept per process; a dropped one is rebuilt on its next request (about 0.1 s, weights cached)."""
+"""Project models kept per process; a dropped one is rebuilt cheaply on its next request (weights stay cached)."""
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,13 @@
 """The ASGI front gunicorn serves: slow clients wait on an event loop, the Flask app runs in a pool of threads.
 
-gunicorn's ``gthread`` worker gives each accepted connection to one of its THREADS threads, which then blocks while
-the client sends its headers and its body, so a few clients sending slowly leave no thread for ``/health``. Under
-gunicorn's ``asgi`` worker (``gunicorn.conf.py``) an event loop reads every connection's headers, and this front
-handles each request in three steps:
+A thread that waits for a slow client's body is a thread ``/health`` cannot have, so under gunicorn's ``asgi``
+worker each request is handled in three steps:
 
-1. On its headers alone (:func:`label_studio_yolo.serving.guard.header_refusal`, the WSGI guard's own decision):
-   wrong or no Basic credentials get 401, a declared ``Content-Length`` over MAX_REQUEST_BYTES gets 413. The answer
-   goes out at once with ``Connection: close`` and not a byte of the body is read.
-2. The body is read on the event loop into a temporary file (in memory up to :data:`SPOOL_BYTES`): at most
-   MAX_REQUEST_BYTES (a chunked body gets 413 one byte past it) and within ``REQUEST_BODY_TIMEOUT`` seconds of its
-   headers (408 after that).
-3. Only then is the WSGI app called, in a pool of ``THREADS`` threads (a2wsgi's adapter), with the complete body
-   framed by its length.
+1. On its headers alone (:func:`label_studio_yolo.serving.guard.header_refusal`): no or wrong Basic credentials get
+   401, a declared ``Content-Length`` over MAX_REQUEST_BYTES 413, with ``Connection: close`` and the body unread.
+2. The body is read on the event loop into a temporary file: at most MAX_REQUEST_BYTES (a chunked body gets 413 one
+   byte past it), within ``REQUEST_BODY_TIMEOUT`` seconds of its headers (408 after that).
+3. Only then is the WSGI app called, in a pool of ``THREADS`` threads, with the complete body framed by its length.
 
 Example:
     >>> asgi_app = buffering_front(app)  # _wsgi.py; gunicorn.conf.py serves _wsgi:asgi_app
@@ -47,8 +42,8 @@ SPOOL_BYTES = 64 * 1024
 uploads at once cost disk, not memory."""
 
 REPLAY_CHUNK = 1024 * 1024
-"""Bytes per message when the buffered body is handed to the WSGI adapter. Each message is a round trip from the
-request thread to the event loop, and the app reads the whole body into memory anyway, so messages are large."""
+"""Bytes per message when the buffered body is handed to the WSGI adapter: large, since each message is a round
+trip to the event loop and the app reads the whole body anyway."""
 
 
 class BodyRefused(Exception):
@@ -82,9 +77,8 @@ class BufferingFront:
         self.max_bytes = max_bytes
         self.threads = threads
         self.body_timeout = body_timeout
-        # a2wsgi runs the app in its own pool of `threads` threads and streams the answer back to the loop. Its body
-        # stream reads from the loop on demand (a slow body would hold a thread), so it only ever gets a body that
-        # is already complete: see _replay.
+        # a2wsgi's body stream reads from the loop on demand (a slow body would hold a thread), so it only ever gets
+        # a body that is already complete: see _replay.
         self.wsgi = WSGIMiddleware(app, workers=threads)  # type: ignore[arg-type]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -132,8 +126,7 @@ class BufferingFront:
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise BodyRefused(too_large(self.max_bytes))
-                    # A write of at most one socket read: memory, or the page cache once spooled to disk. Writing
-                    # from a thread instead would cost more than it saves.
+                    # At most one socket read, to memory or the page cache: a thread would cost more than it saves.
                     body.write(chunk)
         except TimeoutError:
             body.close()

@@ -1,17 +1,11 @@
 """HTTP Basic auth and a request body limit, as WSGI middleware in front of the Flask app.
 
-Both act before Flask sees a request, on every route (unknown ones too):
-
-- Auth comes first, so a request without the right credentials is answered 401 before its body is read.
-  label-studio-ml's own ``before_request`` reads the whole body (to log it), so a Flask hook would come too late.
-- Werkzeug 2.0.2 (pinned through label-studio-ml's Flask 1.1.2) checks ``MAX_CONTENT_LENGTH`` only while parsing
-  form data, never for the JSON this API takes, and gunicorn marks its input stream as terminated, so Werkzeug
-  reads a chunked body to its end whatever its size. The guard therefore refuses a declared ``Content-Length``
-  over the limit unread, and reads a body without one itself, stopping one byte past the limit.
-
-Served by gunicorn, the ASGI front (:mod:`label_studio_yolo.serving.front`) asks :func:`header_refusal` too, on the
-event loop before it buffers a body, so slow or unauthenticated clients never hold a request thread; this middleware
-then still guards Flask's development server and the test client.
+Both act before Flask sees a request, on every route (unknown ones too); a Flask hook would come too late, as
+label-studio-ml's ``before_request`` reads the whole body. Auth comes first: a request without the right credentials
+is answered 401 before its body is read. A declared ``Content-Length`` over the limit is refused unread, and a body
+without one is read here, stopping one byte past the limit (Werkzeug 2.0.2 does not enforce ``MAX_CONTENT_LENGTH``
+for JSON). Under gunicorn the ASGI front (:mod:`label_studio_yolo.serving.front`) applies :func:`header_refusal`
+first; this middleware still guards Flask's development server and the test client.
 
 Example:
     >>> app.wsgi_app = RequestGuard(app.wsgi_app, ("label-studio", "s3cret"), 100 * 1024 * 1024)
@@ -121,10 +115,9 @@ def header_refusal(
 ) -> Refusal | None:
     """Whether a request is refused on its headers alone, before any byte of its body is read; None if not.
 
-    Both the WSGI middleware (:class:`RequestGuard`) and the ASGI front (:mod:`label_studio_yolo.serving.front`) ask
-    this, so they answer alike. ``authorization`` and ``content_length`` are the header values as WSGI gives them
-    (Latin-1 text, repeated headers joined with commas); ``credentials`` None means Basic auth is off. Credentials
-    are checked first: a client without them learns nothing about the size limit.
+    ``authorization`` and ``content_length`` are the header values as WSGI gives them (Latin-1 text, repeated headers
+    joined with commas); ``credentials`` None means Basic auth is off. Credentials are checked first: a client
+    without them learns nothing about the size limit.
     """
     if credentials is not None:
         problem = credentials_problem(authorization, credentials)

@@ -15,7 +15,7 @@ from label_studio_yolo.logsafe import json_type, printable
 from label_studio_yolo.projects import project_id
 
 MAX_JSON_DEPTH = 100
-"""Deepest nesting of arrays and objects a request body may have (Label Studio's tasks nest about 8 deep)."""
+"""Deepest nesting of arrays and objects a request body may have (far deeper than Label Studio's tasks)."""
 
 
 class BadRequestBody(Exception):

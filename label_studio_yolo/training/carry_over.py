@@ -1,11 +1,8 @@
 """A new version's starting weights: the served model with a head for the project's labels that keeps what it knew.
 
-When the project's labels differ from the served model's classes (a base model's ``person`` behind
-``<Label value="Person" predicted_values="person"/>``, or a label added to the config), ultralytics would start the
-classification rows of the head from scratch, and the model would have to relearn every old label from the project's
-few boxes. Here each label's rows start from the old rows of the classes that label maps (through
-``predicted_values``, or by name for a project's own version); only labels that map no class start afresh. The rest
-of the network carries over as ultralytics loads it.
+When the project's labels differ from the served model's classes, ultralytics would start the head's class rows
+from scratch and the model would relearn every old label from a few boxes. Here each label's rows start from the
+old rows of the classes it maps (``predicted_values``, or by name); only labels that map no class start afresh.
 
 Example:
     >>> start = carry_over(Path("yolov8s.pt"), ("Person", "Cup"), plan.base_labels(...), Path("work"))

@@ -2,12 +2,10 @@
 
 - detect, segment, pose, obb: ``images/<split>/<task id>.png``, ``labels/<split>/<task id>.txt`` (one line per object,
   :mod:`label_studio_yolo.training.formats`) and ``data.yaml``; a task annotated with no object is a negative example.
-- classify: ultralytics' ImageFolder layout, ``<split>/<class>/<task id>.png``. ultralytics takes the class list from
-  the folders under ``train`` and indexes each split's folders by name, so every class gets a folder in every split,
-  empty or not (torchvision accepts empty class folders since 0.18).
+- classify: ultralytics' ImageFolder layout, ``<split>/<class>/<task id>.png``; every class gets a folder in every
+  split, empty or not, since ultralytics indexes each split's folders by name.
 
-The train/val split comes from :mod:`label_studio_yolo.training.split`. A task whose image fails to load or whose
-annotation cannot be converted is skipped with its reason.
+A task whose image fails to load or whose annotation cannot be converted is skipped with its reason.
 
 Example:
     >>> tasks = annotated_tasks(client.tasks.list(project=7, fields="all"), "image", plan.from_names)  # doctest: +SKIP

@@ -1,13 +1,9 @@
 """Score a served model on annotated images per label, through the project's label mapping: AP50, or accuracy.
 
-The old and the new model of a project may have different classes (a base model's ``car`` vs the project's
-``Car``), so ultralytics' own ``val()`` (which compares class indices) cannot compare them. We run each model the
-way the backend serves it, map classes to labels, and score every label present in the truth:
-
-- detect, segment, pose, obb: AP at IoU 0.5 of the objects' axis-aligned boxes (an OBB's bounds) with ultralytics'
-  ``ap_per_class``. Masks, keypoints and rotation are not scored: two models that find the same objects score
-  the same however well they outline them or place their keypoints.
-- classify: per label, the share of its images whose best class that a label claims is that label (its recall).
+The old and the new model may have different classes, so ultralytics' ``val()`` (which compares class indices)
+cannot compare them: each model runs as served, its classes mapped to labels, and every label in the truth is
+scored. detect, segment, pose, obb: AP at IoU 0.5 of the objects' axis-aligned boxes (masks, keypoints and
+rotation are not scored). classify: per label, the share of its images whose best claimed class is that label.
 
 Example:
     >>> scores = score_per_label("detect", weights, labels, samples, ["Person", "Cup"])   # doctest: +SKIP

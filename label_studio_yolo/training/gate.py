@@ -6,13 +6,11 @@ verdicts are still recorded):
 1. val holds at least ``TRAIN_MIN_VAL_IMAGES`` images;
 2. every label the served model already predicts has at least ``TRAIN_GATE_MIN_OBJECTS`` objects (classify:
    images) in val, so that its drop can be measured at all (a label nobody annotated could be forgotten unseen);
-3. no such label's score drops by more than its tolerance: ``max(TRAIN_GATE_TOLERANCE, 1 / n)`` for a label with
-   ``n`` val objects. One object more or less found moves a label's AP50 by about ``1 / n``, so a smaller drop cannot
-   be told from chance on this val set, and a bigger one is a regression;
+3. no such label's score drops by more than ``max(TRAIN_GATE_TOLERANCE, 1 / n)`` for ``n`` val objects (one object
+   more or less moves AP50 by about ``1 / n``, which cannot be told from chance);
 4. the mean over the labels in val is higher than the served model's.
 
-Labels the served model cannot predict score 0 for it, so they can only gain. A version that is not published is
-still stored; ``label-studio-yolo versions pin`` serves it if a person decides so.
+A version that is not published is still stored; ``label-studio-yolo versions pin`` serves it.
 
 Example:
     >>> decision = judge(old, new, already_predicted={"Person"}, val_images=6, rules=GateRules())  # doctest: +SKIP

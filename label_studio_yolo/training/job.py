@@ -1,19 +1,11 @@
 """The training job an rq worker runs: export, train, evaluate, store, publish.
 
-1. Read the project's labelling config and annotated tasks from Label Studio (label-studio-sdk); annotations are
-   never kept anywhere else, so nothing is lost when a job fails.
-2. Take the weights to fine-tune: the version the project serves now, else the base weights. Their YOLO task
-   (detect, segment, classify, pose, obb) is the task trained, and says which controls' annotations feed it
-   (:mod:`label_studio_yolo.training.plan`).
-3. Stop at once if a stored version was trained on exactly these annotations from the same start.
-4. Write an ultralytics dataset of that task, split by :mod:`~label_studio_yolo.training.split`.
-5. Start from the served weights with a head whose rows for each label come from the classes it maps
-   (:mod:`~label_studio_yolo.training.carry_over`), and fine-tune by :mod:`~label_studio_yolo.training.recipe`.
-6. Score the served and the new weights per label on the same val images, and let
-   :mod:`~label_studio_yolo.training.gate` decide.
-7. Store the version atomically under ``MODEL_DIR/<project>/<version>/`` with ``meta.json`` (every label's scores,
-   the decision and its reason) and the metrics plot; publish it if the gate passed it and the project is not pinned.
-   A failure anywhere leaves the served version alone.
+Reads the config and annotated tasks from Label Studio, starts from the served version (else the base weights)
+and trains its YOLO task (:mod:`~label_studio_yolo.training.plan`), skipping data a stored version was trained on.
+It writes the dataset, carries the head over (:mod:`~label_studio_yolo.training.carry_over`), fine-tunes
+(:mod:`~label_studio_yolo.training.recipe`), lets :mod:`~label_studio_yolo.training.gate` judge, and stores the
+version atomically under ``MODEL_DIR/<project>/<version>/`` with ``meta.json``; it publishes it if the gate passed
+it and the project is not pinned. A failure anywhere leaves the served version alone.
 
 Example:
     >>> train_project(7)["gate"]["reason"]                  # doctest: +SKIP

@@ -37,9 +37,8 @@ def report_progress(**fields: Any) -> None:
 def update_meta(job: Job, change: Callable[[dict[str, Any]], None]) -> None:
     """Apply ``change`` to ``job``'s meta as Redis holds it now, and store it in one transaction (WATCH, MULTI).
 
-    rq's ``save_meta`` writes the process's own copy, dropping what another process stored meanwhile. Here a write
-    by another process between the read and the write makes the transaction fail, and it is done again on the new
-    meta. ``job.meta`` is the stored meta afterwards.
+    Unlike rq's ``save_meta``, a write by another process in between is not lost: the transaction is retried on the
+    new meta. ``job.meta`` is the stored meta afterwards.
     """
     from redis.exceptions import WatchError
 

@@ -1,14 +1,11 @@
 """What a training job does in the worker before and around training: claim its slot and hold the project lock.
 
-- Claiming: the job stops being the project's queued job (so new events queue the next one; until now they folded
-  into this job) and the count of new annotations starts again from zero. A job claims before it reads any
-  annotation, so every event that folded into it is in its data (see
-  :class:`~label_studio_yolo.training.scheduler.EventPolicy`).
-- The project lock: two workers never train one project at once. The lock lives 15 s and is renewed every 5 s
-  while the job runs, so a killed worker frees its project within 15 s. A renewal that fails because Redis is
-  briefly unreachable is tried again every 0.5 s, so the lock outlives a Redis restart of up to 10 s; a job that
-  finds its lock gone (Redis unreachable for longer, or emptied) stops at its next epoch and publishes nothing,
-  since another job may have taken the project.
+- Claiming: the job stops being the project's queued job (new events queue the next one) and the count of new
+  annotations starts again. A job claims before it reads any annotation, so every event folded into it is in its
+  data (see :class:`~label_studio_yolo.training.scheduler.EventPolicy`).
+- The project lock: two workers never train one project at once. It lives 15 s and is renewed every 5 s, so a
+  killed worker frees its project within 15 s; a job that finds its lock gone stops at its next epoch and publishes
+  nothing.
 """
 
 from __future__ import annotations

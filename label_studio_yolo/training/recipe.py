@@ -1,18 +1,10 @@
 """How a job fine-tunes: ultralytics' ``train()`` arguments, from the settings and the size of the data.
 
-ultralytics' defaults are made for thousands of images from scratch. For a few dozen annotated images on top of a
-model that already works, three of them cost time or knowledge:
-
-- ``nbs`` (64): gradients are accumulated up to 64 images before each optimizer step, so 16 training images make
-  one step every four epochs. Here every batch is a step (``nbs = batch``).
-- epochs: with every batch a step, the epochs follow from the steps a job needs
-  (:data:`TARGET_STEPS`), within :data:`MIN_EPOCHS` and :data:`MAX_EPOCHS`, unless ``TRAIN_EPOCHS`` says otherwise.
-- the whole network moves, and with it what the old labels rely on: ``TRAIN_FREEZE`` (default: every layer before
-  the first one the head reads, i.e. the backbone and the neck's top-down path) keeps those layers as they are,
-  which keeps the old labels' features and shortens the backward pass.
-
-Validation runs once, after the last epoch (``val=False``): the gate scores the result on the val images itself, and
-picking the "best" epoch on those same images would flatter it.
+ultralytics' defaults are made for thousands of images from scratch; for a few dozen on top of a working model:
+every batch is an optimizer step (``nbs = batch``); epochs follow from :data:`TARGET_STEPS` within
+:data:`MIN_EPOCHS` and :data:`MAX_EPOCHS` unless ``TRAIN_EPOCHS`` is set; ``TRAIN_FREEZE`` (default: the layers
+before the first one the head reads) keeps the old labels' features. Validation runs once, after the last epoch
+(``val=False``): the gate scores the result itself, and picking a "best" epoch on its val images would flatter it.
 
 Example:
     >>> recipe_for(BackendSettings(), train_images=15, layers_before_head_inputs=15).epochs  # doctest: +SKIP

@@ -1,20 +1,12 @@
 """Decide when to train and queue the job: at most one queued and one running job per project.
 
-- ``START_TRAINING`` queues a job now.
-- ``ANNOTATION_CREATED`` / ``ANNOTATION_UPDATED`` / ``ANNOTATIONS_DELETED`` count as new annotations; a job is
-  queued once ``TRAIN_MIN_NEW_ANNOTATIONS`` have arrived since the last job was queued (the count starts again
-  when a job is queued, and when a job claims its slot in the worker, just before it reads the annotations).
-- An event that arrives while the project's job has not claimed its slot yet (queued, or started but still
-  starting) folds into it: that job reads every annotation from Label Studio after it claims, so nothing is missed.
-- Any other action is accepted and ignored.
-
-:class:`EventPolicy` holds these rules; :class:`RedisScheduler` and the local scheduler keep the count and the job.
-
-With ``REDIS_URL`` the job goes to an rq queue served by ``rq worker`` processes on any machine. Every Redis call
-of the web process has short timeouts and no retries (redis-py's defaults would wait 5 s to connect and 5 s for an
-answer), so a webhook answers well inside Label Studio's 1 s even when Redis is down or hangs: with
-:class:`TrainingQueueUnavailable`, which names Redis. The client reconnects by itself once Redis is back. Without
-``REDIS_URL``, jobs run one at a time in a local background process (see :mod:`label_studio_yolo.training.local`).
+``START_TRAINING`` queues a job at once; annotation events queue one once ``TRAIN_MIN_NEW_ANNOTATIONS`` have
+arrived since the last job was queued or claimed; an event that arrives before the project's job has claimed its
+slot folds into it (that job reads every annotation after it claims); other actions are ignored
+(:class:`EventPolicy`). With ``REDIS_URL`` jobs go to an rq queue; the web process's Redis calls have short
+timeouts and no retries, so a webhook answers in time even when Redis is down (with
+:class:`TrainingQueueUnavailable`). Without it, jobs run one at a time in a local background process
+(:mod:`label_studio_yolo.training.local`).
 
 Example:
     >>> scheduler = RedisScheduler(BackendSettings(redis_url="redis://localhost:6379/0"))     # doctest: +SKIP
@@ -87,10 +79,8 @@ class EventPolicy(ABC):
     A scheduler keeps, per project, the count of annotation events since its last job was queued and the job that
     has not claimed its slot yet (if any); it says how to change them atomically.
 
-    Why an event may fold into a job that rq has already started: the job claims its slot (the scheduler forgets
-    it and the count starts again) before it reads any annotation from Label Studio, and Label Studio saves an
-    annotation before it sends the webhook. So a job that claims after the event arrived reads that annotation,
-    and a second job would train on the same data. Only once the job has claimed do events queue the next job.
+    An event may fold into a job rq has already started: the job claims its slot before it reads any annotation,
+    and Label Studio saves an annotation before it sends the webhook, so that job reads it.
     """
 
     settings: BackendSettings
@@ -255,9 +245,7 @@ ABANDONED = "The worker running this job stopped without finishing it (killed, o
 def redis_jobs(redis: Any, project: int, queue: str = "training") -> list[dict[str, Any]]:
     """rq jobs of ``project``, newest first: status, progress meta, times, and the error of failed ones.
 
-    Jobs whose worker died (no heartbeat for rq's TTL: 15 s with
-    :class:`~label_studio_yolo.training.worker.TrainingWorker`, 90 s with rq's own worker) are moved to failed
-    first, so they never look running.
+    Jobs whose worker died (no heartbeat within rq's TTL) are moved to failed first, so they never look running.
     """
     from rq.exceptions import NoSuchJobError
     from rq.job import Job

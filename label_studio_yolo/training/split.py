@@ -1,15 +1,10 @@
 """Split annotated tasks into train and val: deterministic, stratified by label, with a minimum val size.
 
-The gate compares the served and the new model per label on the val images, so val must be big enough and hold
-every label where the data allow. The split:
-
-1. orders tasks by a hash of their id (the same task keeps its place from job to job), with the tasks the served
-   version trained on last, so the served model is not scored on its own training images;
-2. takes, rarest label first, the first task holding a label that val lacks, if the label stays in train too;
-3. fills val up in hash order, with tasks whose labels all stay in train, to ``max(min_val, ceil(val_fraction *
-   n))`` tasks. Val never takes more than half of the tasks;
-4. when that leaves val empty (every task holds some label's only example), takes the first task anyway: the
-   gate then says the data are too few to judge, and the version is stored, not published.
+The gate compares models per label on val, so val must be big enough and hold every label where the data allow.
+Tasks are ordered by a hash of their id (stable from job to job), the served version's training tasks last; val
+takes, rarest label first, a task for each label it lacks (if the label stays in train too), then fills up to
+``max(min_val, ceil(val_fraction * n))`` tasks, never more than half. If val would be empty it takes the first task
+anyway, and the gate then finds too little data to judge.
 
 Example:
     >>> split_tasks({1: {"Cat"}, 2: {"Cat"}, 3: {"Cup"}, 4: {"Cup", "Cat"}}, val_fraction=0.25, min_val=2)

@@ -1,17 +1,10 @@
 """The rq worker class for training jobs: rq's abandoned-job handling in seconds rather than minutes.
 
-A plain ``rq worker`` sends a heartbeat for its running job every 30 s and gives it 60 s of grace. If the worker dies
-with its job (killed, out of memory, its machine gone), rq moves the job to failed (``AbandonedJobError``) only once
-that heartbeat has lapsed, up to 90 s later, and only when some process cleans rq's registries (``/training/status``
-does). This worker sends a heartbeat every 5 s with 10 s of grace, so such a job shows as failed 10-15 s after its
-worker died. The project's training lock lapses as quickly (see :mod:`label_studio_yolo.training.project_lock`).
-
-rq's worker also quits when a heartbeat cannot reach Redis, leaving its job to run unwatched; this one tries again
-every 0.5 s, so a running job outlives a Redis restart of up to 10 s (its lock and progress reports do too).
-
-rq sets up logging for its own loggers only; this worker also prints the backend's lines (training progress, the
-published version, errors) at ``LOG_LEVEL``, to stderr, from its work horses too
-(:func:`~label_studio_yolo.logging_setup.configure_package_logging`).
+This worker sends a heartbeat every 5 s with 10 s of grace, so a job whose worker died (killed, out of memory) is
+moved to failed (``AbandonedJobError``) within seconds once rq's registries are cleaned (``/training/status`` does);
+the project's training lock lapses as quickly (:mod:`label_studio_yolo.training.project_lock`). A heartbeat that
+cannot reach Redis is tried again every 0.5 s instead of quitting, so a running job outlives a short Redis restart.
+It also prints the backend's log lines at ``LOG_LEVEL`` to stderr, from its work horses too.
 
 Example:
     rq worker -w label_studio_yolo.training.worker.TrainingWorker --url redis://localhost:6379/0 training
@@ -64,9 +57,8 @@ class TrainingWorker(Worker):
     def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
         """rq's heartbeat for the running job, tried again every :data:`RETRY_EVERY` s while Redis is unreachable.
 
-        rq's own worker quits at the first failed heartbeat, leaving its work horse to train unwatched. This one keeps
-        trying for :data:`HEARTBEAT_GRACE` s, so a job outlives a shorter Redis restart; after that it gives up until
-        the next heartbeat, and the job may be counted as abandoned.
+        Keeps trying for :data:`HEARTBEAT_GRACE` s, so a job outlives a shorter Redis restart; after that it gives up
+        until the next heartbeat, and the job may be counted as abandoned.
         """
         deadline = time.monotonic() + HEARTBEAT_GRACE
         for attempt in itertools.count():

@@ -27,7 +27,7 @@ PLACEHOLDER_API_KEY = "EMPTY"
 """Sent when no key is set: self-hosted servers (vLLM, Ollama) take any, and the ``openai`` client needs one."""
 
 MAX_ANSWER_TOKENS = 1024
-"""Tokens an answer may take: room for about 30 boxes; a longer answer is cut and read up to its last whole box."""
+"""Tokens an answer may take; a longer answer is cut and read up to its last whole box."""
 
 
 @dataclass(frozen=True)

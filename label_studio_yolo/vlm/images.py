@@ -15,11 +15,11 @@ import numpy as np
 from label_studio_yolo.media.decode import Pixels
 
 JPEG_QUALITY = 90
-"""JPEG quality of what is sent (the models read JPEG well; PNG of a photo would be 5-10x larger)."""
+"""JPEG quality of what is sent (the models read JPEG well, and a photo's PNG is much larger)."""
 
 MIN_CROP_SIDE = 224
-"""A crop's long side is enlarged to at least this many pixels: models see tiny images poorly (Qwen2-VL's own
-minimum is 56 px a side) and a 20 px box would be a few patches."""
+"""A crop's long side is enlarged to at least this many pixels: models see tiny images poorly, and a small box
+would be only a few patches."""
 
 CROP_PADDING = 0.15
 """Context kept around a box on each side, as a fraction of the box's width and height."""

@@ -1,13 +1,9 @@
 """The two ways a vision-language model fills a control: boxes on the whole image, or a label for each YOLO box.
 
-Both give a :class:`~label_studio_yolo.inference.outputs.ModelOutput` whose detections are named by the control's own
-labels, so the control turns them into regions exactly as it turns YOLO's (the control is built with
-:func:`~label_studio_yolo.label_config.with_own_labels`). Answers are cached per process by the endpoint and
-model, the SHA-256 of what was sent and the question, so a task predicted again (another "Retrieve predictions",
-the bulk command after the UI) asks nothing twice.
-
-Calls per task: zero-shot, one per control; refine, one per YOLO box a label may take (at most
-:data:`MAX_REFINED_BOXES`), none for a box already answered.
+Both give a :class:`~label_studio_yolo.inference.outputs.ModelOutput` named by the control's own labels, so the
+control turns it into regions as it turns YOLO's. Answers are cached per process (by endpoint, model, image and
+question), so a task predicted again asks nothing twice. Calls per task: zero-shot, one per control; refine, one
+per YOLO box a label may take (at most :data:`MAX_REFINED_BOXES`).
 
 Example:
     >>> stage = RefineStage(client, ["Airplane", "Drone"], fallback=spec.labels)   # doctest: +SKIP
