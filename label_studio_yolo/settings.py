@@ -85,7 +85,7 @@ class BackendSettings(BaseSettings):
         DEFAULT_STATIC_SHAPES,
         ge=0,
         description="Input shapes (after letterboxing) that OpenVINO compiles a fixed-shape network for, per network "
-        "family, each once met twice: the same outputs as the dynamic network, faster (up to 1.3x), 40-110 MB each. "
+        "family, each once met twice: the same outputs as the dynamic network, faster, for some memory each. "
         "0: dynamic only.",
     )
     torch_threads: int = Field(
@@ -144,8 +144,8 @@ class BackendSettings(BaseSettings):
     request_body_timeout: float = Field(
         60.0,
         gt=0,
-        description="Seconds a request body may take to arrive after its headers; a slower one gets 408. Label Studio "
-        "gives a whole /predict 100 s; 60 s takes the default MAX_REQUEST_BYTES at 1.7 MB/s.",
+        description="Seconds a request body may take to arrive after its headers; a slower one gets 408 (Label Studio "
+        "gives a whole /predict 100 s).",
     )
 
     vlm_base_url: str | None = Field(

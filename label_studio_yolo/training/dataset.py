@@ -19,18 +19,15 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from label_studio_yolo.errors import AnnotationError, MediaError
 from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.media.loader import ImageLoader
+from label_studio_yolo.tags.base import LabelledObject
 from label_studio_yolo.training.annotations import AnnotatedTask
 from label_studio_yolo.training.formats import data_yaml, label_file_text
 from label_studio_yolo.training.plan import TrainingPlan
-
-if TYPE_CHECKING:
-    from label_studio_yolo.training.evaluate import PixelBox
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +36,10 @@ SPLITS = ("train", "val")
 
 @dataclass(frozen=True)
 class ValImage:
-    """A val image of the dataset and its truth: the objects' bounds in pixels, or (classify) the image's class."""
+    """A val image of the dataset and its truth: its labelled objects in pixels, or (classify) the image's class."""
 
     path: Path
-    boxes: tuple[PixelBox, ...] = ()
+    objects: tuple[LabelledObject, ...] = ()
     label: str | None = None
 
 
@@ -122,7 +119,7 @@ def _write_sample(task: AnnotatedTask, loader: ImageLoader, plan: TrainingPlan, 
         folder.mkdir(parents=True, exist_ok=True)
     labels.write_text(label_file_text(plan.task, objects, plan.class_names, size))
     image.save(path)
-    return ValImage(path, boxes=tuple((item.label, *item.box) for item in objects))
+    return ValImage(path, objects=tuple(objects))
 
 
 def _write_layout(plan: TrainingPlan, root: Path) -> None:

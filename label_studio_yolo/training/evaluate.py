@@ -23,6 +23,7 @@ from ultralytics.utils.metrics import ap_per_class, box_iou
 from label_studio_yolo.inference.outputs import detect, run_model
 from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.label_config import LabelMap
+from label_studio_yolo.tags.base import LabelledObject
 
 IOU_THRESHOLD = 0.5
 """A prediction is a true positive when it overlaps an unmatched box of its label by at least this IoU."""
@@ -36,10 +37,10 @@ METRIC_OF_TASK = {"detect": "ap50", "segment": "ap50", "pose": "ap50", "obb": "a
 
 @dataclass(frozen=True)
 class LabelledImage:
-    """An image and its truth: its objects' boxes in pixels, (label, x0, y0, x1, y1), or its class (classify)."""
+    """An image and its truth: its labelled objects (their boxes in pixels), or its class (classify)."""
 
     image: Image.Image
-    boxes: list[PixelBox]
+    objects: list[LabelledObject]
     label: str | None = None
 
 
@@ -50,9 +51,6 @@ class LabelScore:
     value: float
     count: int
 
-
-PixelBox = tuple[str, float, float, float, float]
-"""A labelled box in pixels: (label, x0, y0, x1, y1)."""
 
 ScoredBox = tuple[str, float, float, float, float, float]
 """A predicted box in pixels with its score: (label, score, x0, y0, x1, y1)."""
@@ -65,7 +63,7 @@ def score_per_label(
     if METRIC_OF_TASK[task] == "accuracy":
         return accuracy_per_label(weights, labels, samples)
     predictions = [_predicted_boxes(weights, labels, sample.image) for sample in samples]
-    return ap50_per_label(predictions, [sample.boxes for sample in samples], label_names)
+    return ap50_per_label(predictions, [sample.objects for sample in samples], label_names)
 
 
 def accuracy_per_label(weights: LoadedWeights, labels: LabelMap, samples: list[LabelledImage]) -> dict[str, LabelScore]:
@@ -92,13 +90,13 @@ def _predicted_boxes(weights: LoadedWeights, labels: LabelMap, image: Image.Imag
 
 
 def ap50_per_label(
-    predictions: list[list[ScoredBox]], truths: list[list[PixelBox]], label_names: list[str]
+    predictions: list[list[ScoredBox]], truths: list[list[LabelledObject]], label_names: list[str]
 ) -> dict[str, LabelScore]:
     """AP at IoU 0.5 of each of ``label_names`` that occurs in ``truths`` (per-image lists of predictions)."""
     true_positive, confidence, predicted_class, target_class = [], [], [], []
     for predicted, truth_all in zip(predictions, truths, strict=True):
-        truth = [b for b in truth_all if b[0] in label_names]
-        target_class += [label_names.index(b[0]) for b in truth]
+        truth = [item for item in truth_all if item.label in label_names]
+        target_class += [label_names.index(item.label) for item in truth]
         matched: set[int] = set()
         for label, score, *xyxy in sorted(predicted, key=lambda p: -p[1]):
             if label not in label_names:
@@ -126,19 +124,19 @@ def mean_score(scores: dict[str, LabelScore]) -> float:
 
 
 def map50_of_predictions(
-    predictions: list[list[ScoredBox]], truths: list[list[PixelBox]], label_names: list[str]
+    predictions: list[list[ScoredBox]], truths: list[list[LabelledObject]], label_names: list[str]
 ) -> float:
     """Mean AP at IoU 0.5 over the labels that occur in ``truths`` (0.0 when nothing is found), per image lists."""
     return mean_score(ap50_per_label(predictions, truths, label_names))
 
 
-def _best_match(box: torch.Tensor, truth: list[PixelBox], label: str, matched: set[int]) -> int | None:
+def _best_match(box: torch.Tensor, truth: list[LabelledObject], label: str, matched: set[int]) -> int | None:
     """Index of the unmatched ground-truth box of ``label`` with the highest IoU >= 0.5, marking it matched."""
     best, best_iou = None, IOU_THRESHOLD
-    for index, (truth_label, *xyxy) in enumerate(truth):
-        if truth_label != label or index in matched:
+    for index, item in enumerate(truth):
+        if item.label != label or index in matched:
             continue
-        iou = float(box_iou(box, torch.tensor([xyxy]))[0, 0])
+        iou = float(box_iou(box, torch.tensor([item.box]))[0, 0])
         if iou >= best_iou:
             best, best_iou = index, iou
     if best is not None:

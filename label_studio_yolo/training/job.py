@@ -382,7 +382,8 @@ def _judge(
 
     report_progress(stage="evaluating")
     samples = [
-        LabelledImage(Image.open(item.path).convert("RGB"), list(item.boxes), item.label) for item in dataset.val_images
+        LabelledImage(Image.open(item.path).convert("RGB"), list(item.objects), item.label)
+        for item in dataset.val_images
     ]
     names = list(plan.class_names)
     old = score_per_label(plan.task, served, served_labels, samples, names)

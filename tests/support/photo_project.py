@@ -87,7 +87,7 @@ def stored_scores(
         stored = [prediction for prediction in listed if prediction.model_version == version]
         assert len(stored) == 1, f"{scene.path.name}: one prediction of {version} expected, got {stored}"
         predictions.append([(r["value"]["rectanglelabels"][0], r["score"], *_pixel_box(r)) for r in stored[0].result])
-        truths.append([(LABELS[b[0]], *b[1:]) for b in scene.pixel_boxes()])
+        truths.append(scene.truth_objects(LABELS))
     return ap50_per_label(predictions, truths, list(LABELS.values()))
 
 
@@ -99,8 +99,5 @@ def _pixel_box(region: dict[str, Any]) -> tuple[float, float, float, float]:
 
 def held_out_scores(weights: Path, labels: LabelMap, scenes: list[Scene]) -> dict[str, LabelScore]:
     """Per-label AP50 of ``weights`` served through ``labels`` on ``scenes``."""
-    samples = [
-        LabelledImage(Image.open(s.path).convert("RGB"), [(LABELS[b[0]], *b[1:]) for b in s.pixel_boxes()])
-        for s in scenes
-    ]
+    samples = [LabelledImage(Image.open(s.path).convert("RGB"), s.truth_objects(LABELS)) for s in scenes]
     return score_per_label("detect", load_weights_file(weights), labels, samples, list(LABELS.values()))

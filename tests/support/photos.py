@@ -25,7 +25,7 @@ import random
 import resource
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -33,13 +33,11 @@ from pathlib import Path
 from filelock import FileLock
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 
+from label_studio_yolo.tags.base import LabelledObject
 from tests.support.synthetic import SHIPPED_MODELS, GroundTruthBox
 
 TruthBox = GroundTruthBox
 """A pasted object's label and pixel box in its scene (the same type as the synthetic images' truth)."""
-
-PixelBox = tuple[str, float, float, float, float]
-"""(label, x0, y0, x1, y1), as ``label_studio_yolo.training.evaluate`` scores them."""
 
 ScoredBox = tuple[str, float, float, float, float, float]
 """(label, score, x0, y0, x1, y1), as ``label_studio_yolo.training.evaluate`` scores them."""
@@ -122,9 +120,10 @@ class Scene:
     path: Path
     truth: list[TruthBox]
 
-    def pixel_boxes(self) -> list[PixelBox]:
-        """The truth as ``label_studio_yolo.training.evaluate`` takes it."""
-        return [(b.label, float(b.x0), float(b.y0), float(b.x1), float(b.y1)) for b in self.truth]
+    def truth_objects(self, labels: Mapping[str, str] | None = None) -> list[LabelledObject]:
+        """The truth as ``label_studio_yolo.training.evaluate`` takes it (``labels`` renames classes to labels)."""
+        named = labels or {}
+        return [LabelledObject(named.get(b.label, b.label), (b.x0, b.y0, b.x1, b.y1)) for b in self.truth]
 
 
 def _package_file(package: str, file: str) -> Path:
@@ -397,7 +396,7 @@ def ap50(model: Path, scenes: Sequence[Scene], label: str = "person") -> float:
     """AP at IoU 0.5 of ``model``'s ``label`` boxes on ``scenes`` (0.0 when the model has no such class)."""
     from label_studio_yolo.training.evaluate import map50_of_predictions
 
-    return map50_of_predictions(predict(model, scenes), [scene.pixel_boxes() for scene in scenes], [label])
+    return map50_of_predictions(predict(model, scenes), [scene.truth_objects() for scene in scenes], [label])
 
 
 def _ship() -> None:

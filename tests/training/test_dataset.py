@@ -260,10 +260,10 @@ def test_obb_labels_are_the_rotated_corners_exactly(tmp_path) -> None:
         assert label_lines(dataset, made_task["id"]) == [pytest.approx(e, abs=TIGHT) for e in expected]
     first = dataset.val_images[0]
     truth = next(boxes for made_task, boxes in made if made_task["id"] == int(first.path.stem))
-    for (label, x0, y0, x1, y1), box in zip(first.boxes, truth, strict=True):
+    for item, box in zip(first.objects, truth, strict=True):
         xs, ys = zip(*box.corners(), strict=True)
-        assert label == LABELS[box.label]
-        assert (x0, y0, x1, y1) == pytest.approx((min(xs), min(ys), max(xs), max(ys)), abs=1e-9)
+        assert item.label == LABELS[box.label]
+        assert item.box == pytest.approx((min(xs), min(ys), max(xs), max(ys)), abs=1e-9)
 
 
 def test_segment_labels_are_polygons_and_brush_outlines(tmp_path) -> None:
