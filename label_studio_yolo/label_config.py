@@ -108,6 +108,8 @@ class ControlSpec:
     """The tag's ``vlm`` attribute (None: VLM_MODE decides)."""
     predicted_classes: frozenset[str] = frozenset()
     """The model classes (lower-case) the tag's ``predicted_values`` attributes name."""
+    labels_holder: str = ""
+    """The tag holding the labels, as XML (``<Labels name="kind">`` for a ``<VideoRectangle>``); empty: the control."""
 
     @property
     def control_type(self) -> str:
@@ -177,6 +179,7 @@ def _control_spec(
         keypoints=keypoint_labels(control) if control.tag == "KeyPointLabels" else (),
         vlm_mode=_vlm_mode(control),
         predicted_classes=_predicted_classes(labels_tag),
+        labels_holder=f'<{labels_tag.tag} name="{printable(labels_tag.name)}">',
     )
 
 
@@ -326,11 +329,13 @@ def unmapped_control_hint(spec: ControlSpec, class_names: Iterable[str]) -> str:
     """Explain, with XML, how to map a control's labels to the model's classes."""
     classes = sorted(set(class_names))
     shown = ", ".join(classes[:20]) + (", ..." if len(classes) > 20 else "")
-    first = spec.tag.labels[0] if spec.tag.labels else "MyLabel"
+    first = printable(spec.label_names[0]) if spec.label_names else "MyLabel"
+    child = "Choice" if spec.control_type == "Choices" else "Label"
+    holder = spec.labels_holder or f'<{spec.control_type} name="{printable(spec.from_name)}">'
     return (
-        f'No <Label> of <{spec.control_type} name="{spec.from_name}"> matches a class of the model ({shown}). '
-        f"Name a label after a class, or list classes in predicted_values, e.g. "
-        f'<Label value="{first}" predicted_values="{classes[0] if classes else "car"}"/>.'
+        f"No <{child}> of {holder} matches a class of the model ({shown}). "
+        f"Name a {child.lower()} after a class, or list classes in predicted_values, e.g. "
+        f'<{child} value="{first}" predicted_values="{classes[0] if classes else "car"}"/>.'
     )
 
 
