@@ -13,7 +13,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from label_studio_yolo.geometry import Box, ImageSize, Point, bounds, clip_point
 from label_studio_yolo.inference.outputs import Detection, ModelOutput
@@ -39,6 +39,20 @@ class AnnotatedRegion:
 
     from_name: str
     label: str
+
+
+class LearningPlan(Protocol):
+    """What a model learns from a tag: the YOLO ``task``, the tag's own control (``source``) and, where its objects
+    are another tag's boxes (pose), that ``<RectangleLabels>`` (``boxes``). ``training.plan.TrainingPlan`` is one."""
+
+    @property
+    def task(self) -> str: ...
+
+    @property
+    def source(self) -> ControlSpec: ...
+
+    @property
+    def boxes(self) -> ControlSpec | None: ...
 
 
 @dataclass(frozen=True)
@@ -112,21 +126,15 @@ class Control(ABC):
 
     @classmethod
     def training_objects(
-        cls,
-        task: str,
-        regions: Sequence[AnnotatedRegion],
-        size: ImageSize,
-        source: ControlSpec,
-        boxes: ControlSpec | None = None,
+        cls, plan: LearningPlan, regions: Sequence[AnnotatedRegion], size: ImageSize
     ) -> list[LabelledObject]:
-        """The objects a ``task`` model learns from the tag's ``regions`` on an image of ``size``; ``source`` is
-        the tag's spec (regions whose label it no longer has are left out), ``boxes`` the ``<RectangleLabels>`` on
-        the same image where the tag's objects are boxes (pose). None by default (classification).
+        """The objects a ``plan.task`` model learns from the tag's ``regions`` on an image of ``size`` (regions whose
+        label ``plan.source`` no longer has are left out). None by default (classification).
 
         Raises:
             AnnotationError: a region cannot be converted (the message says which and why).
         """
-        del task, regions, size, source, boxes
+        del plan, regions, size
         return []
 
     def maps_a_class(self) -> bool:

@@ -19,8 +19,7 @@ from label_studio_sdk.converter.brush import mask2rle
 from label_studio_yolo.errors import AnnotationError
 from label_studio_yolo.geometry import ImageSize, Point
 from label_studio_yolo.inference.outputs import Detection, ModelOutput
-from label_studio_yolo.label_config import ControlSpec
-from label_studio_yolo.tags.base import AnnotatedRegion, LabelledObject, ObjectControl, outline_objects
+from label_studio_yolo.tags.base import AnnotatedRegion, LabelledObject, LearningPlan, ObjectControl, outline_objects
 
 MIN_BLOB_PIXELS = 4
 """Painted blobs with fewer pixels than this are not outlined."""
@@ -59,12 +58,7 @@ class BrushLabelsControl(ObjectControl):
 
     @classmethod
     def training_objects(
-        cls,
-        task: str,
-        regions: Sequence[AnnotatedRegion],
-        size: ImageSize,
-        source: ControlSpec,
-        boxes: ControlSpec | None = None,
+        cls, plan: LearningPlan, regions: Sequence[AnnotatedRegion], size: ImageSize
     ) -> list[LabelledObject]:
         """Each blob of each brush region of a label the tag still has, as a polygon in pixels of the loaded image
         (scaled when it was painted on another size).
@@ -74,7 +68,7 @@ class BrushLabelsControl(ObjectControl):
         """
         objects = []
         for region in regions:
-            if isinstance(region, BrushRegion) and region.label in source.label_names:
+            if isinstance(region, BrushRegion) and region.label in plan.source.label_names:
                 objects += outline_objects(region.label, _outlines_on(region, size), size)
         return objects
 

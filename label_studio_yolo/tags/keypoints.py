@@ -22,7 +22,14 @@ from label_studio_yolo.geometry import Box, ImageSize, Point, bounds, clip_point
 from label_studio_yolo.inference.outputs import Detection, ModelOutput
 from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.label_config import ControlSpec, score_attribute
-from label_studio_yolo.tags.base import AnnotatedRegion, Control, LabelledObject, build_region, object_region_id
+from label_studio_yolo.tags.base import (
+    AnnotatedRegion,
+    Control,
+    LabelledObject,
+    LearningPlan,
+    build_region,
+    object_region_id,
+)
 from label_studio_yolo.tags.rectangle import RectangleRegion, labelled_rectangles
 
 POINT_THRESHOLD_ATTR = "model_point_threshold"
@@ -124,20 +131,15 @@ class KeyPointLabelsControl(Control):
 
     @classmethod
     def training_objects(
-        cls,
-        task: str,
-        regions: Sequence[AnnotatedRegion],
-        size: ImageSize,
-        source: ControlSpec,
-        boxes: ControlSpec | None = None,
+        cls, plan: LearningPlan, regions: Sequence[AnnotatedRegion], size: ImageSize
     ) -> list[LabelledObject]:
         """The rectangles of ``boxes`` with their keypoints, or all keypoints as one object without ``boxes``."""
-        index_of = {point.label: point.index for point in source.keypoints}
+        index_of = {point.label: point.index for point in plan.source.keypoints}
         points = [r for r in regions if isinstance(r, KeypointRegion) and r.label in index_of]
         count = max(index_of.values(), default=-1) + 1
-        if boxes is None:
+        if plan.boxes is None:
             return [_keypoint_object(points, index_of, count, size)] if points else []
-        rectangles = labelled_rectangles(regions, boxes.label_names)
+        rectangles = labelled_rectangles(regions, plan.boxes.label_names)
         boxes_px = [rectangle.bounds(size) for rectangle in rectangles]
         slots: list[list[Point | None]] = [[None] * count for _ in rectangles]
         for point in points:

@@ -8,8 +8,7 @@ from typing import Any
 
 from label_studio_yolo.geometry import ImageSize, Point, percent_point, pixel_point, rotated_corners
 from label_studio_yolo.inference.outputs import Detection, ModelOutput
-from label_studio_yolo.label_config import ControlSpec
-from label_studio_yolo.tags.base import AnnotatedRegion, LabelledObject, ObjectControl, outline_objects
+from label_studio_yolo.tags.base import AnnotatedRegion, LabelledObject, LearningPlan, ObjectControl, outline_objects
 
 
 @dataclass(frozen=True)
@@ -47,17 +46,12 @@ class PolygonLabelsControl(ObjectControl):
 
     @classmethod
     def training_objects(
-        cls,
-        task: str,
-        regions: Sequence[AnnotatedRegion],
-        size: ImageSize,
-        source: ControlSpec,
-        boxes: ControlSpec | None = None,
+        cls, plan: LearningPlan, regions: Sequence[AnnotatedRegion], size: ImageSize
     ) -> list[LabelledObject]:
         """Each polygon of a label the tag still has, in pixels, clipped to the image."""
         objects = []
         for region in regions:
-            if isinstance(region, PolygonRegion) and region.label in source.label_names:
+            if isinstance(region, PolygonRegion) and region.label in plan.source.label_names:
                 outline = [pixel_point(x, y, size) for x, y in region.points]
                 objects += outline_objects(region.label, [outline], size)
         return objects

@@ -23,8 +23,7 @@ from label_studio_yolo.geometry import (
     rotated_rectangle_percent,
 )
 from label_studio_yolo.inference.outputs import Detection, ModelOutput
-from label_studio_yolo.label_config import ControlSpec
-from label_studio_yolo.tags.base import AnnotatedRegion, LabelledObject, ObjectControl
+from label_studio_yolo.tags.base import AnnotatedRegion, LabelledObject, LearningPlan, ObjectControl
 
 
 @dataclass(frozen=True)
@@ -71,16 +70,11 @@ class RectangleLabelsControl(ObjectControl):
 
     @classmethod
     def training_objects(
-        cls,
-        task: str,
-        regions: Sequence[AnnotatedRegion],
-        size: ImageSize,
-        source: ControlSpec,
-        boxes: ControlSpec | None = None,
+        cls, plan: LearningPlan, regions: Sequence[AnnotatedRegion], size: ImageSize
     ) -> list[LabelledObject]:
         """detect: each rectangle's bounds; obb: its corners (percent -> pixels with the image's size, then rotated)."""
-        rectangles = labelled_rectangles(regions, source.label_names)
-        if task != "obb":
+        rectangles = labelled_rectangles(regions, plan.source.label_names)
+        if plan.task != "obb":
             return [LabelledObject(rectangle.label, rectangle.bounds(size)) for rectangle in rectangles]
         objects = []
         for rectangle in rectangles:

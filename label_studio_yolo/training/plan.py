@@ -93,7 +93,7 @@ class TrainingPlan:
             AnnotationError: a region cannot be converted (a brush mask that does not fit its image).
         """
         tag = CONTROL_TYPES[self.source.control_type]
-        return tag.training_objects(self.task, regions, size, self.source, self.boxes)
+        return tag.training_objects(self, regions, size)
 
     def image_class(self, regions: Sequence[AnnotatedRegion]) -> str:
         """The class of a classification task's image (its first choice).

@@ -17,6 +17,7 @@ from label_studio_yolo.label_config import ControlSpec, parse_label_config
 from label_studio_yolo.tags import BrushLabelsControl, supported_controls
 from label_studio_yolo.tags.base import LabelledObject
 from label_studio_yolo.tags.brush import MIN_BLOB_PIXELS, BrushRegion, decode_brush
+from label_studio_yolo.training.plan import TrainingPlan
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -63,7 +64,7 @@ def annotation_item(mask: np.ndarray, label: str = "Red box", size: ImageSize | 
 
 def learnt(spec: ControlSpec, *items: dict[str, Any], size: ImageSize = SIZE) -> list[LabelledObject]:
     regions = [BrushLabelsControl.read_region(item, item["value"]["brushlabels"][0]) for item in items]
-    return BrushLabelsControl.training_objects("segment", regions, size, spec)
+    return BrushLabelsControl.training_objects(TrainingPlan("segment", spec), regions, size)
 
 
 def segmentation_output(masks: torch.Tensor, *detections: Detection) -> ModelOutput:
@@ -144,7 +145,7 @@ def test_a_predicted_brush_accepted_as_an_annotation_gives_back_the_object_s_out
     )
 
     objects = BrushLabelsControl.training_objects(
-        "segment", [BrushLabelsControl.read_region(region, "Blue")], SIZE, spec
+        TrainingPlan("segment", spec), [BrushLabelsControl.read_region(region, "Blue")], SIZE
     )
 
     assert objects == [LabelledObject("Blue", (30.0, 10.0, 49.0, 19.0), BLOB_OUTLINE)]

@@ -12,6 +12,7 @@ from label_studio_yolo.label_config import ControlSpec, parse_label_config
 from label_studio_yolo.tags import ChoicesControl, supported_controls
 from label_studio_yolo.tags.choices import ChoiceRegion
 from label_studio_yolo.training.annotations import read_region
+from label_studio_yolo.training.plan import TrainingPlan
 
 SIZE = ImageSize(200, 100)
 
@@ -121,4 +122,4 @@ def test_a_choice_no_longer_in_the_config_cannot_teach_a_class() -> None:
 def test_choices_give_a_classification_model_no_objects() -> None:
     regions = [ChoiceRegion("kind", "Blue")]
 
-    assert ChoicesControl.training_objects("classify", regions, SIZE, choices_spec()) == []
+    assert ChoicesControl.training_objects(TrainingPlan("classify", choices_spec()), regions, SIZE) == []

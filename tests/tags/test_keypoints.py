@@ -13,6 +13,7 @@ from label_studio_yolo.label_config import ControlSpec, parse_label_config
 from label_studio_yolo.tags import KeyPointLabelsControl, RectangleLabelsControl, control_for, supported_controls
 from label_studio_yolo.tags.base import AnnotatedRegion, LabelledObject
 from label_studio_yolo.tags.keypoints import KEYPOINT_OBJECT_CLASS, KeypointRegion
+from label_studio_yolo.training.plan import TrainingPlan
 
 SIZE = ImageSize(200, 100)
 
@@ -174,7 +175,9 @@ def read(*items: dict[str, Any]) -> list[AnnotatedRegion]:
 def learnt(*items: dict[str, Any], with_boxes: bool = True) -> list[LabelledObject]:
     found = specs(BOXES, POINTS.format(attrs=""))
     boxes = found["RectangleLabels"] if with_boxes else None
-    return KeyPointLabelsControl.training_objects("pose", read(*items), SIZE, found["KeyPointLabels"], boxes)
+    return KeyPointLabelsControl.training_objects(
+        TrainingPlan("pose", found["KeyPointLabels"], boxes), read(*items), SIZE
+    )
 
 
 RED = rectangle("a", "Red box", (20, 10, 120, 90))

@@ -14,6 +14,7 @@ from label_studio_yolo.label_config import ControlSpec, parse_label_config
 from label_studio_yolo.tags import PolygonLabelsControl, supported_controls
 from label_studio_yolo.tags.base import LabelledObject
 from label_studio_yolo.tags.polygon import PolygonRegion
+from label_studio_yolo.training.plan import TrainingPlan
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -48,7 +49,7 @@ def annotation_item(points: list[list[float]], label: str = "Red box") -> dict[s
 
 def learnt(spec: ControlSpec, *items: dict[str, Any]) -> list[LabelledObject]:
     regions = [PolygonLabelsControl.read_region(item, item["value"]["polygonlabels"][0]) for item in items]
-    return PolygonLabelsControl.training_objects("segment", regions, SIZE, spec)
+    return PolygonLabelsControl.training_objects(TrainingPlan("segment", spec), regions, SIZE)
 
 
 def flat(points: Any) -> list[float]:
@@ -146,7 +147,7 @@ def test_a_predicted_polygon_accepted_as_an_annotation_gives_back_the_model_s_ou
     )
 
     (item,) = PolygonLabelsControl.training_objects(
-        "segment", [PolygonLabelsControl.read_region(region, "Blue")], SIZE, spec
+        TrainingPlan("segment", spec), [PolygonLabelsControl.read_region(region, "Blue")], SIZE
     )
 
     assert item.label == "Blue"

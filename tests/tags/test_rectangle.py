@@ -14,6 +14,7 @@ from label_studio_yolo.label_config import ControlSpec, parse_label_config
 from label_studio_yolo.tags import RectangleLabelsControl, supported_controls
 from label_studio_yolo.tags.base import LabelledObject
 from label_studio_yolo.tags.rectangle import RectangleRegion
+from label_studio_yolo.training.plan import TrainingPlan
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>
@@ -54,7 +55,7 @@ def annotation_item(
 
 def learnt(spec: ControlSpec, task: str, *items: dict[str, Any]) -> list[LabelledObject]:
     regions = [RectangleLabelsControl.read_region(item, item["value"]["rectanglelabels"][0]) for item in items]
-    return RectangleLabelsControl.training_objects(task, regions, SIZE, spec)
+    return RectangleLabelsControl.training_objects(TrainingPlan(task, spec), regions, SIZE)
 
 
 def shape(region: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +232,7 @@ def test_a_predicted_rectangle_accepted_as_an_annotation_gives_back_the_detectio
     )
 
     (item,) = RectangleLabelsControl.training_objects(
-        "detect", [RectangleLabelsControl.read_region(region, "Red box")], SIZE, spec
+        TrainingPlan("detect", spec), [RectangleLabelsControl.read_region(region, "Red box")], SIZE
     )
 
     assert item == LabelledObject("Red box", pytest.approx((20, 10, 120, 60)))
@@ -264,7 +265,7 @@ def test_a_predicted_rotated_rectangle_accepted_as_an_annotation_gives_back_the_
     )
 
     (item,) = RectangleLabelsControl.training_objects(
-        "obb", [RectangleLabelsControl.read_region(region, "Red box")], SIZE, spec
+        TrainingPlan("obb", spec), [RectangleLabelsControl.read_region(region, "Red box")], SIZE
     )
 
     assert_points(item.outline, corners)
