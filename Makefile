@@ -71,7 +71,7 @@ test: install-test lint
 #   skips every package and still prints "No known vulnerabilities found".
 # - Not part of `make test`: CI has no vulnerability service, and new advisories would fail unchanged code.
 # - Exit status 1 means a finding outside AUDIT_ACCEPTED: only advisories that no release fixes, each listed with
-#   why it does not reach the backend in README.md "Security". Everything with a fixed release is fixed by the pins
+#   why it does not reach the backend in docs/security.md "Dependencies". Everything with a fixed release is fixed by the pins
 #   instead. See everything with: make audit AUDIT_ACCEPTED=
 AUDIT_SERVICE ?= pypi
 AUDIT_ACCEPTED ?= PYSEC-2024-277 PYSEC-2026-97 PYSEC-2025-183

@@ -132,7 +132,7 @@ def _vlm_config_for(control: Control, mode: str, config: VlmConfig | None) -> Vl
     if config is None:
         raise LabelConfigError(
             f"{tag} asks for a vision-language model, but none is set: set VLM_BASE_URL and "
-            "VLM_MODEL (see the README's Vision-language models)."
+            "VLM_MODEL (see docs/vlm.md)."
         )
     if mode == VLM_ZERO_SHOT and spec.control_type != "RectangleLabels":
         raise LabelConfigError(

@@ -5,6 +5,5 @@
 - **Refine**: YOLO proposes boxes and the model labels a crop of each with one of the control's labels, keeping,
   relabelling or dropping it (:class:`~label_studio_yolo.vlm.stages.RefineStage`).
 
-A control opts in with ``vlm="zero-shot"`` or ``vlm="refine"`` (else ``VLM_MODE``); see the README's
-"Vision-language models" section.
+A control opts in with ``vlm="zero-shot"`` or ``vlm="refine"`` (else ``VLM_MODE``); see docs/vlm.md.
 """
