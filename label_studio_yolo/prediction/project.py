@@ -59,9 +59,9 @@ def build_project_predictor(
     if version is not None:
         specs = [with_own_labels(spec) if spec.model_path is None else spec for spec in specs]
     controls = [control_for(spec, _weights_for(spec, project_weights, settings, runtime)) for spec in specs]
-    controls = _usable([with_vlm_stage(control, settings) for control in controls])
-    versions = [control.weights.version for control in controls]
     vlm = vlm_config(settings)
+    controls = _usable([with_vlm_stage(control, settings.vlm_mode, vlm) for control in controls])
+    versions = [control.weights.version for control in controls]
     if vlm is not None and any(control.vlm is not None for control in controls):
         versions.append(vlm.version_tag)  # the model's answers change the predictions
     label_studio = label_studio or LabelStudioAccess(settings.label_studio_url, settings.label_studio_api_key)
@@ -85,18 +85,19 @@ def _weights_for(
     return load_weights(settings.model_root, spec.model_path, runtime)
 
 
-def with_vlm_stage(control: Control, settings: BackendSettings) -> Control:
-    """``control``, or the same tag filled through a vision-language model when its ``vlm`` attribute (else
-    VLM_MODE) asks for one: ``zero-shot`` boxes on the image, ``refine`` of YOLO's boxes, or with ``auto`` zero-shot
-    for a ``<RectangleLabels>`` none of whose labels maps a class of the model (when an endpoint is set).
+def with_vlm_stage(control: Control, default_mode: str, vlm: VlmConfig | None) -> Control:
+    """``control``, or the same tag filled through the vision-language endpoint ``vlm`` when its ``vlm`` attribute
+    (else ``default_mode``, VLM_MODE) asks for one: ``zero-shot`` boxes on the image, ``refine`` of YOLO's boxes, or
+    with ``auto`` zero-shot for a ``<RectangleLabels>`` none of whose labels maps a class of the model (when an
+    endpoint is set).
 
     Raises:
         LabelConfigError: a stage is asked for but no endpoint is set, or the tag cannot take that stage.
     """
-    spec, mode = control.spec, _vlm_mode(control, settings)
+    spec, mode = control.spec, _vlm_mode(control, default_mode, vlm)
     if mode == VLM_OFF:
         return control
-    config = _vlm_config_for(control, mode, vlm_config(settings))
+    config = _vlm_config_for(control, mode, vlm)
     staged = control_for(with_own_labels(spec), control.weights)  # the model answers with the labels themselves
     client = vlm_client(config)
     if mode == VLM_ZERO_SHOT:
@@ -108,13 +109,13 @@ def with_vlm_stage(control: Control, settings: BackendSettings) -> Control:
     return staged
 
 
-def _vlm_mode(control: Control, settings: BackendSettings) -> str:
+def _vlm_mode(control: Control, default_mode: str, vlm: VlmConfig | None) -> str:
     """``zero-shot``, ``refine`` or ``off`` for ``control``, ``auto`` resolved."""
     spec = control.spec
-    mode = spec.vlm_mode or settings.vlm_mode
+    mode = spec.vlm_mode or default_mode
     if mode != VLM_AUTO:
         return mode
-    if vlm_config(settings) is None or spec.control_type != "RectangleLabels" or control.maps_a_class():
+    if vlm is None or spec.control_type != "RectangleLabels" or control.maps_a_class():
         return VLM_OFF
     logger.info(
         "<%s name=%r>: no label maps a class of the model; the vision-language model fills it zero-shot",
