@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from conftest import BOXES_CONFIG
 from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.inference.outputs import Detection, ModelOutput, RotatedBox
 from label_studio_yolo.label_config import ControlSpec, parse_label_config
@@ -16,13 +17,7 @@ from label_studio_yolo.tags.base import LabelledObject
 from label_studio_yolo.tags.rectangle import RectangleRegion
 from label_studio_yolo.training.plan import TrainingPlan
 
-CONFIG = """<View>
-  <Image name="image" value="$image"/>
-  <RectangleLabels name="label" toName="image" model_score_threshold="0.4">
-    <Label value="Red box" predicted_values="red"/>
-    <Label value="Blue"/>
-  </RectangleLabels>
-</View>"""
+CONFIG = BOXES_CONFIG
 """'Red box' takes class red through predicted_values, 'Blue' takes class blue by its name."""
 
 SIZE = ImageSize(200, 100)
