@@ -36,6 +36,9 @@ CONTROL_CLASSES: tuple[type[Control], ...] = (
 CONTROL_TYPES: dict[str, type[Control]] = {cls.control_type: cls for cls in CONTROL_CLASSES}
 """Control tag name -> its class."""
 
+ANNOTATION_READERS: dict[str, type[Control]] = {cls.result_type: cls for cls in CONTROL_CLASSES if cls.result_type}
+"""Annotation result ``type`` -> the class that reads it (tags training does not read have no ``result_type``)."""
+
 
 def control_for(spec: ControlSpec, weights: LoadedWeights) -> Control:
     """The class for ``spec``'s control tag, filled with ``weights``."""
@@ -54,10 +57,11 @@ def learning_tags(task: str) -> tuple[str, ...]:
 
 def annotation_reader(result_type: str) -> type[Control] | None:
     """The class that reads annotation results of ``result_type`` (``rectanglelabels``), if training reads them."""
-    return next((cls for cls in CONTROL_CLASSES if cls.result_type and cls.result_type == result_type), None)
+    return ANNOTATION_READERS.get(result_type)
 
 
 __all__ = [
+    "ANNOTATION_READERS",
     "CONTROL_CLASSES",
     "CONTROL_TYPES",
     "BrushLabelsControl",

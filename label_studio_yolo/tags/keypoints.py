@@ -133,7 +133,7 @@ class KeyPointLabelsControl(Control):
     def training_objects(
         cls, plan: LearningPlan, regions: Sequence[AnnotatedRegion], size: ImageSize
     ) -> list[LabelledObject]:
-        """The rectangles of ``boxes`` with their keypoints, or all keypoints as one object without ``boxes``."""
+        """The rectangles of ``plan.boxes`` with their keypoints, or all keypoints as one object without them."""
         index_of = {point.label: point.index for point in plan.source.keypoints}
         points = [r for r in regions if isinstance(r, KeypointRegion) and r.label in index_of]
         count = max(index_of.values(), default=-1) + 1
