@@ -7,28 +7,26 @@ from __future__ import annotations
 import copy
 import importlib.resources
 import json
-import re
 import runpy
-from pathlib import Path
 from typing import Any
 
 import gunicorn.config
 import jsonschema
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-COMPOSE_FILE = ROOT / "docker-compose.yml"
-DOCKERFILE = ROOT / "Dockerfile"
+from tests.support.container import (
+    ROOT,
+    compose_value,
+    dockerfile_env,
+    dockerfile_instructions,
+    load_compose,
+)
+
 GUNICORN_CONF = ROOT / "gunicorn.conf.py"
 MAKEFILE = ROOT / "Makefile"
 
 SERVING_VARIABLES = {"WORKERS", "PORT"}
 """Variables read by gunicorn.conf.py rather than the backend's settings."""
-
-
-def load_compose() -> dict[str, Any]:
-    return yaml.safe_load(COMPOSE_FILE.read_text())
 
 
 def compose_errors(document: dict[str, Any]) -> list[str]:
@@ -37,21 +35,6 @@ def compose_errors(document: dict[str, Any]) -> list[str]:
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
     return [error.message for error in validator_class(schema).iter_errors(document)]
-
-
-def dockerfile_instructions() -> list[str]:
-    """Dockerfile instructions, one string each, with comments dropped and continuation lines joined."""
-    lines = [line for line in DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#")]
-    joined = re.sub(r"\\\n", " ", "\n".join(lines))
-    return [line.strip() for line in joined.splitlines() if line.strip()]
-
-
-def dockerfile_env() -> dict[str, str]:
-    env: dict[str, str] = {}
-    for instruction in dockerfile_instructions():
-        if instruction.upper().startswith("ENV "):
-            env.update(re.findall(r"(\w+)=(\S+)", instruction))
-    return env
 
 
 def gunicorn_config(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, Any]:
@@ -63,11 +46,6 @@ def gunicorn_config(monkeypatch: pytest.MonkeyPatch, **env: str) -> dict[str, An
         monkeypatch.setenv(name, value)
     values = runpy.run_path(str(GUNICORN_CONF))
     return {name: value for name, value in values.items() if not name.startswith("__") and name != "os"}
-
-
-def resolve_default(value: str) -> str:
-    """What Compose substitutes for `${VAR:-default}` when VAR is unset; plain values pass through."""
-    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(value))
 
 
 def test_compose_file_is_valid_against_the_compose_spec() -> None:
@@ -138,7 +116,7 @@ def test_dockerfile_env_matches_compose_env() -> None:
     shared = set(image_env) & set(compose_env)
     assert {"MODEL_ROOT", "MODEL_DIR", "WORKERS", "THREADS"} <= shared
     for name in shared:
-        assert resolve_default(compose_env[name]) == image_env[name], name
+        assert compose_value(compose_env[name]) == image_env[name], name
 
 
 def test_every_compose_variable_is_a_setting_the_backend_reads() -> None:

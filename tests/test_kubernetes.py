@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from label_studio_yolo.settings import BackendSettings
-from tests.test_deployment_files import SERVING_VARIABLES, dockerfile_env, gunicorn_config
+from tests.support.container import dockerfile_env
+from tests.test_deployment_files import SERVING_VARIABLES, gunicorn_config
 
 FOLDER = Path(__file__).resolve().parents[1] / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.37.0"
