@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from label_studio_yolo.inference.openvino_shapes import ShapeNetworks, ShapeRequests
+from label_studio_yolo.inference.ultralytics_process import load_yolo
 from label_studio_yolo.settings import DEFAULT_STATIC_SHAPES, OPENVINO, PYTORCH, BackendSettings
 
 if TYPE_CHECKING:
@@ -147,10 +148,8 @@ def load_openvino_lanes(weights: Path, version: str, task: str, imgsz: int, runt
 
 def _openvino_model(weights: Path, version: str, task: str, imgsz: int, in_child: bool = False) -> YOLO:
     """The export of ``weights`` (made now if missing) as a YOLO model with its predictor built."""
-    from ultralytics import YOLO
-
     folder = ensure_openvino_export(weights, version, imgsz, in_child)
-    model = YOLO(str(folder), task=task)
+    model = load_yolo(folder, task=task)
     model.predict(_blank_image(), imgsz=imgsz, verbose=False)  # builds the predictor and compiles the network
     return model
 
@@ -178,9 +177,7 @@ def _export_into(weights: Path, target: Path, imgsz: int, in_child: bool = False
 
 def export_openvino(weights: Path, imgsz: int) -> Path:
     """ultralytics' OpenVINO export of ``weights`` (dynamic shapes, float32, batch 1), made beside it; its folder."""
-    from ultralytics import YOLO
-
-    return Path(YOLO(str(weights)).export(format="openvino", dynamic=True, half=False, imgsz=imgsz, batch=1))
+    return Path(load_yolo(weights).export(format="openvino", dynamic=True, half=False, imgsz=imgsz, batch=1))
 
 
 def _export_in_child(weights: Path, imgsz: int) -> Path:

@@ -33,6 +33,7 @@ from label_studio_yolo.errors import MediaError
 from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.inference.outputs import ModelOutput, Track, TrackedBox, VideoInfo
 from label_studio_yolo.inference.threads import DedicatedThread
+from label_studio_yolo.inference.ultralytics_process import load_yolo
 from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.logsafe import printable, url_shown
 from label_studio_yolo.media.loader import LOCAL_FILES_PREFIX, ImageLoader
@@ -282,14 +283,12 @@ _tracking_lock = threading.Lock()
 def _tracking_model(weights: LoadedWeights) -> _TrackingModel:
     """The tracking-only YOLO instance of ``weights``' file, loaded once per file version (path, size and mtime); a
     replaced file is loaded again and the old instance dropped."""
-    from ultralytics import YOLO
-
     stat = weights.path.stat()
     key = (weights.path, stat.st_size, stat.st_mtime_ns)
     with _tracking_lock:
         cached = _tracking_models.get(weights.path)
         if cached is None or cached.key != key:
-            model = YOLO(str(weights.path))
+            model = load_yolo(weights.path)
             device = _device(weights)
             if device != "cpu":
                 model.to(device)

@@ -28,6 +28,7 @@ from label_studio_yolo.inference.runtimes import (
     openvino_export_exists,
 )
 from label_studio_yolo.inference.threads import on_torch_thread
+from label_studio_yolo.inference.ultralytics_process import load_yolo
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.settings import OPENVINO, PYTORCH
 
@@ -219,9 +220,7 @@ def _pytorch_model(path: Path, device: str) -> YOLO:
 
 
 def _load_pytorch_model(path: Path, device: str) -> YOLO:
-    from ultralytics import YOLO
-
-    model = YOLO(str(path))
+    model = load_yolo(path)
     if device != "cpu":
         model.to(device)
     _warm_up(model, device)

@@ -26,6 +26,7 @@ from typing import Any
 
 from label_studio_yolo.errors import TrainingError
 from label_studio_yolo.inference.runtimes import ensure_openvino_export, runtime_for
+from label_studio_yolo.inference.ultralytics_process import load_yolo
 from label_studio_yolo.inference.weights import LoadedWeights, file_version, load_weights, load_weights_file
 from label_studio_yolo.label_config import LabelMap
 from label_studio_yolo.media.loader import ImageLoader, MediaSettings
@@ -323,11 +324,10 @@ def _fine_tune(
     ``still_held`` runs after every epoch: an error it raises stops training.
     """
     import ultralytics.utils.torch_utils as torch_utils
-    from ultralytics import YOLO
 
     # select_device() would drop torch to cpu_count - 1 threads; train with the configured count instead.
     torch_utils.NUM_THREADS = settings.torch_threads
-    model = YOLO(str(start))
+    model = load_yolo(start)
     model.add_callback("on_fit_epoch_end", _epoch_progress)
     model.add_callback("on_fit_epoch_end", lambda _trainer: still_held())
     model.train(
