@@ -21,6 +21,7 @@ import pytest
 
 from label_studio_yolo.cli import EXIT_ERROR, EXIT_OK, main
 from label_studio_yolo.versions import META_FILE, VersionStore
+from tests.support.documented import block_containing, documented, fill_in, run_as_user, user_env
 
 ENTRY_POINT = Path(sys.executable).parent / "label-studio-yolo"
 
@@ -179,3 +180,24 @@ def test_the_installed_command_shows_the_versions_actions():
     result = subprocess.run([str(ENTRY_POINT), "versions", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert all(action in result.stdout for action in ("list", "pin", "unpin"))
+
+
+VERSIONS_BLOCK = "label-studio-yolo versions list --project 7"
+README_PIN = "label-studio-yolo versions pin --project 7 --version ..."
+
+
+def test_the_documented_versions_commands_as_typed_in_an_activated_virtualenv(versions_store, tmp_path):
+    """docs/training.md's block (list, pin a version, unpin), then the README's pin with a version of the list."""
+    env = user_env(tmp_path / "home", ENTRY_POINT.parent, MODEL_DIR=str(tmp_path / "model-versions"))
+    block = fill_in(block_containing(VERSIONS_BLOCK), {"project7-v001-1a2b3c4d": "project7-v001"})
+
+    listed = run_as_user(block, tmp_path, env, timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[2] == "project7-v002  [served]", "list, before the pin"
+    assert "Project 7 now serves project7-v001 and is pinned to it" in listed.stdout
+    assert "Project 7 was pinned to project7-v001; it serves project7-v001" in listed.stdout
+    assert (versions_store.current(7).name, versions_store.pinned(7)) == ("project7-v001", None)
+
+    pinned = run_as_user(fill_in(documented(README_PIN), {"...": "project7-v002"}), tmp_path, env, timeout=300)
+    assert pinned.returncode == 0, pinned.stderr
+    assert (versions_store.current(7).name, versions_store.pinned(7)) == ("project7-v002", "project7-v002")

@@ -2,16 +2,16 @@
 
 The base model was pretrained on people only (:mod:`tests.support.photos`); the project maps its ``person`` to
 ``Person`` and adds ``Cup`` and ``Cat``. People annotate 20 composed photos; "Start Training" sends START_TRAINING
-to the backend, which queues a job on Redis; a real ``rq worker`` (as the README starts it) exports the annotations
-from Label Studio, fine-tunes with every training setting at its default but the image size, lets the gate judge
-each label and publishes; the backend serves the version without a restart, so "Retrieve predictions" on held-out
-tasks finds cups and cats and still finds people. Per-label AP50 on the held-out tasks is printed before and after.
+to the backend, which queues a job on Redis; a real ``rq worker``, started as docs/training.md says, exports the
+annotations from Label Studio, fine-tunes with every training setting at its default but the image size, lets the
+gate judge each label and publishes; the backend serves the version without a restart, so "Retrieve predictions" on
+held-out tasks finds cups and cats and still finds people. Per-label AP50 on the held-out tasks is printed before
+and after.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from label_studio_yolo.training.worker import TrainingWorker
 from tests.e2e.conftest import BackendServer, LabelStudioServer, backend_server
 from tests.e2e.test_label_studio_predictions import retrieve_predictions
+from tests.support.documented import documented, no_new_runs_folder, running_as_user, user_env
 from tests.support.label_studio import PROJECT_ROOT
 from tests.support.photo_project import CONFIG, LABELS, annotation_result, project_scenes, stored_scores, upload_scenes
 from tests.support.photos import PEOPLE_IMGSZ, PEOPLE_MODEL, SCENE_SIZE
@@ -29,8 +29,8 @@ from tests.support.redis_server import running_redis
 
 pytestmark = pytest.mark.e2e
 
-WORKER_CLASS = f"{TrainingWorker.__module__}.{TrainingWorker.__name__}"
-"""The rq worker class docker-compose runs."""
+WORKER_COMMAND = "rq worker -w label_studio_yolo.training.worker.TrainingWorker --url $REDIS_URL training"
+"""How docs/training.md starts a worker, in the shell that holds the backend's settings."""
 
 TRAINING_TASKS = 20
 HELD_OUT_TASKS = 16
@@ -50,6 +50,23 @@ Cup 0.70, Cat 0.34 (0.76 and 0.64 with TRAIN_EPOCHS=30)."""
 def setup_version(backend: BackendServer, project_id: int) -> str:
     body = {"project": f"{project_id}.0", "schema": CONFIG}
     return str(requests.post(f"{backend.url}/setup", json=body, timeout=10).json()["model_version"])
+
+
+def backend_settings(backend: BackendServer) -> dict[str, str]:
+    """The settings the backend was started with (the worker needs the same), without the test process's others."""
+    names = ("MODEL_ROOT", "MODEL_PATH", "MODEL_DIR", "TORCH_THREADS", "REDIS_URL", "LABEL_STUDIO_URL")
+    names += ("LABEL_STUDIO_API_KEY", "TRAIN_IMGSZ", "MEDIA_ALLOWED_HOSTS")
+    return {name: backend.env[name] for name in names}
+
+
+def wait_for_job_end(backend: BackendServer, project_id: int) -> None:
+    deadline = time.monotonic() + WORKER_TIMEOUT
+    while time.monotonic() < deadline:
+        status = requests.get(f"{backend.url}/training/status", params={"project": project_id}, timeout=5).json()
+        if status[str(project_id)]["jobs"][0]["status"] in ("finished", "failed"):
+            return
+        time.sleep(1)
+    raise AssertionError(f"the training job did not end within {WORKER_TIMEOUT} s")
 
 
 def test_start_training_learns_new_labels_keeps_the_old_one_and_serves_it_without_restart(
@@ -86,16 +103,14 @@ def test_start_training_learns_new_labels_keeps_the_old_one_and_serves_it_withou
             status = requests.get(f"{backend.url}/training/status", params={"project": project.id}, timeout=5).json()
             assert [job["status"] for job in status[str(project.id)]["jobs"]] == ["queued"]
 
-            rq = str(Path(sys.executable).parent / "rq")
-            worker = subprocess.run(
-                [rq, "worker", "--burst", "-w", WORKER_CLASS, "--url", redis_url, "training"],
-                cwd=PROJECT_ROOT,
-                env={**backend.env, "PATH": str(Path(sys.executable).parent)},
-                capture_output=True,
-                timeout=WORKER_TIMEOUT,
-            )
-            worker_log = worker.stderr.decode(errors="replace") + worker.stdout.decode(errors="replace")
-            assert worker.returncode == 0, worker_log[-3000:]
+            worker_env = user_env(tmp_path / "home", Path(sys.executable).parent, **backend_settings(backend))
+            worker_log_file = tmp_path / "worker.log"
+            with (
+                no_new_runs_folder(PROJECT_ROOT),
+                running_as_user(documented(WORKER_COMMAND), PROJECT_ROOT, worker_env, worker_log_file),
+            ):
+                wait_for_job_end(backend, project.id)
+            worker_log = worker_log_file.read_text()
             new_version = setup_version(backend, project.id)
             served = time.monotonic() - pressed
             assert new_version != base_version and new_version.startswith(f"project{project.id}-v001-"), worker_log

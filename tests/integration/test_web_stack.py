@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 import requests
 
 from conftest import PROJECT_ROOT
+from tests.support.documented import documented, serving_as_user, user_env
 from tests.support.processes import free_port
 
 PATCHED = {"flask": (3, 1, 3), "werkzeug": (3, 1, 9), "jinja2": (3, 1, 6)}
@@ -30,27 +29,6 @@ def test_the_web_stack_is_the_patched_release(package: str) -> None:
     assert release(package) >= PATCHED[package], f"{package} {version(package)} has known advisories"
 
 
-def _serving(command: list[str], port: int, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-3000:]
-        try:
-            if requests.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                return process
-        except requests.RequestException:
-            time.sleep(0.5)
-    raise TimeoutError(log.read_text()[-3000:])
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    os.killpg(process.pid, signal.SIGTERM)  # label-studio-ml runs _wsgi.py in a child of its own
-    process.wait(30)
-
-
 def _accepts(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(2)
@@ -58,19 +36,16 @@ def _accepts(host: str, port: int) -> bool:
 
 
 def test_label_studio_ml_start_serves_the_backend_on_loopback_only(model_root: Path, tmp_path: Path) -> None:
+    """``label-studio-ml start .`` as the README gives it, in a shell whose virtualenv is activated; PORT says where."""
     port = free_port()
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "MODEL_ROOT": str(model_root)}
-    env |= {"MODEL_PATH": "boxes.pt", "MODEL_DIR": str(tmp_path / "versions")}
-    command = [str(bin_dir / "label-studio-ml"), "start", ".", "--port", str(port)]
+    settings = {"MODEL_ROOT": str(model_root), "MODEL_PATH": "boxes.pt", "MODEL_DIR": str(tmp_path / "versions")}
+    env = user_env(tmp_path / "home", Path(sys.executable).parent, PORT=str(port), **settings)
+    start = documented("label-studio-ml start .")
 
-    process = _serving(command, port, tmp_path / "dev.log", env)
-    try:
+    with serving_as_user(start, f"http://127.0.0.1:{port}/health", PROJECT_ROOT, env, tmp_path / "dev.log"):
         health = requests.get(f"http://127.0.0.1:{port}/health", timeout=5).json()
         missing = requests.get(f"http://127.0.0.1:{port}/no-such-route", timeout=5)
         reachable_elsewhere = _accepts("127.0.0.2", port)  # a server bound to 0.0.0.0 answers here too
-    finally:
-        _stop(process)
 
     assert health["status"] == "UP" and health["model_class"] == "YOLOBackend"
     assert missing.status_code == 404 and missing.json()["status"] == "error", "errors are JSON, not HTML"
