@@ -288,12 +288,12 @@ def _train(work: Path, epochs: int, classes: tuple[str, ...], task: str) -> Path
 def _ship_all() -> None:
     """Train every model of :data:`SHIPPED_RECIPES` that is not shipped yet into :data:`SHIPPED_MODELS`."""
     SHIPPED_MODELS.mkdir(parents=True, exist_ok=True)
-    cache = Path(tempfile.mkdtemp(prefix="tiny-models-"))
-    for recipe in SHIPPED_RECIPES:
-        trained = train_tiny_model(cache, **recipe)  # type: ignore[arg-type]
-        if trained.parent != SHIPPED_MODELS:
-            os.replace(trained, SHIPPED_MODELS / trained.name)
-            print(f"shipped {SHIPPED_MODELS / trained.name}")
+    with tempfile.TemporaryDirectory(prefix="tiny-models-") as cache:
+        for recipe in SHIPPED_RECIPES:
+            trained = train_tiny_model(Path(cache), **recipe)  # type: ignore[arg-type]
+            if trained.parent != SHIPPED_MODELS:
+                os.replace(trained, SHIPPED_MODELS / trained.name)
+                print(f"shipped {SHIPPED_MODELS / trained.name}")
 
 
 if __name__ == "__main__":
