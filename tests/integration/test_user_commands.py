@@ -25,6 +25,8 @@ from conftest import BOXES_CONFIG, PROJECT_ROOT, WEIGHTS_NAME, SampleImage
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.scheduler import RedisScheduler, redis_jobs
 from label_studio_yolo.versions import META_FILE, VersionStore
+from tests.integration.test_vlm import LABELS as VLM_LABELS
+from tests.integration.test_vlm import ZERO_SHOT_CONFIG
 from tests.support.basic_auth import PASSWORD, USER
 from tests.support.container import VENV_BIN, compose_env, image_env, kubernetes_env
 from tests.support.documented import (
@@ -131,14 +133,6 @@ VLM_COMMANDS = {
 }
 """docs/vlm.md's two ways to serve with a vision-language model, and the endpoint each names."""
 
-VLM_CONFIG = """<View>
-  <Image name="image" value="$image"/>
-  <RectangleLabels name="label" toName="image" vlm="zero-shot">
-    <Label value="Crimson"/>
-    <Label value="Navy"/>
-  </RectangleLabels>
-</View>"""
-
 
 @pytest.mark.parametrize("kind", list(VLM_COMMANDS))
 def test_the_vision_language_commands_serve_what_the_endpoint_sees(
@@ -149,15 +143,15 @@ def test_the_vision_language_commands_serve_what_the_endpoint_sees(
     port = free_port()
     env = user_env(tmp_path / "home", **backend_settings(model_root, tmp_path, port))
     key = "sk-test-documented-9d1e"
-    with serve_vlm(colour_reader({"red": "Crimson", "blue": "Navy"})) as server:
+    with serve_vlm(colour_reader(VLM_LABELS)) as server:
         script = documented(VLM_COMMANDS[kind][0])
         if kind == "hosted":  # the block exports the key before it starts the backend
             script = f"{fill_in(documented('export VLM_API_KEY=sk-...'), {'sk-...': key})}\n{script}"
         script = fill_in(script, {endpoint: server.base_url})
         with serving_as_user(script, f"http://127.0.0.1:{port}/health", PROJECT_ROOT, env, tmp_path / "log"):
-            labels = predicted_labels(f"http://127.0.0.1:{port}", sample_images[2], VLM_CONFIG)
+            labels = predicted_labels(f"http://127.0.0.1:{port}", sample_images[2], ZERO_SHOT_CONFIG)
 
-    assert labels == true_labels(sample_images[2], {"red": "Crimson", "blue": "Navy"})
+    assert labels == true_labels(sample_images[2], VLM_LABELS)
     if kind == "hosted":
         assert {question.authorization for question in server.questions} == {f"Bearer {key}"}
 
