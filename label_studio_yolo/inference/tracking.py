@@ -37,6 +37,7 @@ from label_studio_yolo.inference.ultralytics_process import load_yolo
 from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.logsafe import printable, url_shown
 from label_studio_yolo.media.loader import LOCAL_FILES_PREFIX, ImageLoader
+from label_studio_yolo.media.storage import StorageFile
 from label_studio_yolo.settings import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def track_task_video(
     imgsz: int | None = None,
     deadline: float | None = None,
 ) -> ModelOutput:
-    """Track the objects of the video at ``value`` (a task-data string) with ``weights``.
+    """Track the objects of the video at ``value`` (a task-data string, or a cloud-storage file) with ``weights``.
 
     Objects scored below ``options.conf`` are not passed to the tracker. The output holds the video's frame size,
     one :class:`Track` per track id and the video's frame count and frame rate. ``deadline`` (on
@@ -101,12 +102,12 @@ def track_task_video(
         MediaError: the video cannot be fetched, is not a readable video, or has no frames.
         TrackingStopped: the deadline passed before the last frame (then the tracks so far are dropped).
     """
-    if not isinstance(value, str) or not value.strip():
+    if not isinstance(value, StorageFile) and (not isinstance(value, str) or not value.strip()):
         raise MediaError(f"Task data value {url_shown(value)} is not a video URL or path")
-    data = loader.read_bytes(value.strip())
+    data = loader.read_bytes(value)
     conf, tracker = options.conf, TRACKERS[options.tracker]
     with tempfile.TemporaryDirectory(prefix="ls-yolo-video-") as folder:
-        path = Path(folder) / f"video{video_suffix(value.strip())}"
+        path = Path(folder) / f"video{video_suffix(str(value).strip())}"
         path.write_bytes(data)
         del data
         size, info = read_video_info(path, loader.settings.max_pixels)

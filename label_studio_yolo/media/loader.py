@@ -1,7 +1,9 @@
-"""Load the image a task points to: Label Studio uploads, http(s) URLs, ``data:`` URIs and local files.
+"""Load the image a task points to: Label Studio uploads, cloud storage, http(s) URLs, ``data:`` URIs and local files.
 
 Paths relative to Label Studio (``/data/upload/...``) are fetched from its URL with its key (label-studio-sdk
-builds the header, refreshing a personal access token); credentials go only to Label Studio's own host.
+builds the header, refreshing a personal access token); credentials go only to Label Studio's own host. Cloud-storage
+files (:mod:`label_studio_yolo.media.storage`) are read through Label Studio's resolve endpoint, whose redirect to a
+presigned URL is followed without the key.
 ``/data/local-files/?d=<path>`` is read from disk inside ``LOCAL_FILES_DOCUMENT_ROOT`` when set (paths that escape
 it are refused). A download must end within ``MEDIA_TIMEOUT`` seconds in all and hold at most ``MEDIA_MAX_BYTES``
 (a larger declared ``Content-Length`` is refused before reading). Every failure raises :class:`MediaError`.
@@ -14,7 +16,9 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -33,20 +37,24 @@ from label_studio_yolo.logsafe import printable, url_shown
 from label_studio_yolo.media.checked_http import checked_session, refusal_in
 from label_studio_yolo.media.data_uri import decode_data_uri
 from label_studio_yolo.media.decode import Pixels, decode_image, decode_pixels
+from label_studio_yolo.media.storage import StorageFile, locate
 from label_studio_yolo.settings import DEFAULT_ALLOWED_HOSTS, DEFAULT_MAX_PIXELS, BackendSettings
 
-__all__ = ["CLOUD_SCHEMES", "LOCAL_FILES_PREFIX", "ImageLoader", "MediaSettings"]
+__all__ = ["LOCAL_FILES_PREFIX", "ImageLoader", "MediaSettings"]
 
 logger = logging.getLogger(__name__)
 
 LOCAL_FILES_PREFIX = "/data/local-files/"
 """Path under which Label Studio serves files of its local-files storage (``?d=<relative path>``)."""
 
-CLOUD_SCHEMES = ("s3://", "gs://", "azure-blob://", "azure-spi://")
-"""Storage URIs Label Studio must presign; not supported yet."""
-
 MAX_REDIRECTS = 5
 """Redirects followed for one download (each hop is checked like the first URL)."""
+
+ERROR_DETAIL_BYTES = 4096
+"""What is read of an error answer's body for its reason (Label Studio's JSON ``detail``, a storage's XML code)."""
+
+PRESIGN_REFUSALS = (400, 401, 403)
+"""What a storage answers to a presigned URL that expired or whose signature it rejects: asked for again once."""
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,7 @@ class ImageLoader:
         self._sdk_lock = threading.Lock()
 
     def load(self, value: object) -> Image.Image:
-        """The image at ``value`` (a task-data string) as a Pillow image."""
+        """The image at ``value`` (a task-data string, or a :class:`StorageFile`) as a Pillow image."""
         return decode_image(self.read_bytes(value), self.settings.max_pixels)
 
     def load_pixels(self, value: object) -> Pixels:
@@ -100,14 +108,13 @@ class ImageLoader:
         return decode_pixels(self.read_bytes(value), self.settings.max_pixels)
 
     def read_bytes(self, value: object) -> bytes:
-        """The raw bytes ``value`` (a task-data string) points to."""
+        """The raw bytes ``value`` (a task-data string, or a :class:`StorageFile` located for its task) points to."""
+        located = value if isinstance(value, StorageFile) else locate(_location(value))
+        if isinstance(located, StorageFile):
+            return self._read_storage_file(located)
         value = _location(value)
         if value.startswith("data:"):
             return self._read_data_uri(value)
-        if value.startswith(CLOUD_SCHEMES):
-            raise MediaError(
-                f"Cloud storage URI {url_shown(value, 60)} is not supported; import images by upload or URL"
-            )
         parts = urlsplit(value)
         if parts.scheme in ("http", "https"):
             on_label_studio = self.label_studio is not None and self.label_studio.owns(value)
@@ -125,6 +132,34 @@ class ImageLoader:
                 f"Task image {url_shown(value)} is stored in Label Studio, but its URL is unknown: set LABEL_STUDIO_URL"
             )
         return self._download(self.label_studio.join(value))
+
+    def _read_storage_file(self, stored: StorageFile, again: bool = False) -> bytes:
+        """A cloud-storage file through Label Studio's resolve endpoint; a presigned URL the storage refuses (expired,
+        say) is asked for ``again`` once."""
+        shown = url_shown(stored.uri, 120)
+        if stored.resolve_path is None:
+            raise MediaError(f"Cloud storage file {shown} is read through its task in Label Studio; the task has no id")
+        if self.label_studio is None:
+            raise MediaError(
+                f"Cloud storage file {shown} is served by Label Studio, but its URL is unknown: set LABEL_STUDIO_URL"
+            )
+        try:
+            return self._download(self.label_studio.join(stored.resolve_path))
+        except DownloadStatusError as error:
+            if error.on_label_studio:
+                raise MediaError(_resolve_refusal(stored, error)) from error
+            if error.status in PRESIGN_REFUSALS and not again:
+                logger.info(
+                    "Cloud storage file %s: the storage refused Label Studio's presigned URL (HTTP %d%s); asking "
+                    "Label Studio again",
+                    shown,
+                    error.status,
+                    error.detail,
+                )
+                return self._read_storage_file(stored, again=True)
+            raise MediaError(_storage_refusal(stored, error, twice=again)) from error
+        except MediaError as error:
+            raise MediaError(f"Could not read cloud storage file {shown} through Label Studio: {error}") from error
 
     def _read_data_uri(self, value: str) -> bytes:
         return decode_data_uri(value, self.settings.max_bytes)
@@ -217,23 +252,93 @@ class ImageLoader:
         return data
 
 
+class DownloadStatusError(MediaError):
+    """An error status: its code, whether Label Studio answered it, and the reason its body gives (`` (...)``)."""
+
+    def __init__(self, message: str, status: int, on_label_studio: bool, detail: str) -> None:
+        super().__init__(message)
+        self.status, self.on_label_studio, self.detail = status, on_label_studio, detail
+
+
 def _check_status(response: requests.Response, shown: str, authenticated: bool) -> None:
-    """Raise :class:`MediaError` for an error status, saying what to do about a refusal."""
+    """Raise :class:`DownloadStatusError` for an error status, saying what to do about a refusal."""
     status = response.status_code
     if status < 400:
         return
+    detail = _error_detail(response)
     reason = f"HTTP {status} ({response.reason})" if response.reason else f"HTTP {status}"
     if status in (401, 403) and authenticated:
-        raise MediaError(
+        message = (
             f"{reason} for {shown}: Label Studio refused the credentials; set LABEL_STUDIO_API_KEY to a valid "
             "legacy token or personal access token"
         )
-    if status in (401, 403):
-        raise MediaError(
+    elif status in (401, 403):
+        message = (
             f"Could not download {shown}: {reason}; credentials are sent only to Label Studio's own host "
             "(LABEL_STUDIO_URL), so this image must be readable without them"
         )
-    raise MediaError(f"Could not download {shown}: {reason}")
+    else:
+        message = f"Could not download {shown}: {reason}{detail}"
+    raise DownloadStatusError(message, status, authenticated, detail)
+
+
+def _error_detail(response: requests.Response) -> str:
+    """`` (<reason>)`` from an error body: Label Studio's JSON ``detail``/``error``, or a storage's XML ``Code`` and
+    ``Message`` (S3, GCS and Azure answer in XML); empty when there is none. Reads at most ERROR_DETAIL_BYTES."""
+    try:
+        body = response.raw.read(ERROR_DETAIL_BYTES, decode_content=True).decode("utf-8", "replace")
+    except (OSError, urllib3.exceptions.HTTPError, ValueError):
+        return ""
+    found = re.findall(r"<(Code|Message)>([^<]{1,200})</", body)
+    if found:
+        return f" ({printable(': '.join(text for _, text in found[:2]), 300)})"
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(parsed, dict):
+        return ""
+    text = parsed.get("detail") or parsed.get("error")
+    return f" ({printable(text, 300)})" if isinstance(text, str) and text else ""
+
+
+def _resolve_refusal(stored: StorageFile, error: DownloadStatusError) -> str:
+    """Why Label Studio's resolve endpoint gave no file for ``stored``, and what to check."""
+    shown, status = url_shown(stored.uri, 120), error.status
+    if status == 404:
+        return (
+            f"Label Studio has no cloud storage that holds {shown} (HTTP 404 from its resolve endpoint): the "
+            "project's storage was removed or no longer covers this bucket and prefix (Settings -> Cloud Storage), "
+            "or the task is gone"
+        )
+    if status == 424:
+        return (
+            f"Label Studio could not read {shown} from its storage (HTTP 424{error.detail}): check the storage's "
+            "credentials and that the object still exists (Settings -> Cloud Storage)"
+        )
+    if status in (401, 403):
+        return (
+            f"Label Studio refused to serve {shown} (HTTP {status}): LABEL_STUDIO_API_KEY must be a valid token of a "
+            "user who can open the task's project"
+        )
+    return f"Label Studio could not serve {shown}: HTTP {status}{error.detail}"
+
+
+def _storage_refusal(stored: StorageFile, error: DownloadStatusError, twice: bool = False) -> str:
+    """Why the storage refused Label Studio's presigned URL for ``stored``, and what to check."""
+    shown, status = url_shown(stored.uri, 120), error.status
+    if status == 404:
+        return (
+            f"The storage has no object {shown} (HTTP 404{error.detail} for Label Studio's presigned URL): it was "
+            "deleted or moved; sync the storage in Label Studio"
+        )
+    if twice:
+        return (
+            f"The storage refused Label Studio's presigned URL for {shown} twice (HTTP {status}{error.detail}): the "
+            "object may be gone (S3 answers 403 for a missing key when the storage's credentials cannot list the "
+            "bucket), or those credentials are no longer valid; check both in Label Studio (Settings -> Cloud Storage)"
+        )
+    return f"Could not read {shown} from its storage: HTTP {status}{error.detail}"
 
 
 def _check_declared_length(response: requests.Response, shown: str, max_bytes: int) -> None:

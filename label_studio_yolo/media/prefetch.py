@@ -1,8 +1,9 @@
 """Download the images of the next tasks while the current ones run through the model.
 
-A batch from Label Studio (or a bulk run) names its images up front, so their downloads need not wait for the model:
-a few threads fetch the bytes of the next tasks in task order, a bounded number ahead, and each image is decoded
-only when its task is predicted (decoded pixels are large; compressed bytes are not). One prefetcher serves every
+A batch from Label Studio (or a bulk run) names its images up front (task-data strings, or cloud-storage files
+located for their task), so their downloads need not wait for the model: a few threads fetch the bytes of the next
+tasks in task order, a bounded number ahead, and each image is decoded only when its task is predicted (decoded
+pixels are large; compressed bytes are not). One prefetcher serves every
 lane of a batch: lanes take the next task as they finish one, so the downloads run ahead of all of them together.
 
 Example:
@@ -22,8 +23,10 @@ from types import TracebackType
 from typing import Protocol
 
 from label_studio_yolo.errors import MediaError
+from label_studio_yolo.logsafe import url_shown
 from label_studio_yolo.media.decode import Pixels, decode_pixels
 from label_studio_yolo.media.loader import ImageLoader
+from label_studio_yolo.media.storage import StorageFile
 
 PREFETCH_AHEAD = 8
 """Images downloaded ahead of the ones being predicted (their bytes are held until their task's turn)."""
@@ -56,10 +59,10 @@ class MediaPrefetcher:
             (position, value)
             for position, values in enumerate(values_per_task)
             for value in values
-            if isinstance(value, str) and value.strip()
+            if isinstance(value, StorageFile) or (isinstance(value, str) and value.strip())
         )
         self._ahead = ahead
-        self._pending: dict[int, list[tuple[str, Future[bytes]]]] = defaultdict(list)
+        self._pending: dict[int, list[tuple[str | StorageFile, Future[bytes]]]] = defaultdict(list)
         self._held = 0
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=PREFETCH_THREADS, thread_name_prefix="prefetch")
@@ -130,13 +133,13 @@ class MediaPrefetcher:
             self._pending[position].append((value, self._pool.submit(self._read, value)))
             self._held += 1
 
-    def _read(self, value: str) -> bytes:
+    def _read(self, value: str | StorageFile) -> bytes:
         try:
             return self.loader.read_bytes(value)
         except MediaError:
             raise
         except Exception as error:  # a thread must hand every failure back to the task that needs it
-            raise MediaError(f"Could not download {value[:80]}: {error!r}") from error
+            raise MediaError(f"Could not download {url_shown(str(value), 80)}: {error!r}") from error
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from label_studio_yolo.logsafe import json_type, printable
 from label_studio_yolo.media.decode import Pixels
 from label_studio_yolo.media.loader import ImageLoader
 from label_studio_yolo.media.prefetch import ImageSource, MediaPrefetcher
+from label_studio_yolo.media.storage import locate
 from label_studio_yolo.tags import Control
 from label_studio_yolo.tags.video import tracking_options
 
@@ -228,8 +229,9 @@ class TaskPredictor:
     def _image_values(self, task: object) -> list[object]:
         """The image values of ``task`` in the order prediction loads them (videos are streamed, not prefetched)."""
         keys = [key for key, by_model in self._by_image.items() if by_model[0][0].spec.object_type != "Video"]
-        data = task.get("data") if isinstance(task, dict) else None
-        return [data[key] for key in keys if key in data] if isinstance(data, dict) else []
+        if not isinstance(task, dict) or not isinstance(data := task.get("data"), dict):
+            return []
+        return [locate(data[key], task.get("id")) for key in keys if key in data]
 
     def _regions(
         self, task: object, images: ImageSource, lane: int | None, notes: list[str], deadline: Deadline | None
@@ -248,7 +250,8 @@ class TaskPredictor:
                 raise MediaError(
                     f"task data has no '{printable(value_key)}' key, which the config reads (keys: {shown})"
                 )
-            for control, output in self._outputs(data[value_key], by_model, images, lane, notes, deadline):
+            value = locate(data[value_key], task.get("id"))  # a cloud-storage file is read for its task
+            for control, output in self._outputs(value, by_model, images, lane, notes, deadline):
                 regions.extend(control.regions(output))
         return _without_missing_parents(regions)
 

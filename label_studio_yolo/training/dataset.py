@@ -24,6 +24,7 @@ from label_studio_yolo.errors import AnnotationError, MediaError
 from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.media.loader import ImageLoader
+from label_studio_yolo.media.storage import locate
 from label_studio_yolo.tags.base import LabelledObject
 from label_studio_yolo.training.annotations import AnnotatedTask
 from label_studio_yolo.training.formats import data_yaml, label_file_text
@@ -105,7 +106,7 @@ def _write_sample(task: AnnotatedTask, loader: ImageLoader, plan: TrainingPlan, 
     if task.error:
         raise AnnotationError(task.error)
     label = plan.image_class(task.regions) if plan.task == "classify" else None
-    image = loader.load(task.image)
+    image = loader.load(locate(task.image, task.task_id))
     if label is not None:
         path = root / split / label / f"{task.task_id}.png"
         path.parent.mkdir(parents=True, exist_ok=True)

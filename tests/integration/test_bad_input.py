@@ -229,7 +229,7 @@ REFUSED: dict[str, tuple[Callable[[Media, int], object], str]] = {
     # Locations the backend does not read.
     "ftp-url": (image_at(lambda m: "ftp://127.0.0.1/a.png"), "Unsupported image location ftp://"),
     "file-url": (image_at(lambda m: "file:///etc/passwd"), "Unsupported image location file:///etc/passwd:"),
-    "s3-uri": (image_at(lambda m: "s3://bucket/a.png"), "Cloud storage URI s3://bucket/a.png is not supported"),
+    "s3-uri-no-storage": (image_at(lambda m: "s3://bucket/a.png"), "Label Studio has no cloud storage that holds s3:"),
     "relative-path": (image_at(lambda m: "images/a.png"), "Unsupported image location images/a.png:"),
     "very-long-url": (image_at(lambda m: m.public("x" * 60_000 + ".png")), "HTTP 404 (Not Found)"),
     "local-file-dotdot": (image_at(local("../secret.png")), "outside LOCAL_FILES_DOCUMENT_ROOT"),

@@ -224,12 +224,6 @@ def test_relative_path_not_under_label_studio_fails():
         ImageLoader(MediaSettings(label_studio_url="http://127.0.0.1:9")).load("images/cat.png")
 
 
-@pytest.mark.parametrize("uri", ["s3://bucket/cat.png", "gs://bucket/cat.png"])
-def test_cloud_storage_uri_is_not_supported(uri):
-    with pytest.raises(MediaError, match="not supported"):
-        ImageLoader(MediaSettings()).load(uri)
-
-
 def test_decompression_bomb_is_refused(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
 

@@ -41,13 +41,17 @@ class ScriptedServer:
     """The answers by path, the requests seen (path, Authorization) and the base URL."""
 
     answers: dict[str, Answer] = field(default_factory=dict)
+    queued: dict[str, list[Answer]] = field(default_factory=dict)
+    """Answers a path gives after its current one, in order."""
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     url: str = ""
     stopping: threading.Event = field(default_factory=threading.Event)
 
-    def add(self, path: str, answer: Answer) -> str:
-        """Answer ``path`` with ``answer``; returns the absolute URL."""
+    def add(self, path: str, answer: Answer, *later: Answer) -> str:
+        """Answer ``path`` with ``answer`` (then with each of ``later`` in turn, the last one from then on); returns
+        the absolute URL."""
         self.answers[path] = answer
+        self.queued[path] = list(later)
         return self.url + path
 
     def auth_sent_to(self, path: str) -> list[str | None]:
@@ -60,6 +64,8 @@ def _handler(state: ScriptedServer) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             state.requests.append((self.path, self.headers.get("Authorization")))
             answer = state.answers.get(self.path, Answer(404, b"not found"))
+            if state.queued.get(self.path):
+                state.answers[self.path] = state.queued[self.path].pop(0)
             if answer.silent:
                 state.stopping.wait()
                 return
