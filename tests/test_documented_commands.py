@@ -158,6 +158,8 @@ CANNOT_RUN_HERE: dict[str, str] = {
     "python -m benchmarks.predict_speed --threads 2": BENCHMARK,
     "python -m benchmarks.predict_load --clients 8 --seconds 60": BENCHMARK,
     "python -m benchmarks.slow_clients": BENCHMARK,
+    "python -m benchmarks.storage_predict --tasks 32 --repeat 9": BENCHMARK,
+    "python -m benchmarks.storage_predict --tasks 32 --repeat 9 --apart": BENCHMARK,
 }
 """Command -> why no test runs it on this machine, and what tests cover of it instead."""
 
