@@ -63,7 +63,8 @@ class YOLOBackend(LabelStudioMLBase):  # type: ignore[misc]  # label-studio-ml s
         label-studio-ml names them; see ``label_studio_yolo.credentials``); None: the settings' own."""
         if not (self.hostname or self.access_token):
             return None
-        return LabelStudioAccess(self.hostname or None, self.access_token or None)
+        from_setup = not self.settings.label_studio_url  # then the server took the URL from /setup
+        return LabelStudioAccess(self.hostname or None, self.access_token or None, from_setup=from_setup)
 
     @property
     def parsed_label_config(self) -> dict[str, Any]:

@@ -5,9 +5,11 @@ reachable without Basic auth. The rules, so that a key goes only where it belong
 
 - ``LABEL_STUDIO_URL`` set: images come from there, whatever ``/setup`` says; the key is ``LABEL_STUDIO_API_KEY``,
   else the token ``/setup`` sent.
-- ``LABEL_STUDIO_URL`` unset: a project's images come from the ``hostname`` its first ``/setup`` gave; a later
-  ``/setup`` naming another host is refused (:class:`SetupRefused`) and logged. The key is the token that came with
-  that hostname; ``LABEL_STUDIO_API_KEY`` goes only to the first Label Studio this process was set up from.
+- ``LABEL_STUDIO_URL`` unset: a project's images come from the ``hostname`` its first ``/setup`` gave, with the token
+  that came with it; a later ``/setup`` naming another host is refused (:class:`SetupRefused`) and logged.
+  ``LABEL_STUDIO_API_KEY`` is never used: a configured key goes only to a configured URL. A Label Studio named only
+  by ``/setup`` is held to ``MEDIA_ALLOWED_HOSTS`` like any task URL: checked here, and again on every connection
+  (:attr:`LabelStudioAccess.from_setup`).
 
 Example:
     >>> book = AccessBook()
@@ -23,6 +25,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
+from label_studio_yolo.allowed_hosts import HostPolicy, RefusedAddress
 from label_studio_yolo.errors import SetupRefused
 from label_studio_yolo.label_studio_url import LabelStudioURL, NotAURL
 from label_studio_yolo.logsafe import printable, url_shown
@@ -36,10 +39,12 @@ MAX_REMEMBERED_PROJECTS = 10_000
 
 @dataclass(frozen=True)
 class LabelStudioAccess:
-    """Label Studio's base URL for a project's ``/data/...`` images, and the key sent with them."""
+    """Label Studio's base URL for a project's ``/data/...`` images, the key sent with them, and whether the URL came
+    from ``/setup`` (then every connection to it must pass ``MEDIA_ALLOWED_HOSTS``) rather than ``LABEL_STUDIO_URL``."""
 
     url: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    from_setup: bool = False
 
 
 @dataclass
@@ -53,7 +58,6 @@ class AccessBook:
 
     def __init__(self, max_projects: int = MAX_REMEMBERED_PROJECTS) -> None:
         self._setups: OrderedDict[str, _Setup] = OrderedDict()
-        self._first: LabelStudioURL | None = None
         self._max_projects = max_projects
         self._lock = threading.Lock()
 
@@ -63,8 +67,8 @@ class AccessBook:
         """Take what one ``/setup`` sent for ``project``; returns the access the project now has.
 
         Raises:
-            SetupRefused: ``LABEL_STUDIO_URL`` is unset and ``hostname`` is not a usable URL, or differs from the
-                hostname the project was first set up from.
+            SetupRefused: ``LABEL_STUDIO_URL`` is unset and ``hostname`` is not a usable URL, is a host
+                ``MEDIA_ALLOWED_HOSTS`` refuses, or differs from the hostname the project was first set up from.
         """
         token = access_token if isinstance(access_token, str) and access_token else None
         if settings.label_studio_url or not hostname:
@@ -78,28 +82,30 @@ class AccessBook:
         label_studio = _hostname_url(project, hostname)
         with self._lock:
             known = self._setups.get(project)
+        if known is not None and known.label_studio != label_studio:
+            raise SetupRefused(_moved_message(project, known.label_studio, label_studio))
+        if known is None:
+            _check_allowed(project, label_studio, HostPolicy.parse(settings.media_allowed_hosts))
+        with self._lock:
+            known = self._setups.get(project)
             if known is not None and known.label_studio != label_studio:
                 raise SetupRefused(_moved_message(project, known.label_studio, label_studio))
             if known is None:
                 self._remember(project, _Setup(label_studio, token))
             elif token:
                 known.token = token
-            if self._first is None:
-                self._first = label_studio
         return self.access_for(project, settings)
 
     def access_for(self, project: str, settings: BackendSettings) -> LabelStudioAccess:
         """The Label Studio URL and key for ``project``'s images (none known: ``LabelStudioAccess()``)."""
         with self._lock:
             setup = self._setups.get(project)
-            first = self._first
         token = setup.token if setup else None
         if settings.label_studio_url:
             return LabelStudioAccess(settings.label_studio_url, settings.label_studio_api_key or token)
         if setup is None:
             return LabelStudioAccess()
-        own_key = settings.label_studio_api_key if setup.label_studio == first else None
-        return LabelStudioAccess(setup.label_studio.base, own_key or token)
+        return LabelStudioAccess(setup.label_studio.base, token, from_setup=True)
 
     def _remember(self, project: str, setup: _Setup) -> None:
         self._setups[project] = setup
@@ -117,6 +123,25 @@ def _hostname_url(project: str, hostname: object) -> LabelStudioURL:
             f"Project {printable(project)}: /setup's hostname {url_shown(hostname)} is not Label Studio's URL "
             f"({error}); set LABEL_STUDIO_URL to it"
         ) from error
+
+
+def _check_allowed(project: str, label_studio: LabelStudioURL, policy: HostPolicy) -> None:
+    """Refuse a Label Studio named by ``/setup`` whose host ``policy`` refuses (resolved now; every connection to it is
+    checked again, so a name that resolves elsewhere later is refused then)."""
+    origin = label_studio.origin
+    try:
+        policy.check_resolved(origin.host, origin.port)
+    except RefusedAddress as refused:
+        reason = f"{refused}"
+    except OSError as error:  # the name does not resolve here
+        reason = f"its host cannot be resolved here ({printable(str(error), 200)})"
+    else:
+        return
+    raise SetupRefused(
+        f"Project {printable(project)}: /setup says Label Studio is at {url_shown(label_studio.base)}. Refused: "
+        f"{reason}. A Label Studio named only by /setup is held to MEDIA_ALLOWED_HOSTS like any task URL; if this "
+        f"is your Label Studio, set LABEL_STUDIO_URL={url_shown(label_studio.base)}"
+    )
 
 
 def _moved_message(project: str, known: LabelStudioURL, claimed: LabelStudioURL) -> str:

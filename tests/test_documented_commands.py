@@ -53,6 +53,9 @@ RUNS: dict[str, tuple[str, ...]] = {
     f"{USER_COMMANDS}::test_the_tiny_models_command_ships_nothing_when_every_model_is_shipped": (
         "python -m tests.support.synthetic",
     ),
+    f"{BULK}::test_the_readme_s_make_run_with_label_studio_s_url_and_key_serves_retrieve_predictions": (
+        "LABEL_STUDIO_URL=http://localhost:8080 LABEL_STUDIO_API_KEY=... make run",
+    ),
     f"{BULK}::test_the_readme_s_bulk_commands_predict_and_upload_every_task_as_typed": (
         "export LABEL_STUDIO_API_KEY=...",
         ".venv/bin/label-studio-yolo predict --url http://localhost:8080 --project 3 --dry-run predictions.json",

@@ -68,16 +68,23 @@ class MediaSettings:
     max_bytes: int = 50 * 1024 * 1024
     max_pixels: int = DEFAULT_MAX_PIXELS
     allowed_hosts: str = DEFAULT_ALLOWED_HOSTS
+    label_studio_from_setup: bool = False
+    """Label Studio's URL came from ``/setup``, not ``LABEL_STUDIO_URL``: connections to it pass ``allowed_hosts``."""
 
     @classmethod
     def from_settings(
-        cls, settings: BackendSettings, label_studio_url: str | None = None, api_key: str | None = None
+        cls,
+        settings: BackendSettings,
+        label_studio_url: str | None = None,
+        api_key: str | None = None,
+        from_setup: bool = False,
     ) -> MediaSettings:
         """The media settings of ``settings``, with Label Studio's URL and key as given (see
         :mod:`label_studio_yolo.credentials` for which ones a project gets)."""
         return cls(
             label_studio_url=label_studio_url,
             api_key=api_key,
+            label_studio_from_setup=from_setup,
             document_root=settings.local_files_document_root,
             timeout=settings.media_timeout,
             max_bytes=settings.media_max_bytes,
@@ -93,8 +100,8 @@ class ImageLoader:
         self.settings = settings
         self.label_studio = _label_studio_url(settings.label_studio_url)
         self.policy = HostPolicy.parse(settings.allowed_hosts)
-        origin = self.label_studio.origin if self.label_studio else None
-        trusted = frozenset([(origin.host, origin.port)] if origin else [])
+        origin = self.label_studio.origin if self.label_studio and not settings.label_studio_from_setup else None
+        trusted = frozenset([(origin.host, origin.port)] if origin else [])  # a configured Label Studio only
         self._session = checked_session(peer_check(self.policy, trusted))
         self._sdk_client: object | None = None
         self._sdk_lock = threading.Lock()
@@ -216,7 +223,7 @@ class ImageLoader:
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
             refused = refusal_in(error)
             if refused is not None:
-                raise MediaError(f"Refused to download {shown}: {refused}") from error
+                raise MediaError(f"Refused to download {shown}: {refused}{self._setup_advice(url)}") from error
             raise MediaError(f"Could not download {shown}: {printable(str(error), 300)}") from error
         return self._within_limit(data, url)
 
@@ -225,9 +232,18 @@ class ImageLoader:
         if not self._session.trust_env or not requests.utils.get_environ_proxies(url):
             return
         parts = urlsplit(url)
-        if self.label_studio is not None and self.label_studio.owns(url):
+        if self.label_studio is not None and self.label_studio.owns(url) and not self.settings.label_studio_from_setup:
             return
         self.policy.check_resolved(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+
+    def _setup_advice(self, url: str) -> str:
+        """What to set when a refused ``url`` is on a Label Studio that only ``/setup`` named."""
+        if self.label_studio is None or not self.settings.label_studio_from_setup or not self.label_studio.owns(url):
+            return ""
+        return (
+            f". Label Studio's URL came from /setup; if {url_shown(self.label_studio.base)} is your Label Studio, set "
+            "LABEL_STUDIO_URL to it"
+        )
 
     def _authorization(self) -> str:
         """The Authorization header label-studio-sdk builds for the configured key (refreshing a PAT)."""

@@ -65,7 +65,7 @@ def build_project_predictor(
     if vlm is not None and any(control.vlm is not None for control in controls):
         versions.append(vlm.version_tag)  # the model's answers change the predictions
     label_studio = label_studio or LabelStudioAccess(settings.label_studio_url, settings.label_studio_api_key)
-    media = MediaSettings.from_settings(settings, label_studio.url, label_studio.api_key)
+    media = MediaSettings.from_settings(settings, label_studio.url, label_studio.api_key, label_studio.from_setup)
     return TaskPredictor(
         model_version="+".join(dict.fromkeys(versions)),
         controls=controls,

@@ -63,8 +63,8 @@ def _warn_about_settings(settings: BackendSettings) -> None:
     logger.info("HTTP Basic auth %s", "required" if settings.basic_auth else "off (BASIC_AUTH_USER/PASS unset)")
     if settings.label_studio_api_key and not settings.label_studio_url:
         logger.warning(
-            "LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: the key goes only to the first Label Studio "
-            "that calls /setup. Set LABEL_STUDIO_URL to Label Studio's URL"
+            "LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: the key is not used (it goes only to the Label "
+            "Studio you name). Set LABEL_STUDIO_URL to Label Studio's URL"
         )
 
 

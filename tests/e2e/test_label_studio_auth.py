@@ -83,6 +83,7 @@ def test_label_studio_uses_a_backend_behind_a_password(
     with running_redis() as redis_url:  # no rq worker: queued jobs stay queued, visible in /training/status
         settings = {"MODEL_ROOT": str(model_root), "MODEL_PATH": WEIGHTS_NAME, "MODEL_DIR": str(tmp_path / "versions")}
         settings |= {"PORT": str(port), "REDIS_URL": redis_url, "TRAIN_MIN_NEW_ANNOTATIONS": "1"}
+        settings |= {"LABEL_STUDIO_URL": label_studio.url}  # exported in the user's shell, as the README says
         start = fill_in(documented(MAKE_RUN_WITH_PASSWORD), {"'<long random password>'": shlex.quote(PASSWORD)})
         log = tmp_path / "backend.log"
         health = f"http://{USER}:{quote(PASSWORD)}@127.0.0.1:{port}/health"

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from conftest import BOXES_CONFIG, SampleImage
-from label_studio_yolo.credentials import AccessBook
+from label_studio_yolo.credentials import AccessBook, LabelStudioAccess
 from label_studio_yolo.errors import MediaError, SetupRefused
 from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from label_studio_yolo.settings import BackendSettings
@@ -127,21 +127,59 @@ def test_without_label_studio_url_the_first_hostname_of_a_project_is_kept(
     assert moved.status_code == 403
     assert "was set up from Label Studio at http://127.0.0.1:" in moved.json()["error"]
     assert "was set up from Label Studio at" in key_only.log.read_text(), "the refusal is logged"
-    assert_matches_truth(results[0]["result"], hosts.sample, LABELS)
-    assert hosts.label_studio.requests == [(UPLOAD, f"Token {ENV_KEY}")]
+    assert results == [[]], "Label Studio's own token, which this fake Label Studio refuses: the key is not used"
+    assert hosts.label_studio.requests == [(UPLOAD, f"Token {SETUP_TOKEN}")]
     assert hosts.other.requests == []
 
 
-def test_the_environment_key_goes_only_to_the_first_label_studio(hosts: Hosts, key_only: BackendServer) -> None:
+def test_without_label_studio_url_the_environment_key_goes_nowhere(hosts: Hosts, key_only: BackendServer) -> None:
+    """An attacker's /setup first, with its own host: it gets only the token it sent, before or after Label
+    Studio's /setup, in any worker."""
     hosts.reset()
     other = f"http://127.0.0.2:{hosts.other_port()}"
-    assert setup(key_only, "41.1700000000", hosts.label_studio.url, SETUP_TOKEN).status_code == 200
-    assert setup(key_only, "666.1700000000", other, ATTACKER_TOKEN).status_code == 200  # another "Label Studio"
+    assert setup(key_only, "666.1700000000", other, ATTACKER_TOKEN).status_code == 200  # before Label Studio's
+    assert setup(key_only, "42.1700000000", hosts.label_studio.url, SETUP_TOKEN).status_code == 200
 
     predict(key_only, "666.1700000000", UPLOAD)
+    predict(key_only, "42.1700000000", UPLOAD)
 
     assert hosts.other.requests == [(UPLOAD, f"Token {ATTACKER_TOKEN}")], "only the token it sent itself"
-    assert ENV_KEY not in key_only.log.read_text()
+    assert hosts.label_studio.requests == [(UPLOAD, f"Token {SETUP_TOKEN}")]
+    log = key_only.log.read_text()
+    assert ENV_KEY not in log
+    assert "LABEL_STUDIO_API_KEY is set but LABEL_STUDIO_URL is not: the key is not used" in log
+
+
+def test_a_setup_hostname_into_the_backends_own_network_is_refused(hosts: Hosts, key_only: BackendServer) -> None:
+    """127.0.0.3 (the backend's loopback, where Redis or an admin port may listen) is outside this backend's
+    MEDIA_ALLOWED_HOSTS: a /setup naming it there is refused, with the setting that fixes a real Label Studio."""
+    with serve_files(host="127.0.0.3") as inside:
+        inside.add(UPLOAD, hosts.sample.path.read_bytes())
+
+        refused = setup(key_only, "43.1700000000", inside.url, ATTACKER_TOKEN)
+        results = predict(key_only, "43.1700000000", UPLOAD)
+
+        assert refused.status_code == 403
+        error = refused.json()["error"]
+        assert f"/setup says Label Studio is at {inside.url}. Refused: 127.0.0.3 is a loopback address" in error
+        assert error.endswith(f"set LABEL_STUDIO_URL={inside.url}")
+        assert results == [[]]
+        assert inside.requests == [], "nothing reached the host /setup named"
+
+
+def test_a_label_studio_from_setup_is_checked_on_every_connection(hosts: Hosts) -> None:
+    """A name that passed at /setup but resolves into the backend's network later is refused when connecting."""
+    loader = ImageLoader(
+        MediaSettings(label_studio_url=hosts.label_studio.url, api_key=SETUP_TOKEN, label_studio_from_setup=True)
+    )
+    hosts.reset()
+
+    with pytest.raises(MediaError) as refused:
+        loader.read_bytes(UPLOAD)
+
+    assert "127.0.0.1 is a loopback address" in str(refused.value)
+    assert str(refused.value).endswith(f"if {hosts.label_studio.url} is your Label Studio, set LABEL_STUDIO_URL to it")
+    assert hosts.label_studio.requests == []
 
 
 def test_a_password_in_a_task_url_is_not_logged(hosts: Hosts, with_url: BackendServer) -> None:
@@ -184,16 +222,21 @@ def settings(**values: str) -> BackendSettings:
 
 
 def test_access_rules() -> None:
-    book = AccessBook()
-    assert book.record_setup("1.1", "http://ls:8080", "t1", settings()).url == "http://ls:8080"
+    book, allowed = AccessBook(), {"media_allowed_hosts": "*"}  # no DNS for these names
+    assert book.record_setup("1.1", "http://ls:8080", "t1", settings(**allowed)).url == "http://ls:8080"
     with pytest.raises(SetupRefused, match="was set up from Label Studio at http://ls:8080"):
-        book.record_setup("1.1", "https://ls:8080", "t2", settings())
+        book.record_setup("1.1", "https://ls:8080", "t2", settings(**allowed))
     with pytest.raises(SetupRefused, match="not Label Studio's URL"):
-        book.record_setup("2.1", "http://user:pw@ls:8080", "t", settings())
-    assert book.record_setup("1.1", "HTTP://LS:8080/", "t3", settings()).api_key == "t3", "a new token is taken"
-    keyed = settings(label_studio_api_key="env")
-    assert book.access_for("1.1", keyed).api_key == "env", "the first Label Studio gets the environment's key"
+        book.record_setup("2.1", "http://user:pw@ls:8080", "t", settings(**allowed))
+    assert book.record_setup("1.1", "HTTP://LS:8080/", "t3", settings(**allowed)).api_key == "t3", "a new token"
+    keyed = settings(label_studio_api_key="env", **allowed)
+    assert book.access_for("1.1", keyed).api_key == "t3", "without LABEL_STUDIO_URL the environment's key is unused"
+    assert book.access_for("1.1", keyed).from_setup
     assert book.record_setup("3.1", "http://other:8080", "t4", keyed).api_key == "t4", "others only their own"
     pinned = settings(label_studio_url="http://ls:8080", label_studio_api_key="env")
-    assert book.record_setup("4.1", "http://evil:1", "t5", pinned).url == "http://ls:8080"
+    assert book.record_setup("4.1", "http://evil:1", "t5", pinned) == LabelStudioAccess("http://ls:8080", "env")
     assert book.access_for("9.1", settings()).url is None
+    with pytest.raises(SetupRefused, match=r"Refused: 10.0.0.5 is a private address.*LABEL_STUDIO_URL=http://10.0.0.5"):
+        book.record_setup("5.1", "http://10.0.0.5:8080", "t6", settings())
+    with pytest.raises(SetupRefused, match="its host cannot be resolved here"):
+        book.record_setup("6.1", "http://no-such-host.invalid:8080", "t7", settings())
