@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from label_studio_yolo.allowed_hosts import HostPolicy, RefusedAddress
 from label_studio_yolo.errors import SetupRefused
 from label_studio_yolo.label_studio_url import LabelStudioURL, NotAURL
-from label_studio_yolo.logsafe import printable, url_shown
+from label_studio_yolo.logsafe import printable, text_shown, url_shown
 from label_studio_yolo.settings import BackendSettings
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _check_allowed(project: str, label_studio: LabelStudioURL, policy: HostPolic
     except RefusedAddress as refused:
         reason = f"{refused}"
     except OSError as error:  # the name does not resolve here
-        reason = f"its host cannot be resolved here ({printable(str(error), 200)})"
+        reason = f"its host cannot be resolved here ({text_shown(str(error), 200)})"
     else:
         return
     raise SetupRefused(

@@ -8,6 +8,10 @@ newline in it forges a second log line, an escape sequence rewrites the operator
   shortens the text, keeping its start and end.
 - :func:`url_shown` does the same for a URL after hiding its password and the values of query parameters that
   carry credentials.
+- :func:`without_secrets` hides the same inside any text: an exception's message quotes the URL it failed on
+  (``...with url: /a.png?X-Amz-Signature=...``), whole or in part, and a URL that does not parse. The logging
+  handlers apply it to every line and traceback (:mod:`label_studio_yolo.logging_setup`); :func:`text_shown` is it
+  with :func:`printable`, for an error's text in a message.
 
 Example:
     >>> printable("7\\nERROR forged line")
@@ -32,6 +36,29 @@ SECRET_QUERY_KEYS = re.compile(r"(token|key|secret|signature|sig|password|passwd
 """Query parameter names whose values are credentials (access tokens, S3/GCS/Azure presigned signatures, ...)."""
 
 
+USERINFO_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]{0,30}://[^\s/?#@:'\"]*):[^\s/?#'\"]*@")
+"""``scheme://user:password@`` anywhere in a text (a URL that does not parse included)."""
+
+SECRET_PARAMETER = re.compile(
+    r"(?i)([?&;][^\s=&;?#'\"]{0,80}?" + SECRET_QUERY_KEYS.pattern + r"[^\s=&;?#'\"]{0,80}=)[^\s&;#'\")]*"
+)
+"""``?name=value`` or ``&name=value`` anywhere in a text, where ``name`` says it carries a credential."""
+
+
+def without_secrets(text: str) -> str:
+    """``text`` with every URL password and credential-carrying query value in it replaced by :data:`HIDDEN`."""
+    if "@" in text:
+        text = USERINFO_PASSWORD.sub(lambda found: f"{found.group(1)}:{HIDDEN}@", text)
+    if "=" in text:
+        text = SECRET_PARAMETER.sub(lambda found: f"{found.group(1)}{HIDDEN}", text)
+    return text
+
+
+def text_shown(text: object, limit: int = DEFAULT_LIMIT) -> str:
+    """An error's or a server's text for a log line or a message: :func:`without_secrets`, then :func:`printable`."""
+    return printable(without_secrets(text if isinstance(text, str) else repr(text)), limit)
+
+
 def printable(value: object, limit: int = DEFAULT_LIMIT) -> str:
     """``value`` as text with control and format characters escaped, cut to about ``limit`` characters."""
     text = value if isinstance(value, str) else repr(value)
@@ -47,7 +74,7 @@ def url_shown(url: object, limit: int = DEFAULT_LIMIT) -> str:
         return printable(url, limit)
     if url.startswith("data:"):
         return printable(f"{url[:40].split(',', 1)[0]},...({len(url)} characters)", limit)
-    return printable(_without_credentials(url), limit)
+    return printable(without_secrets(_without_credentials(url)), limit)
 
 
 def json_type(value: object) -> str:

@@ -38,16 +38,15 @@ def checked_session(check: PeerCheck) -> requests.Session:
 def refusal_in(error: BaseException) -> RefusedAddress | None:
     """The :class:`RefusedAddress` that caused ``error`` (urllib3 and requests wrap it a few levels deep)."""
     seen: set[int] = set()
-    pending: list[BaseException | None] = [error]
+    pending: list[object] = [error]
     while pending:
         current = pending.pop()
-        if current is None or id(current) in seen:
+        if not isinstance(current, BaseException) or id(current) in seen:  # a ``reason`` may be a string
             continue
         seen.add(id(current))
         if isinstance(current, RefusedAddress):
             return current
-        pending += [current.__cause__, current.__context__, getattr(current, "reason", None)]
-        pending += [arg for arg in current.args if isinstance(arg, BaseException)]
+        pending += [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
     return None
 
 

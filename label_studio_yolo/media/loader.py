@@ -33,7 +33,7 @@ from PIL import Image
 from label_studio_yolo.allowed_hosts import HostPolicy, peer_check
 from label_studio_yolo.errors import MediaError
 from label_studio_yolo.label_studio_url import LabelStudioURL, NotAURL
-from label_studio_yolo.logsafe import printable, url_shown
+from label_studio_yolo.logsafe import printable, text_shown, url_shown
 from label_studio_yolo.media.checked_http import checked_session, refusal_in
 from label_studio_yolo.media.data_uri import decode_data_uri
 from label_studio_yolo.media.decode import Pixels, decode_image, decode_pixels
@@ -224,7 +224,7 @@ class ImageLoader:
             refused = refusal_in(error)
             if refused is not None:
                 raise MediaError(f"Refused to download {shown}: {refused}{self._setup_advice(url)}") from error
-            raise MediaError(f"Could not download {shown}: {printable(str(error), 300)}") from error
+            raise MediaError(f"Could not download {shown}: {text_shown(str(error), 300)}") from error
         return self._within_limit(data, url)
 
     def _check_proxied(self, url: str) -> None:

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import traceback
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,7 +28,7 @@ from label_studio_yolo.errors import MediaError, VlmError
 from label_studio_yolo.geometry import ImageSize
 from label_studio_yolo.inference.outputs import ModelOutput, run_model
 from label_studio_yolo.inference.tracking import TrackingStopped, threads_beside_tracking, track_task_video
-from label_studio_yolo.logsafe import json_type, printable
+from label_studio_yolo.logsafe import json_type, printable, text_shown, without_secrets
 from label_studio_yolo.media.decode import Pixels
 from label_studio_yolo.media.loader import ImageLoader
 from label_studio_yolo.media.prefetch import ImageSource, MediaPrefetcher
@@ -43,6 +43,10 @@ TaskPrediction = dict[str, Any] | list[Any]
 
 ERROR_LIMIT = 600
 """Characters of an error message shown in a log line (escaped; its start and end are kept)."""
+
+TASK_LINES_PER_BATCH = 20
+"""Tasks of one batch whose failure or warning gets a log line of its own; the rest are counted in the batch's
+summary line (a request of a million broken tasks wrote 130 MB of log before)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,35 @@ class TaskOutcome:
     task_id: object
     prediction: dict[str, Any] | None = None
     error: str | None = None
+
+
+class TaskLines:
+    """The log lines of one batch's tasks: the first :data:`TASK_LINES_PER_BATCH` are written, the rest counted by
+    cause, and :meth:`summarise` writes one line for the batch (thread-safe: lanes share it)."""
+
+    def __init__(self, tasks: int, limit: int = TASK_LINES_PER_BATCH) -> None:
+        self.tasks, self.limit = tasks, limit
+        self.written = 0
+        self.by_cause: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def log(self, level: int, cause: str, message: str, *args: object) -> None:
+        """Log ``message % args`` if the batch still has lines left; count it under ``cause`` either way."""
+        with self._lock:
+            self.by_cause[cause] += 1
+            write = self.written < self.limit
+            self.written += write
+        if write:
+            logger.log(level, message, *args)
+
+    def summarise(self) -> None:
+        """One line for a batch of several tasks some of which failed or warned, saying how many of each cause."""
+        counted = sum(self.by_cause.values())
+        if self.tasks < 2 or not counted:
+            return
+        causes = ", ".join(f"{cause}: {number}" for cause, number in self.by_cause.most_common())
+        unwritten = f"; {counted - self.written} not logged one by one" if counted > self.written else ""
+        logger.warning("Batch of %d tasks: %s%s", self.tasks, causes, unwritten)
 
 
 @dataclass
@@ -135,14 +168,18 @@ class TaskPredictor:
         if len(tasks) == 1:  # nothing to download ahead of
             yield self.attempt(tasks[0], position=0, deadline=deadline)
             return
-        with MediaPrefetcher(self.loader, [self._image_values(task) for task in tasks]) as images:
-            lanes = min(self.lanes, len(tasks))
-            if lanes > 1:
-                yield from self._attempt_in_lanes(tasks, lanes, images, deadline)
-                return
-            for position, task in enumerate(tasks):
-                yield self.attempt(task, images.of_task(position), position=position, deadline=deadline)
-                images.finished(position)
+        lines = TaskLines(len(tasks))
+        try:
+            with MediaPrefetcher(self.loader, [self._image_values(task) for task in tasks]) as images:
+                lanes = min(self.lanes, len(tasks))
+                if lanes > 1:
+                    yield from self._attempt_in_lanes(tasks, lanes, images, deadline, lines)
+                    return
+                for position, task in enumerate(tasks):
+                    yield self.attempt(task, images.of_task(position), None, position, deadline, lines)
+                    images.finished(position)
+        finally:
+            lines.summarise()
 
     def attempt(
         self,
@@ -151,41 +188,47 @@ class TaskPredictor:
         lane: int | None = None,
         position: int | None = None,
         deadline: Deadline | None = None,
+        lines: TaskLines | None = None,
     ) -> TaskOutcome:
         """The prediction for one task, or the reason (also logged) why there is none; ``lane`` picks the lane's
         copies of the models (``None``: the models themselves, with all threads); ``position`` (the task's index in
-        its batch) names a task that has no id in the log; ``deadline`` stops tracking a video."""
+        its batch) names a task that has no id in the log; ``deadline`` stops tracking a video; ``lines`` are the
+        batch's log lines (none: this task's lines are all written)."""
         task_id = _task_id(task)
         name = _task_name(task_id, position)
+        lines = lines or TaskLines(1)
         notes: list[str] = []
         try:
             regions = self._regions(task, images or self.loader, lane, notes, deadline)
         except MediaError as error:
-            logger.error("Task %s: no prediction, media not loaded: %s", name, printable(str(error), ERROR_LIMIT))
-            return TaskOutcome(task_id, error=f"media not loaded: {error}")
+            shown = text_shown(str(error), ERROR_LIMIT)
+            lines.log(logging.ERROR, "media not loaded", "Task %s: no prediction, media not loaded: %s", name, shown)
+            return TaskOutcome(task_id, error=f"media not loaded: {without_secrets(str(error))}")
         except VlmError as error:
-            logger.error(
-                "Task %s: no prediction, the vision-language model failed: %s", name, printable(str(error), ERROR_LIMIT)
-            )
-            return TaskOutcome(task_id, error=f"vision-language model: {error}")
+            shown = text_shown(str(error), ERROR_LIMIT)
+            message = "Task %s: no prediction, the vision-language model failed: %s"
+            lines.log(logging.ERROR, "vision-language model failed", message, name, shown)
+            return TaskOutcome(task_id, error=f"vision-language model: {without_secrets(str(error))}")
         except TrackingStopped as stopped:
-            return _budget_spent(task_id, name, stopped, deadline)
+            return _budget_spent(task_id, name, stopped, deadline, lines)
         except Exception as error:
-            logger.error(
-                "Task %s: no prediction, unexpected error %s\n%s",
-                name,
-                printable(repr(error), ERROR_LIMIT),
-                _frames(error),
-            )
-            return TaskOutcome(task_id, error=f"unexpected error: {error!r}")
+            message = "Task %s: no prediction, unexpected error %s\n%s"
+            shown = text_shown(repr(error), ERROR_LIMIT)
+            lines.log(logging.ERROR, "unexpected error", message, name, shown, _frames(error))
+            return TaskOutcome(task_id, error=f"unexpected error: {without_secrets(repr(error))}")
         for note in notes:
-            logger.warning("Task %s: %s", name, printable(note, ERROR_LIMIT))
+            lines.log(logging.WARNING, "predicted with a warning", "Task %s: %s", name, printable(note, ERROR_LIMIT))
         score = sum(region["score"] for region in regions) / len(regions) if regions else 0.0
         prediction = {"result": regions, "score": round(score, 4), "model_version": self.model_version}
         return TaskOutcome(task_id, prediction=prediction)
 
     def _attempt_in_lanes(
-        self, tasks: Sequence[object], lanes: int, images: MediaPrefetcher, deadline: Deadline | None
+        self,
+        tasks: Sequence[object],
+        lanes: int,
+        images: MediaPrefetcher,
+        deadline: Deadline | None,
+        lines: TaskLines,
     ) -> Generator[TaskOutcome, None, None]:
         """``lanes`` threads predict the tasks, each taking the next one as it finishes one (images differ in size,
         so a fixed share per lane would leave one lane idle at the end); outcomes come in task order.
@@ -205,7 +248,7 @@ class TaskPredictor:
         def run_lane(lane: int) -> None:
             try:
                 while (index := take()) is not None:
-                    done = self.attempt(tasks[index], images.of_task(index), lane, index, deadline)
+                    done = self.attempt(tasks[index], images.of_task(index), lane, index, deadline, lines)
                     outcomes[index].set_result(done)
                     images.finished(index)
             finally:  # the last lane to end (or die) must not leave the consumer waiting
@@ -311,7 +354,9 @@ def _task_name(task_id: object, position: int | None) -> str:
     return printable(task_id)
 
 
-def _budget_spent(task_id: object, name: str, stopped: TrackingStopped, deadline: Deadline | None) -> TaskOutcome:
+def _budget_spent(
+    task_id: object, name: str, stopped: TrackingStopped, deadline: Deadline | None, lines: TaskLines
+) -> TaskOutcome:
     """No prediction for a video whose tracking the time budget stopped, and the logged reason.
 
     Not the tracks found so far: Label Studio never asks again for a task that holds a prediction of the current
@@ -319,7 +364,9 @@ def _budget_spent(task_id: object, name: str, stopped: TrackingStopped, deadline
     """
     budget = f"{deadline.seconds:g} s" if deadline else "?"
     frames = f"{stopped.tracked} of {stopped.total}" if stopped.total else f"{stopped.tracked}"
-    logger.warning(
+    lines.log(
+        logging.WARNING,
+        "time budget spent on a video",
         "Task %s: no prediction, the time budget of %s ran out after tracking %s frames of its video (tracks of part "
         "of a video would look complete in Label Studio). Predict videos with `label-studio-yolo predict`, which "
         "has no time budget, or raise PREDICT_TIME_BUDGET (Label Studio waits 100 s at most)",

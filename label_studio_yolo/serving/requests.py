@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import g, request
 
-from label_studio_yolo.logsafe import json_type, printable
+from label_studio_yolo.logsafe import json_type, printable, text_shown
 from label_studio_yolo.projects import project_id
 
 MAX_JSON_DEPTH = 100
@@ -48,7 +48,7 @@ def _parse_body() -> dict[str, Any]:
     except RecursionError as error:
         raise BadRequestBody(f"{route}: the JSON body nests deeper than {MAX_JSON_DEPTH} levels") from error
     except ValueError as error:  # also UnicodeDecodeError
-        raise BadRequestBody(f"{route}: the body is not valid JSON ({printable(str(error))})") from error
+        raise BadRequestBody(f"{route}: the body is not valid JSON ({text_shown(str(error))})") from error
     if _depth_over(body, MAX_JSON_DEPTH):
         raise BadRequestBody(f"{route}: the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
     if not isinstance(body, dict):

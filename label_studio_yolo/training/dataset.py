@@ -22,7 +22,7 @@ from pathlib import Path
 
 from label_studio_yolo.errors import AnnotationError, MediaError
 from label_studio_yolo.geometry import ImageSize
-from label_studio_yolo.logsafe import printable
+from label_studio_yolo.logsafe import printable, text_shown
 from label_studio_yolo.media.loader import ImageLoader
 from label_studio_yolo.media.storage import locate
 from label_studio_yolo.tags.base import LabelledObject
@@ -90,7 +90,7 @@ def write_dataset(
             written = _write_sample(task, loader, plan, root, split)
         except (MediaError, AnnotationError) as error:
             dataset.skipped[task.task_id] = str(error)
-            logger.warning("Task %s left out of training: %s", printable(task.task_id), printable(str(error), 500))
+            logger.warning("Task %s left out of training: %s", printable(task.task_id), text_shown(str(error), 500))
             continue
         if split == "val":
             dataset.val_ids.append(task.task_id)

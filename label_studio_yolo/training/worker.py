@@ -24,7 +24,7 @@ from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 from rq.executions import Execution
 from rq.job import Job
 
-from label_studio_yolo.logging_setup import configure_package_logging
+from label_studio_yolo.logging_setup import configure_package_logging, hide_secrets_in
 from label_studio_yolo.settings import current_settings
 
 HEARTBEAT_EVERY = 5
@@ -53,6 +53,7 @@ class TrainingWorker(Worker):
         """rq's start of work, with the backend's own loggers set up first (the work horses fork from here)."""
         configure_package_logging(_log_level(), date_format)
         super().bootstrap(logging_level, date_format, log_format)
+        hide_secrets_in()  # rq's own handlers, set up by bootstrap
 
     def maintain_heartbeats(self, job: Job, execution: Execution) -> None:
         """rq's heartbeat for the running job, tried again every :data:`RETRY_EVERY` s while Redis is unreachable.

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from label_studio_yolo.errors import VlmError
-from label_studio_yolo.logsafe import printable
+from label_studio_yolo.logsafe import text_shown
 from label_studio_yolo.settings import BackendSettings
 
 PLACEHOLDER_API_KEY = "EMPTY"
@@ -90,10 +90,10 @@ class VlmClient:
                 raise VlmError(f"no answer from {self.config.base_url} within {self.config.timeout:g} s") from error
             except openai.APIStatusError as error:
                 raise VlmError(
-                    f"{self.config.base_url} answered HTTP {error.status_code}: {printable(str(error), 200)}"
+                    f"{self.config.base_url} answered HTTP {error.status_code}: {text_shown(str(error), 200)}"
                 ) from error
             except openai.APIError as error:
-                raise VlmError(f"could not ask {self.config.base_url}: {printable(str(error), 200)}") from error
+                raise VlmError(f"could not ask {self.config.base_url}: {text_shown(str(error), 200)}") from error
         text = response.choices[0].message.content if response.choices else None
         if not text:
             raise VlmError(f"{self.config.base_url} gave an empty answer")

@@ -192,6 +192,21 @@ def test_a_password_in_a_task_url_is_not_logged(hosts: Hosts, with_url: BackendS
     assert "hunter2" not in log
 
 
+def test_a_failure_s_own_text_does_not_leak_the_url_s_credentials(hosts: Hosts, with_url: BackendServer) -> None:
+    """https to a plain-HTTP port: requests' error quotes the URL's path and query, and its reason is a string (the
+    refusal check crashed on it, logging a traceback per task)."""
+    query = "X-Amz-Signature=sekrit-signature&X-Amz-Credential=AKIA-credential&token=t0ken"
+    url = f"https://alice:hunter2@127.0.0.2:{hosts.other_port()}/a.png?{query}"
+    before = len(with_url.log.read_text())
+
+    assert predict(with_url, "35.1700000000", url, UPLOAD)[0] == []
+
+    log = with_url.log.read_text()[before:]
+    assert "Task 1: no prediction, media not loaded: Could not download https://alice:***@127.0.0.2" in log
+    assert "SSL" in log and "AttributeError" not in log and "Traceback" not in log
+    assert not [secret for secret in ("hunter2", "sekrit-signature", "AKIA-credential", "t0ken") if secret in log]
+
+
 def test_request_values_cannot_forge_log_lines(hosts: Hosts, with_url: BackendServer) -> None:
     body = {
         "tasks": [{"id": "7\nERROR forged line", "data": {"image": "/missing\n.png"}}],
