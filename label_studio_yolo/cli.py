@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,8 @@ from label_studio_yolo.bulk.project_run import DEFAULT_BATCH_SIZE, BulkOptions, 
 from label_studio_yolo.bulk.report import format_report
 from label_studio_yolo.bulk.selection import TaskFilter
 from label_studio_yolo.errors import LabelConfigError, WeightsError
+from label_studio_yolo.logging_setup import hide_secrets_in
+from label_studio_yolo.projects import project_id
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.versions import BASE, VersionNotFound, VersionStore
 
@@ -59,9 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--api-key", help="legacy token or personal access token (default: LABEL_STUDIO_API_KEY; prefer the variable)"
     )
-    predict.add_argument("--project", type=int, required=True, help="project id (the number in the project's URL)")
-    predict.add_argument("--from-task", type=int, metavar="ID", help="first task id to predict (inclusive)")
-    predict.add_argument("--to-task", type=int, metavar="ID", help="last task id to predict (inclusive)")
+    predict.add_argument(
+        "--project", type=_positive, required=True, help="project id (the number in the project's URL)"
+    )
+    predict.add_argument("--from-task", type=_positive, metavar="ID", help="first task id to predict (inclusive)")
+    predict.add_argument("--to-task", type=_positive, metavar="ID", help="last task id to predict (inclusive)")
     predict.add_argument(
         "--include-annotated", action="store_true", help="also predict tasks a person annotated or skipped"
     )
@@ -118,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    hide_secrets_in(logging.getLogger())
     return int(args.handler(args))
 
 
@@ -202,7 +208,9 @@ def _fail(message: str) -> int:
 
 
 def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+    """A positive whole number in ASCII digits below 10**18 (ids are 64-bit keys in Label Studio): not ``٣``,
+    ``1_000`` or ``+3``, which ``int()`` takes, nor 300 digits, which end in an OSError as a folder name."""
+    number = project_id(text) if re.fullmatch(r"[0-9]+", text, re.ASCII) else None
+    if number is None:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 10**18 - 1 in digits 0-9, not {text!r}")
+    return number

@@ -61,10 +61,14 @@ class VersionNotFound(LookupError):
     def __init__(self, project: int, name: object, stored: list[str]) -> None:
         self.project, self.name, self.stored = project, name, stored
         listed = ", ".join(stored) if stored else "none"
-        super().__init__(
-            f"Project {project} has no version '{printable(name)}'. Stored versions: {listed}; "
-            f"'{BASE}' serves the base weights (MODEL_PATH)"
-        )
+        if name == BASE and not stored:
+            message = f"Project {project} has no trained versions: it serves the base weights, and has nothing to pin"
+        else:
+            message = (
+                f"Project {project} has no version '{printable(name)}'. Stored versions: {listed}; "
+                f"'{BASE}' serves the base weights (MODEL_PATH)"
+            )
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,8 @@ class VersionStore:
         Raises:
             VersionNotFound: ``name`` is neither ``"base"`` nor a stored version of ``project``.
         """
+        if not self.project_dir(project).is_dir():  # nothing trained: no folder is made for any id a request names
+            raise VersionNotFound(project, name, [])
         with self._locked(project):
             served = None if name == BASE else self._existing(project, name).name
             folder = self.project_dir(project)
@@ -132,6 +138,8 @@ class VersionStore:
 
     def unpin(self, project: int) -> str | None:
         """Let training publish again; the served version stays. Returns the pin removed, if there was one."""
+        if not self.project_dir(project).is_dir():  # never trained, never pinned
+            return None
         with self._locked(project):
             pinned = self.pinned(project)
             (self.project_dir(project) / PIN_FILE).unlink(missing_ok=True)

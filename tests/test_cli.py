@@ -164,7 +164,10 @@ def test_versions_pin_of_an_unknown_version_is_an_error_listing_the_stored_ones(
         ([], "the following arguments are required: {list,pin,unpin}"),
         (["list"], "the following arguments are required: --project"),
         (["pin", "--project", "7"], "the following arguments are required: --version"),
-        (["unpin", "--project", "0"], "must be at least 1, not 0"),
+        (["unpin", "--project", "0"], "must be a whole number from 1 to 10**18 - 1 in digits 0-9, not '0'"),
+        (["list", "--project", "٣"], "in digits 0-9, not '٣'"),
+        (["list", "--project", "1_000"], "in digits 0-9, not '1_000'"),
+        (["list", "--project", "9" * 300], "must be a whole number from 1 to 10**18 - 1"),
         (["drop", "--project", "7"], "invalid choice: 'drop'"),
     ],
 )

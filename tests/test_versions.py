@@ -169,10 +169,16 @@ def test_a_base_pin_serves_the_base_weights_and_changes_the_stamp(two_versions: 
     assert store.current(7) is None
 
 
-def test_a_project_with_no_versions_can_be_pinned_to_base(store: VersionStore) -> None:
-    store.pin(5, BASE)
-    assert (store.current(5), store.pinned(5)) == (None, BASE)
-    assert store.projects() == [5]
+def test_a_project_never_trained_has_nothing_to_pin_and_gets_no_folder(store: VersionStore) -> None:
+    """Any id a request names could make a folder before (3,000 pins: 12,017 inodes, /versions 35x slower)."""
+    with pytest.raises(VersionNotFound, match="Project 5 has no trained versions: it serves the base weights"):
+        store.pin(5, BASE)
+    with pytest.raises(VersionNotFound, match="Project 6 has no version 'p6-a'"):
+        store.pin(6, "p6-a")
+    assert store.unpin(7) is None
+
+    assert store.projects() == []
+    assert not store.root.exists() or not any(store.root.iterdir())
 
 
 def test_an_unknown_version_is_refused_with_the_stored_names_and_changes_nothing(two_versions: VersionStore) -> None:

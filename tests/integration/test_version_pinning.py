@@ -140,3 +140,20 @@ def test_the_command_lines_pin_is_served_by_the_running_backend(served: Served) 
     mark = len(served.log_lines())
     assert served.store.publish(PROJECT, NEW, unless_pinned=True) is True, "after unpin, training publishes"
     assert served_by_every_worker(served, mark) == {NEW}
+
+
+def test_pins_of_projects_never_trained_make_no_folder(served: Served) -> None:
+    """Anyone who can reach the backend can name any project id: 3,000 such pins made 12,017 inodes before."""
+    url = served.backend.url
+    before = served.store.projects()
+
+    pinned = [
+        requests.post(f"{url}/versions/pin", json={"project": 4200 + n, "version": "base"}, timeout=30)
+        for n in range(5)
+    ]
+    unpinned = requests.post(f"{url}/versions/unpin", json={"project": 4300}, timeout=30)
+
+    assert {answer.status_code for answer in pinned} == {404}
+    assert "Project 4200 has no trained versions: it serves the base weights" in pinned[0].json()["error"]
+    assert unpinned.status_code == 200 and unpinned.json()["pinned"] is None
+    assert served.store.projects() == before
