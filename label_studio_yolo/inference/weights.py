@@ -1,8 +1,10 @@
 """Find, load, cache and version YOLO weight files.
 
-Weights are named relative to ``MODEL_ROOT`` and never outside it. Each file is read once per process: the cache is
-keyed by the resolved path and the file's size and modification time, so a second ``setup()`` or a second project
-reuses the loaded model, while a replaced file is loaded again.
+Weights are named relative to ``MODEL_ROOT`` and never outside it. Only ``MODEL_PATH`` (an operator's setting) may
+download an official release, and not with ``YOLO_OFFLINE=1``; a tag's ``model_path`` (written by whoever edits a
+labelling config) names a file that is there or nothing. Each file is read once per process: the cache is keyed by
+the resolved path and the file's size and modification time, so a second ``setup()`` or a second project reuses the
+loaded model, while a replaced file is loaded again; it keeps the :data:`MAX_CACHED_WEIGHTS` used last.
 
 Example:
     >>> loaded = load_weights(Path("models"), "yolo11n.pt", Runtime("openvino", threads=2))   # doctest: +SKIP
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -39,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 VERSION_HASH_LENGTH = 8
 """Hex digits of the weights' SHA-256 in a model version (``<stem>-<hash>``)."""
+
+MAX_CACHED_WEIGHTS = 8
+"""Loaded weight files the cache keeps (the least recently used is dropped; a project model that holds it keeps it
+until that model goes): seven tags' ``model_path`` files held 131 MiB for good before."""
 
 
 @dataclass
@@ -91,7 +98,7 @@ class LoadedWeights:
             return self._lanes[key]
 
 
-_cache: dict[tuple[Path, int, int, str], LoadedWeights] = {}
+_cache: OrderedDict[tuple[Path, int, int, str], LoadedWeights] = OrderedDict()
 """Loaded weights by file (path, size, mtime) and runtime (``pytorch``, or the OpenVINO precision)."""
 _cache_lock = threading.Lock()
 
@@ -118,11 +125,14 @@ def file_version(path: Path) -> str:
 
 def _download_official(path: Path) -> None:
     """Fetch an official Ultralytics release asset (``yolo11n.pt`` ...) into ``path``, or raise WeightsError."""
+    from ultralytics.utils import env_bool
     from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
 
     how_to = f"Put the file at {path} (MODEL_ROOT={path.parent}), or set MODEL_PATH to a weight file inside MODEL_ROOT."
     if path.name not in GITHUB_ASSETS_NAMES:
         raise WeightsError(f"Weights {path.name!r} not found at {path}. {how_to}")
+    if env_bool("YOLO_OFFLINE"):  # ultralytics' own switch, read as it reads it
+        raise WeightsError(f"Weights {path.name!r} not found at {path}, and YOLO_OFFLINE=1 forbids downloads. {how_to}")
     logger.info("Weights %s not found locally; downloading the official Ultralytics release", path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -135,11 +145,16 @@ def _download_official(path: Path) -> None:
         raise WeightsError(f"Weights {path.name!r} not found at {path} and could not be downloaded. {how_to}")
 
 
-def load_weights(model_root: Path, name: str, runtime: Runtime | None = None) -> LoadedWeights:
-    """Load the weights named ``name`` in ``model_root``, downloading official ones if missing; cached per file."""
+def load_weights(
+    model_root: Path, name: str, runtime: Runtime | None = None, *, download: bool = False
+) -> LoadedWeights:
+    """Load the weights named ``name`` in ``model_root``; cached per file. A missing official release is downloaded
+    only with ``download`` (``MODEL_PATH``, never a tag's ``model_path``) and without ``YOLO_OFFLINE``."""
     try:
         path = resolve_weights_path(model_root, name)
         if not path.is_file():
+            if not download:
+                raise WeightsError(f"Weights {printable(name)} are not in MODEL_ROOT ({model_root}).")
             _download_official(path)
         return load_weights_file(path, runtime)
     except OSError as error:  # a name too long for the file system, no permission, an I/O error
@@ -159,6 +174,9 @@ def load_weights_file(path: Path, runtime: Runtime | None = None, version: str |
         if cached is None:
             cached = _load(path, runtime, version)
             _cache[key] = cached
+        _cache.move_to_end(key)
+        while len(_cache) > MAX_CACHED_WEIGHTS:
+            _cache.popitem(last=False)
     return cached
 
 

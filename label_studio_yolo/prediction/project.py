@@ -15,10 +15,10 @@ import logging
 from dataclasses import replace
 
 from label_studio_yolo.credentials import LabelStudioAccess
-from label_studio_yolo.errors import LabelConfigError
+from label_studio_yolo.errors import LabelConfigError, WeightsError
 from label_studio_yolo.inference.runtimes import Runtime, runtime_for
 from label_studio_yolo.inference.weights import LoadedWeights, load_weights, load_weights_file
-from label_studio_yolo.label_config import ControlSpec, parse_label_config, with_own_labels
+from label_studio_yolo.label_config import MODEL_PATH_ATTR, ControlSpec, parse_label_config, with_own_labels
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.media.loader import MediaSettings, shared_loader
 from label_studio_yolo.prediction.tasks import TaskPredictor
@@ -54,7 +54,7 @@ def build_project_predictor(
     if version is not None:
         project_weights = load_weights_file(version.weights, runtime, version=version.name)
     else:
-        project_weights = load_weights(settings.model_root, settings.model_path, runtime)
+        project_weights = load_weights(settings.model_root, settings.model_path, runtime, download=True)
     specs = parse_label_config(label_config, settings.model_score_threshold, supported_controls())
     if version is not None:
         specs = [with_own_labels(spec) if spec.model_path is None else spec for spec in specs]
@@ -79,10 +79,24 @@ def build_project_predictor(
 def _weights_for(
     spec: ControlSpec, project_weights: LoadedWeights, settings: BackendSettings, runtime: Runtime
 ) -> LoadedWeights:
-    """The tag's own ``model_path`` weights (inside MODEL_ROOT), else the project's weights."""
+    """The tag's own ``model_path`` weights (inside MODEL_ROOT), else the project's weights.
+
+    Raises:
+        LabelConfigError: the file is not in MODEL_ROOT or is not YOLO weights. The message names the tag and no path
+            of this machine (whoever edits a config reads it); the log has the full reason.
+    """
     if spec.model_path is None:
         return project_weights
-    return load_weights(settings.model_root, spec.model_path, runtime)
+    tag = f'<{spec.control_type} name="{printable(spec.from_name)}">'
+    try:
+        return load_weights(settings.model_root, spec.model_path, runtime)  # a config never downloads
+    except WeightsError as error:
+        logger.warning("%s: %s", tag, error)
+        raise LabelConfigError(
+            f'{tag} has {MODEL_PATH_ATTR}="{printable(spec.model_path)}", which is not a YOLO weight file '
+            f"in MODEL_ROOT (nothing is downloaded for a tag; the backend's log says more). Ask whoever runs the "
+            f"backend to put it there, or remove {MODEL_PATH_ATTR} to use the project's model."
+        ) from error
 
 
 def with_vlm_stage(control: Control, default_mode: str, vlm: VlmConfig | None) -> Control:

@@ -80,7 +80,10 @@ def preload_base_weights() -> threading.Thread:
         settings = current_settings()
         try:
             load_weights(
-                settings.model_root, settings.model_path, replace(runtime_for(settings), background_export=True)
+                settings.model_root,
+                settings.model_path,
+                replace(runtime_for(settings), background_export=True),
+                download=True,
             )
         except Exception as error:  # logged, and raised again by the /setup that needs the weights
             logger.warning("Weights %s not preloaded: %s", settings.model_path, error)

@@ -223,7 +223,11 @@ def _start_weights(
     settings: BackendSettings, parent: VersionInfo | None, label_config: str
 ) -> tuple[LoadedWeights, TrainingPlan]:
     """The weights to fine-tune (the served version, else MODEL_PATH) and what their task learns from the config."""
-    start = load_weights_file(parent.weights) if parent else load_weights(settings.model_root, settings.model_path)
+    start = (
+        load_weights_file(parent.weights)
+        if parent
+        else load_weights(settings.model_root, settings.model_path, download=True)
+    )
     weights_name = f"version {parent.name}" if parent else settings.model_path
     return start, plan_training(label_config, start.task, settings.model_score_threshold, weights_name)
 

@@ -39,7 +39,7 @@ def test_names_outside_model_root_are_refused(tmp_path, name):
 
 def test_missing_custom_weights_name_the_file_model_root_and_model_path(tmp_path):
     with pytest.raises(WeightsError) as error:
-        load_weights(tmp_path, "my-detector.pt")
+        load_weights(tmp_path, "my-detector.pt", download=True)
 
     message = str(error.value)
     assert "'my-detector.pt' not found" in message
@@ -52,11 +52,11 @@ def test_missing_official_weights_offline_say_download_failed_and_how_to_provide
     started = time.monotonic()
 
     with pytest.raises(WeightsError) as error:
-        load_weights(tmp_path, "yolo11n.pt")
+        load_weights(tmp_path, "yolo11n.pt", download=True)
 
     message = str(error.value)
     assert "'yolo11n.pt' not found" in message
-    assert "download" in message
+    assert "YOLO_OFFLINE=1 forbids downloads" in message  # make test sets it
     assert f"Put the file at {tmp_path.resolve() / 'yolo11n.pt'}" in message
     assert "MODEL_PATH" in message
     assert time.monotonic() - started < 30
@@ -137,3 +137,31 @@ def test_file_stamps_track_size_and_mtime_without_loading(tmp_path):
     assert before[1] is None and after[1] is None
     assert after != before
     assert path not in loaded_weight_files()
+
+
+def test_weights_not_asked_to_download_never_touch_the_network_or_the_disk(tmp_path, monkeypatch):
+    """A tag's model_path (anyone who edits a labelling config writes it) names a file that is there, or nothing:
+    ``x/deeper/yolo11x.pt`` made folders in MODEL_ROOT and downloaded the official release before."""
+    monkeypatch.setenv("YOLO_OFFLINE", "0")
+    monkeypatch.setattr("ultralytics.utils.downloads.attempt_download_asset", _no_download)
+
+    with pytest.raises(WeightsError, match=r"Weights x/deeper/yolo11x.pt are not in MODEL_ROOT"):
+        load_weights(tmp_path, "x/deeper/yolo11x.pt")
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cache_keeps_the_weights_used_last(root_with_model, monkeypatch):
+    monkeypatch.setattr("label_studio_yolo.inference.weights.MAX_CACHED_WEIGHTS", 2)
+    for name in ("one.pt", "two.pt", "three.pt"):
+        shutil.copy2(root_with_model / "boxes.pt", root_with_model / name)
+
+    for name in ("one.pt", "two.pt", "one.pt", "three.pt"):
+        load_weights(root_with_model, name)
+
+    held = {path.name for path in loaded_weight_files()}
+    assert {"one.pt", "three.pt"} <= held and "two.pt" not in held
+
+
+def _no_download(*args, **kwargs):
+    raise AssertionError("nothing may be downloaded for these weights")

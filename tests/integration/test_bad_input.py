@@ -471,8 +471,25 @@ REFUSED_REQUESTS: dict[str, tuple[str, dict[str, Any], int, str]] = {
         400,
         'model_path="/etc/passwd", which points outside MODEL_ROOT',
     ),
-    "model-path-link-out": ("/setup", {"json": setup_body("escape.pt")}, 500, "resolve outside MODEL_ROOT"),
+    "model-path-link-out": (
+        "/setup",
+        {"json": setup_body("escape.pt")},
+        400,
+        '<RectangleLabels name="label"> has model_path="escape.pt", which is not a YOLO weight file in MODEL_ROOT',
+    ),
     "model-path-too-long": ("/setup", {"json": setup_body("x" * 300 + ".pt")}, 400, "of 303 characters"),
+    "model-path-longer-than-a-file-name": (
+        "/setup",
+        {"json": setup_body("x" * 252 + ".pt")},
+        400,
+        f'has model_path="{"x" * 40}',
+    ),
+    "model-path-missing-official-name": (
+        "/setup",
+        {"json": setup_body("x/deeper/yolo11x.pt")},
+        400,
+        'has model_path="x/deeper/yolo11x.pt", which is not a YOLO weight file in MODEL_ROOT (nothing is downloaded',
+    ),
     "deeply-nested-predict": ("/predict", nested_json(200_000), 400, "/predict: the JSON body nests deeper than 100"),
     "nested-past-the-limit": ("/predict", nested_json(150), 400, "/predict: the JSON body nests deeper than 100"),
     "deeply-nested-setup": ("/setup", nested_json(200_000), 400, "/setup: the JSON body nests deeper than 100"),
@@ -507,6 +524,9 @@ def test_a_bad_request_gets_an_error_naming_the_problem(backend: Backend, case: 
     assert response.status_code == status, response.text
     assert response.json()["status"] == "error"
     assert message in response.json()["error"]
+    model_root = Path(backend.server.env["MODEL_ROOT"])
+    assert str(model_root.parent) not in response.text, "no path of the server's disk in an answer"
+    assert sorted(path.name for path in model_root.iterdir()) == sorted(["escape.pt", WEIGHTS_NAME]), "nothing written"
     log = backend.log_since(offset)
     assert message in log, "the error is logged too"
     assert_still_serving(backend, log)
