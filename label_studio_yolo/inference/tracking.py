@@ -64,16 +64,21 @@ _Result = TypeVar("_Result")
 _videos_tracked_now = 0
 """Videos the tracking thread is tracking at this moment (0 or 1); read by :func:`threads_beside_tracking`."""
 
+_videos_done = 0
+"""Videos the tracking thread has finished with (tracked, stopped or failed): a video that was queued when this was
+``n`` and starts when it is ``n + k`` waited for ``k`` other videos."""
+
 
 class TrackingStopped(Exception):
     """The deadline passed before the video was tracked to its end; ``tracked`` of ``total`` frames were (``total``
-    is 0 when the video does not say how many frames it has)."""
+    is 0 when the video does not say how many frames it has). ``waited_for`` other videos were tracked first (a
+    process tracks one at a time), which took ``waited`` seconds of its budget."""
 
-    def __init__(self, tracked: int, total: int) -> None:
+    def __init__(self, tracked: int, total: int, waited_for: int = 0, waited: float = 0.0) -> None:
         of_total = f"of {total} " if total else ""
         super().__init__(f"the deadline passed after tracking {tracked} {of_total}frames of the video")
-        self.tracked = tracked
-        self.total = total
+        self.tracked, self.total = tracked, total
+        self.waited_for, self.waited = waited_for, waited
 
 
 @dataclass(frozen=True)
@@ -119,7 +124,7 @@ def track_task_video(
             info.fps,
             tracker,
         )
-        run = _Run(weights, path, conf, tracker, imgsz, deadline, info.frames)
+        run = _Run(weights, path, conf, tracker, imgsz, deadline, info.frames, _videos_done, time.monotonic())
         tracks, frames_read = on_tracking_thread(_track, run)
     if frames_read == 0:
         raise MediaError("The video has no frames that could be decoded")
@@ -203,6 +208,9 @@ class _Run:
     imgsz: int | None
     deadline: float | None
     total: int
+    done_before: int = 0
+    """:data:`_videos_done` when the video was queued."""
+    queued_at: float = 0.0
 
 
 def _track(run: _Run) -> tuple[list[Track], int]:
@@ -212,6 +220,14 @@ def _track(run: _Run) -> tuple[list[Track], int]:
         TrackingStopped: the deadline passed before the last frame (checked before the first and after each frame:
             a video whose last frame is done is complete, however late).
     """
+    global _videos_done
+    try:
+        return _track_frames(run)
+    finally:
+        _videos_done += 1  # only the tracking thread writes it
+
+
+def _track_frames(run: _Run) -> tuple[list[Track], int]:
     options: dict[str, Any] = {
         "conf": run.conf,
         "tracker": run.tracker,
@@ -221,7 +237,8 @@ def _track(run: _Run) -> tuple[list[Track], int]:
     if run.imgsz:
         options["imgsz"] = run.imgsz
     if _passed(run.deadline):  # it waited for other videos until its own time was up
-        raise TrackingStopped(0, run.total)
+        waited_for = _videos_done - run.done_before
+        raise TrackingStopped(0, run.total, waited_for, time.monotonic() - run.queued_at if waited_for else 0.0)
     boxes: dict[int, list[TrackedBox]] = {}
     frames_read = 0
     tracking = _tracking_model(run.weights)

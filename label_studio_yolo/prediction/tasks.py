@@ -364,16 +364,30 @@ def _budget_spent(
     """
     budget = f"{deadline.seconds:g} s" if deadline else "?"
     frames = f"{stopped.tracked} of {stopped.total}" if stopped.total else f"{stopped.tracked}"
+    if stopped.waited_for:  # a process tracks one video at a time: say where the budget went
+        others = f"{stopped.waited_for} other video{'s' if stopped.waited_for > 1 else ''}"
+        spent = (
+            f"while its video waited {stopped.waited:.0f} s for {others} to be tracked (a process tracks one at a time)"
+        )
+        advice = "raise WORKERS (each process tracks its own video)"
+    else:
+        spent = (
+            f"after tracking {frames} frames of its video (tracks of part of a video would look complete in Label "
+            "Studio)"
+        )
+        advice = "raise PREDICT_TIME_BUDGET (Label Studio waits 100 s at most)"
     lines.log(
         logging.WARNING,
         "time budget spent on a video",
-        "Task %s: no prediction, the time budget of %s ran out after tracking %s frames of its video (tracks of part "
-        "of a video would look complete in Label Studio). Predict videos with `label-studio-yolo predict`, which "
-        "has no time budget, or raise PREDICT_TIME_BUDGET (Label Studio waits 100 s at most)",
+        "Task %s: no prediction, the time budget of %s ran out %s. Predict videos with `label-studio-yolo predict`, "
+        "which has no time budget, or %s",
         name,
         budget,
-        frames,
+        spent,
+        advice,
     )
+    if stopped.waited_for:
+        return TaskOutcome(task_id, error=f"time budget of {budget} spent while the video waited for {others}")
     return TaskOutcome(task_id, error=f"time budget of {budget} spent after tracking {frames} frames of the video")
 
 

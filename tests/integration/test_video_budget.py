@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import itertools
 import logging
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +24,7 @@ import pytest
 import requests
 
 from conftest import BOXES_CONFIG, SampleImage
+from label_studio_yolo.inference import tracking
 from label_studio_yolo.inference.tracking import TrackingStopped, track_task_video
 from label_studio_yolo.prediction.project import build_project_predictor
 from label_studio_yolo.prediction.tasks import TaskPredictor
@@ -95,6 +98,17 @@ def test_a_video_whose_deadline_passed_while_it_waited_is_not_tracked(backend_en
     assert (stopped.value.tracked, stopped.value.total) == (0, LONG_VIDEO_FRAMES)
 
 
+def budget_reasons(caplog: pytest.LogCaptureFixture) -> dict[str, str]:
+    """The logged reason of each of tasks 7 and 8."""
+    lines = [record.getMessage() for record in caplog.records]
+    return {task: line for task in ("7", "8") for line in lines if line.startswith(f"Task {task}: no prediction")}
+
+
+def frames_tracked(reason: str) -> int:
+    found = re.search(r"after tracking (\d+) of", reason)
+    return int(found.group(1)) if found else 0
+
+
 def test_a_video_over_the_budget_gets_no_prediction_and_a_reason_with_advice(
     backend_env: Path, long_video_uri: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -110,15 +124,46 @@ def test_a_video_over_the_budget_gets_no_prediction_and_a_reason_with_advice(
         results = video_predictor().predict(tasks, time_budget=2.0)
 
     assert results == [[], []]
-    reasons = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("Task 7: no", "Task 8: no"))]
-    frames = sorted((int(reason.split("after tracking ")[1].split(" of ")[0]), reason) for reason in reasons)
-    (waited, _), (tracked, reason) = frames
-    assert waited == 0, "the video that waited for the tracker was not tracked"
-    # How many frames fit in 2 s depends on the machine (none, when loading the video took longer); never all.
-    assert 0 <= tracked < LONG_VIDEO_FRAMES
-    assert f"time budget of 2 s ran out after tracking {tracked} of {LONG_VIDEO_FRAMES} frames" in reason
-    assert "`label-studio-yolo predict`" in reason and "PREDICT_TIME_BUDGET" in reason
+    reasons = budget_reasons(caplog)
+    tracked = sorted(frames_tracked(reason) for reason in reasons.values())
+    # How many frames fit in 2 s depends on the machine (none, when loading the video took longer); never all, and
+    # never any for the video that waited.
+    assert len(reasons) == 2 and tracked[0] == 0 and tracked[1] < LONG_VIDEO_FRAMES
+    for reason in reasons.values():
+        assert "time budget of 2 s ran out" in reason and "`label-studio-yolo predict`" in reason
+        assert f"after tracking {frames_tracked(reason)} of {LONG_VIDEO_FRAMES} frames" in reason or (
+            "while its video waited" in reason
+        )
     assert "Time budget of 2 s spent after 1 of 2 tasks" in caplog.text
+
+
+def test_a_video_that_waited_for_another_says_that_its_budget_went_there(
+    backend_env: Path, long_video_uri: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process tracks one video at a time: a video queued behind another one may spend its budget waiting (a
+    30-frame video got [] with no word of why, behind another request's long video)."""
+    second_queued = threading.Event()
+    queued = itertools.count(1)
+    on_tracking_thread = tracking.on_tracking_thread
+
+    def queue(function: Callable[..., Any], *args: Any) -> Any:
+        if next(queued) == 2:
+            second_queued.set()
+        return on_tracking_thread(function, *args)
+
+    monkeypatch.setattr(tracking, "on_tracking_thread", queue)
+    # The first video's deadline passes once the second one is queued behind it, whatever this machine's speed.
+    monkeypatch.setattr(tracking, "_passed", lambda deadline: deadline is not None and second_queued.is_set())
+    tasks = [{"id": 7, "data": {"video": long_video_uri}}, {"id": 8, "data": {"video": long_video_uri}}]
+
+    with caplog.at_level(logging.WARNING):
+        results = video_predictor().predict(tasks, time_budget=60)
+
+    assert results == [[], []]
+    waited = [reason for reason in budget_reasons(caplog).values() if "while its video waited" in reason]
+    assert len(waited) == 1, budget_reasons(caplog)
+    assert re.search(r"ran out while its video waited \d+ s for 1 other video to be tracked \(a process", waited[0])
+    assert "raise WORKERS (each process tracks its own video)" in waited[0]
 
 
 FORGED_NAMES_CONFIG = (
