@@ -30,3 +30,14 @@ def test_a_changed_env_file_takes_effect(tmp_path: Path, monkeypatch: pytest.Mon
     assert current_settings().predict_time_budget == 30
     (tmp_path / ".env").write_text("PREDICT_TIME_BUDGET=45.5\n")
     assert current_settings().predict_time_budget == 45.5
+
+
+def test_the_request_buffer_holds_at_least_one_request_of_the_largest_size() -> None:
+    from pydantic import ValidationError
+
+    from label_studio_yolo.settings import BackendSettings
+
+    assert BackendSettings(max_request_bytes=1000).buffer_budget == 4000
+    assert BackendSettings(max_request_bytes=1000, request_buffer_bytes=1000).buffer_budget == 1000
+    with pytest.raises(ValidationError, match=r"REQUEST_BUFFER_BYTES \(999\) must be at least MAX_REQUEST_BYTES"):
+        BackendSettings(max_request_bytes=1000, request_buffer_bytes=999)

@@ -6,7 +6,8 @@ worker each request is handled in three steps:
 1. On its headers alone (:func:`label_studio_yolo.serving.guard.header_refusal`): no or wrong Basic credentials get
    401, a declared ``Content-Length`` over MAX_REQUEST_BYTES 413, with ``Connection: close`` and the body unread.
 2. The body is read on the event loop into a temporary file: at most MAX_REQUEST_BYTES (a chunked body gets 413 one
-   byte past it), within ``REQUEST_BODY_TIMEOUT`` seconds of its headers (408 after that).
+   byte past it), within ``REQUEST_BODY_TIMEOUT`` seconds of its headers (408 after that), and while the bodies the
+   process holds (arriving, waiting or being answered) stay within REQUEST_BUFFER_BYTES (503 with Retry-After).
 3. Only then is the WSGI app called, in a pool of ``THREADS`` threads, with the complete body framed by its length.
 
 Example:
@@ -25,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 from a2wsgi import WSGIMiddleware
 
 from label_studio_yolo.serving.guard import Refusal, header_refusal, log_refusal, too_large
-from label_studio_yolo.settings import current_settings
+from label_studio_yolo.settings import REQUEST_BUFFERS, current_settings
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
@@ -40,6 +41,9 @@ Send = Callable[[Message], Awaitable[None]]
 SPOOL_BYTES = 64 * 1024
 """A body waiting for a thread stays in memory up to this size and goes to a temporary file above it, so many large
 uploads at once cost disk, not memory."""
+
+BUSY_RETRY_AFTER = 5
+"""Seconds a request refused for REQUEST_BUFFER_BYTES is told to wait (``Retry-After``)."""
 
 REPLAY_CHUNK = 1024 * 1024
 """Bytes per message when the buffered body is handed to the WSGI adapter: large, since each message is a round
@@ -62,7 +66,8 @@ class BufferingFront:
     """ASGI app in front of a WSGI app: headers checked, body buffered on the event loop, then the app in a thread.
 
     ``credentials`` (user, password) switches Basic auth on; ``max_bytes`` bounds every body; ``threads`` is the
-    size of the pool that runs ``app``; ``body_timeout`` the seconds a body may take after its headers.
+    size of the pool that runs ``app``; ``body_timeout`` the seconds a body may take after its headers;
+    ``buffer_bytes`` the bytes of bodies held at once (counted as they arrive, on the event loop: no lock needed).
     """
 
     def __init__(
@@ -72,11 +77,15 @@ class BufferingFront:
         max_bytes: int,
         threads: int,
         body_timeout: float,
+        buffer_bytes: int | None = None,
     ) -> None:
         self.credentials = credentials
         self.max_bytes = max_bytes
         self.threads = threads
         self.body_timeout = body_timeout
+        self.buffer_bytes = buffer_bytes or REQUEST_BUFFERS * max_bytes
+        self.held = 0
+        """Bytes of the bodies held now."""
         # a2wsgi's body stream reads from the loop on demand (a slow body would hold a thread), so it only ever gets
         # a body that is already complete: see _replay.
         self.wsgi = WSGIMiddleware(app, workers=threads)  # type: ignore[arg-type]
@@ -96,21 +105,27 @@ class BufferingFront:
         if refusal is not None:
             await _refuse(scope, refusal, send)
             return
+        hold = [0]  # this request's bytes in self.held, released whatever happens
         try:
-            body, size = await self._buffer(receive)
-        except BodyRefused as refused:
-            await _refuse(scope, refused.refusal, send)
-            return
-        except ClientGone:
-            return
-        with body:
-            await self.wsgi(_framed(scope, size), _replay(body, size), send)  # type: ignore[arg-type]
+            try:
+                body, size = await self._buffer(receive, hold)
+            except BodyRefused as refused:
+                await _refuse(scope, refused.refusal, send)
+                return
+            except ClientGone:
+                return
+            with body:
+                await self.wsgi(_framed(scope, size), _replay(body, size), send)  # type: ignore[arg-type]
+        finally:
+            self.held -= hold[0]
 
-    async def _buffer(self, receive: Receive) -> tuple[IO[bytes], int]:
-        """The whole body, in a spooled temporary file at its start, and its size.
+    async def _buffer(self, receive: Receive, hold: list[int]) -> tuple[IO[bytes], int]:
+        """The whole body, in a spooled temporary file at its start, and its size; ``hold[0]`` counts its bytes in
+        :attr:`held`.
 
         Raises:
-            BodyRefused: over ``max_bytes`` (413) or not complete within ``body_timeout`` (408).
+            BodyRefused: over ``max_bytes`` (413), over what ``buffer_bytes`` has left (503), or not complete within
+                ``body_timeout`` (408).
             ClientGone: the client disconnected first.
         """
         body: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115  # closed by the caller
@@ -126,6 +141,10 @@ class BufferingFront:
                     size += len(chunk)
                     if size > self.max_bytes:
                         raise BodyRefused(too_large(self.max_bytes))
+                    if self.held + len(chunk) > self.buffer_bytes:
+                        raise BodyRefused(self._busy())
+                    self.held += len(chunk)
+                    hold[0] += len(chunk)
                     # At most one socket read, to memory or the page cache: a thread would cost more than it saves.
                     body.write(chunk)
         except TimeoutError:
@@ -136,6 +155,14 @@ class BufferingFront:
             raise
         body.seek(0)
         return body, size
+
+    def _busy(self) -> Refusal:
+        message = (
+            f"The backend holds {self.buffer_bytes} bytes of request bodies already (REQUEST_BUFFER_BYTES): try again "
+            f"in {BUSY_RETRY_AFTER} s"
+        )
+        reason = f"request bodies held over REQUEST_BUFFER_BYTES ({self.buffer_bytes} bytes)"
+        return Refusal(503, reason, message, {"Retry-After": str(BUSY_RETRY_AFTER)})
 
     def _too_slow(self) -> Refusal:
         seconds = f"{self.body_timeout:g} s"
@@ -158,11 +185,16 @@ class BufferingFront:
 
 
 def buffering_front(app: WSGIApplication) -> BufferingFront:
-    """The front for ``app`` with this process's settings: BASIC_AUTH_USER/PASS, MAX_REQUEST_BYTES, THREADS and
-    REQUEST_BODY_TIMEOUT."""
+    """The front for ``app`` with this process's settings: BASIC_AUTH_USER/PASS, MAX_REQUEST_BYTES, THREADS,
+    REQUEST_BODY_TIMEOUT and REQUEST_BUFFER_BYTES."""
     settings = current_settings()
     return BufferingFront(
-        app, settings.basic_auth, settings.max_request_bytes, settings.threads, settings.request_body_timeout
+        app,
+        settings.basic_auth,
+        settings.max_request_bytes,
+        settings.threads,
+        settings.request_body_timeout,
+        settings.buffer_budget,
     )
 
 

@@ -179,3 +179,41 @@ def test_predict_answers_on_a_kept_alive_connection_while_slow_clients_hold_othe
     for status, answer in ((first.status, first_answer), (second.status, second_answer)):
         assert status == 200, answer
         assert_matches_truth(answer["results"][0]["result"], sample, {"red": "Red box", "blue": "Blue"})
+
+
+BUFFER = 3 * LIMIT // 2
+"""REQUEST_BUFFER_BYTES of the backend below: one body of MAX_REQUEST_BYTES and half of another."""
+
+
+@pytest.fixture(scope="module")
+def buffered(model_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackendServer]:
+    settings = {"MAX_REQUEST_BYTES": str(LIMIT), "REQUEST_BUFFER_BYTES": str(BUFFER), "REQUEST_BODY_TIMEOUT": "30"}
+    with backend_server(model_root, tmp_path_factory.mktemp("buffered"), threads=THREADS, **settings) as server:
+        yield server
+
+
+def padded_body(size: int) -> bytes:
+    """A valid /predict body of ``size`` bytes (no tasks; the rest is padding the app ignores)."""
+    head = json.dumps({"project": "buffer.1", "label_config": BOXES_CONFIG, "tasks": [], "padding": ""}).encode()
+    return head[:-2] + b"x" * (size - len(head)) + head[-2:]
+
+
+def test_bodies_held_past_request_buffer_bytes_get_503_with_retry_after(buffered: BackendServer) -> None:
+    """Parked uploads cannot fill the disk: 20 bodies of 99 MiB held 1.94 GiB of the temporary folder before. The
+    bytes held are counted as they arrive, so a client that only declares a length holds nothing."""
+    parked = raw_request(buffered.url, post_head("/predict", LIMIT, None), padded_body(LIMIT)[: LIMIT - 10])
+    declared_only = raw_request(buffered.url, post_head("/predict", LIMIT, None))
+    with parked, declared_only:
+        time.sleep(0.5)  # the parked body is read into the buffer (not a speed assertion: more time only helps)
+        refused = requests.post(f"{buffered.url}/predict", data=padded_body(LIMIT), timeout=30, headers=JSON)
+        small = requests.post(f"{buffered.url}/predict", data=padded_body(LIMIT // 4), timeout=30, headers=JSON)
+
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    assert f"holds {BUFFER} bytes of request bodies already (REQUEST_BUFFER_BYTES)" in refused.json()["error"]
+    assert small.status_code == 200, "what is left of the budget still serves"
+    assert f"with 503: request bodies held over REQUEST_BUFFER_BYTES ({BUFFER} bytes)" in buffered.log.read_text()
+    after = requests.post(f"{buffered.url}/predict", data=padded_body(LIMIT), timeout=30, headers=JSON)
+    assert after.status_code == 200, "the parked bytes were given back when their client left"
+
+
+JSON = {"Content-Type": "application/json"}
