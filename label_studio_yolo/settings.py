@@ -51,6 +51,10 @@ DEFAULT_ALLOWED_HOSTS = "public"
 """Task URLs may point anywhere on the public internet, and to Label Studio; not to private, loopback or link-local
 addresses (the backend's own network: cloud metadata services, Redis, admin pages), whatever the URL's spelling."""
 
+DEFAULT_DECODE_BYTES = 1024**3
+"""1 GiB: one 100 Mpx JPEG, PNG or WebP (about 700 MB), or a 48 Mpx phone HEIC, decodes alone; a 1,975-byte AVIF of
+9999 x 9999 took 1.8 GiB, four large PNGs at once 2.1 GiB."""
+
 DEFAULT_MAX_REQUEST_BYTES = 100 * 1024 * 1024
 """100 MiB: room for one task whose inline ``data:`` image is as large as MEDIA_MAX_BYTES allows (in base64), and
 far more tasks with image URLs than one /predict gets through in time."""
@@ -128,6 +132,13 @@ class BackendSettings(BaseSettings):
     )
     media_max_pixels: int = Field(
         DEFAULT_MAX_PIXELS, gt=0, description="Largest image (width x height) decoded; checked from its header."
+    )
+    media_decode_bytes: int = Field(
+        DEFAULT_DECODE_BYTES,
+        gt=0,
+        description="Memory (bytes) one process may spend decoding images at once; an image waits up to 30 s for its "
+        "share, and one that alone needs more is refused with the reason. About 7 bytes a pixel for JPEG, PNG and "
+        "WebP, 15 for TIFF, BMP and GIF, 21 for AVIF and HEIC.",
     )
     media_allowed_hosts: str = Field(
         DEFAULT_ALLOWED_HOSTS,

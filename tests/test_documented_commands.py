@@ -161,6 +161,7 @@ CANNOT_RUN_HERE: dict[str, str] = {
     "python -m benchmarks.predict_speed --threads 2": BENCHMARK,
     "python -m benchmarks.predict_load --clients 8 --seconds 60": BENCHMARK,
     "python -m benchmarks.slow_clients": BENCHMARK,
+    "python -m benchmarks.decode_memory --side 9999 --copies 4": BENCHMARK,
     "python -m benchmarks.storage_predict --tasks 32 --repeat 9": BENCHMARK,
     "python -m benchmarks.storage_predict --tasks 32 --repeat 9 --apart": BENCHMARK,
 }

@@ -3,7 +3,8 @@
 :func:`decode_pixels` gives the BGR ``uint8`` array inference takes; :func:`decode_image` gives the same pixels as
 a Pillow RGB image (for training), so training learns from exactly what serving predicts on.
 
-An image larger than ``max_pixels`` (``MEDIA_MAX_PIXELS``) is refused from its header, before any pixel is decoded.
+An image larger than ``max_pixels`` (``MEDIA_MAX_PIXELS``) is refused from its header, before any pixel is decoded;
+with a ``budget`` (:mod:`label_studio_yolo.media.decode_budget`), a decode waits until the memory it needs is free.
 JPEG, PNG and WebP are decoded by OpenCV (faster, and BGR already), other formats by Pillow; the EXIF orientation
 is applied as ``ImageOps.exif_transpose`` applies it. Every failure raises :class:`MediaError` with the reason.
 
@@ -19,6 +20,7 @@ import functools
 import io
 import struct
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, cast
 
 import numpy as np
@@ -26,6 +28,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from label_studio_yolo.errors import MediaError
 from label_studio_yolo.logsafe import printable
+from label_studio_yolo.media.decode_budget import DecodeBudget, decode_cost
 from label_studio_yolo.settings import DEFAULT_MAX_PIXELS
 
 Pixels = np.ndarray[Any, np.dtype[np.uint8]]
@@ -70,23 +73,36 @@ def _register_heif() -> None:
     register_heif_opener()
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, budget: DecodeBudget | None = None) -> Image.Image:
     """Decode bytes (any format Pillow reads, plus HEIC/HEIF) into an RGB image as displayed: the pixels of
     :func:`decode_pixels`, so training and serving see the same image."""
-    return Image.fromarray(np.ascontiguousarray(decode_pixels(data, max_pixels)[:, :, ::-1]))
+    return Image.fromarray(np.ascontiguousarray(decode_pixels(data, max_pixels, budget)[:, :, ::-1]))
 
 
-def decode_pixels(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pixels:
-    """Decode bytes into a BGR ``uint8`` array (height x width x 3) as displayed (EXIF orientation applied).
+def decode_pixels(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, budget: DecodeBudget | None = None) -> Pixels:
+    """Decode bytes into a BGR ``uint8`` array (height x width x 3) as displayed (EXIF orientation applied), within
+    ``budget``'s memory when one is given.
 
     Raises:
-        MediaError: not an image, a damaged one, or one of more than ``max_pixels`` pixels (refused from its header).
+        MediaError: not an image, a damaged one, one of more than ``max_pixels`` pixels (refused from its header),
+            or one whose decode the budget cannot hold.
     """
     _register_heif()
     with _opened(data, max_pixels) as opened:  # reads the header only
         _check_size(opened, max_pixels)
-        pixels = _opencv_pixels(data, opened) if _opencv_reads(data, opened) else None
-        return _pillow_pixels(opened) if pixels is None else pixels
+        width, height = opened.size
+        what = f"a {width}x{height} {opened.format}"
+        if _opencv_reads(data, opened):
+            with _reserved(budget, decode_cost(width * height, opencv=True), what):
+                pixels = _opencv_pixels(data, opened)
+            if pixels is not None:
+                return pixels
+        with _reserved(budget, decode_cost(width * height, opencv=False, image_format=opened.format), what):
+            return _pillow_pixels(opened)
+
+
+def _reserved(budget: DecodeBudget | None, cost: int, what: str) -> AbstractContextManager[None]:
+    return budget.reserved(cost, what) if budget is not None else nullcontext()
 
 
 def _opened(data: bytes, max_pixels: int) -> Image.Image:

@@ -37,6 +37,7 @@ from label_studio_yolo.logsafe import printable, text_shown, url_shown
 from label_studio_yolo.media.checked_http import checked_session, refusal_in
 from label_studio_yolo.media.data_uri import decode_data_uri
 from label_studio_yolo.media.decode import Pixels, decode_image, decode_pixels
+from label_studio_yolo.media.decode_budget import decode_budget
 from label_studio_yolo.media.storage import StorageFile, locate
 from label_studio_yolo.settings import DEFAULT_ALLOWED_HOSTS, DEFAULT_MAX_PIXELS, BackendSettings
 
@@ -68,6 +69,8 @@ class MediaSettings:
     max_bytes: int = 50 * 1024 * 1024
     max_pixels: int = DEFAULT_MAX_PIXELS
     allowed_hosts: str = DEFAULT_ALLOWED_HOSTS
+    decode_bytes: int | None = None
+    """Memory for decodes in flight in this process (None: no bound beyond ``max_pixels``)."""
     label_studio_from_setup: bool = False
     """Label Studio's URL came from ``/setup``, not ``LABEL_STUDIO_URL``: connections to it pass ``allowed_hosts``."""
 
@@ -90,6 +93,7 @@ class MediaSettings:
             max_bytes=settings.media_max_bytes,
             max_pixels=settings.media_max_pixels,
             allowed_hosts=settings.media_allowed_hosts,
+            decode_bytes=settings.media_decode_bytes,
         )
 
 
@@ -105,14 +109,15 @@ class ImageLoader:
         self._session = checked_session(peer_check(self.policy, trusted))
         self._sdk_client: object | None = None
         self._sdk_lock = threading.Lock()
+        self.decode_budget = decode_budget(settings.decode_bytes) if settings.decode_bytes else None
 
     def load(self, value: object) -> Image.Image:
         """The image at ``value`` (a task-data string, or a :class:`StorageFile`) as a Pillow image."""
-        return decode_image(self.read_bytes(value), self.settings.max_pixels)
+        return decode_image(self.read_bytes(value), self.settings.max_pixels, self.decode_budget)
 
     def load_pixels(self, value: object) -> Pixels:
         """The image at ``value`` as the BGR array inference takes."""
-        return decode_pixels(self.read_bytes(value), self.settings.max_pixels)
+        return decode_pixels(self.read_bytes(value), self.settings.max_pixels, self.decode_budget)
 
     def read_bytes(self, value: object) -> bytes:
         """The raw bytes ``value`` (a task-data string, or a :class:`StorageFile` located for its task) points to."""

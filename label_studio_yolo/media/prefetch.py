@@ -78,7 +78,7 @@ class MediaPrefetcher:
         download = self._take(position, value)
         if download is None:
             return self.loader.load_pixels(value)
-        return decode_pixels(download.result(), self.loader.settings.max_pixels)
+        return decode_pixels(download.result(), self.loader.settings.max_pixels, self.loader.decode_budget)
 
     def finished(self, position: int) -> None:
         """Task ``position`` is done: downloads of its images it did not ask for are dropped."""

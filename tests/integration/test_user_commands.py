@@ -291,6 +291,7 @@ BENCHMARKS = [
     "python -m benchmarks.predict_speed --threads 2",
     "python -m benchmarks.predict_load --clients 8 --seconds 60",
     "python -m benchmarks.slow_clients",
+    "python -m benchmarks.decode_memory --side 9999 --copies 4",
     "python -m benchmarks.storage_predict --tasks 32 --repeat 9",
     "python -m benchmarks.storage_predict --tasks 32 --repeat 9 --apart",
 ]
