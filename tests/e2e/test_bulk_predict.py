@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -195,14 +196,17 @@ def test_killed_and_interrupted_runs_resume_without_duplicates(
     client = label_studio.client
     project = client.projects.create(title="Bulk resumed", label_config=BOXES_CONFIG)
     with serve_files() as storage:
-        storage.delay = 0.1  # slow storage: about 5 s for 40 tasks, time to stop the run part way
-        urls = [storage.add(f"/images/{sample.path.name}", sample.path.read_bytes()) for sample in bulk_samples[:40]]
+        samples = bulk_samples[:40]
+        paths = [f"/images/{sample.path.name}" for sample in samples]
+        urls = [storage.add(path, sample.path.read_bytes()) for path, sample in zip(paths, samples, strict=True)]
         client.projects.import_tasks(id=project.id, request=[{"image": url} for url in urls])
         args = cli_command("--url", label_studio.url, "--project", str(project.id), "--batch-size", "4")
         env = cli_env(backend, label_studio.token)
 
-        killed = _stop_part_way(args, env, label_studio, project.id, signal.SIGKILL)
-        interrupted = _stop_part_way(args, env, label_studio, project.id, signal.SIGINT)
+        # Each run stalls at a held image (the 13th, then the 25th), however fast this machine is: it is stopped
+        # part way, after storing a few batches, never after the end (the test used a slow storage and timing).
+        killed = _stop_part_way(args, env, label_studio, project.id, signal.SIGKILL, storage.hold(paths[12]))
+        interrupted = _stop_part_way(args, env, label_studio, project.id, signal.SIGINT, storage.hold(paths[24]))
         final = subprocess.run(args, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
 
     assert killed.returncode == -signal.SIGKILL
@@ -214,9 +218,15 @@ def test_killed_and_interrupted_runs_resume_without_duplicates(
 
 
 def _stop_part_way(
-    args: list[str], env: dict[str, str], server: LabelStudioServer, project_id: int, stop: signal.Signals
+    args: list[str],
+    env: dict[str, str],
+    server: LabelStudioServer,
+    project_id: int,
+    stop: signal.Signals,
+    stall: threading.Event,
 ) -> subprocess.CompletedProcess[str]:
-    """Start a run, send ``stop`` once it has stored a few more predictions, and wait for it to end."""
+    """Start a run, send ``stop`` once it has stored a few more predictions (it cannot pass the image ``stall``
+    holds back), then let the image go and wait for the run to end."""
     before = len(server.client.predictions.list(project=project_id))
     process = subprocess.Popen(
         args, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -227,6 +237,7 @@ def _stop_part_way(
         assert time.monotonic() < deadline, "the run stored no predictions"
         time.sleep(0.2)
     os.kill(process.pid, stop)
+    stall.set()  # its download ends, so an interrupted run exits at once
     stdout, stderr = process.communicate(timeout=120)
     assert len(server.client.predictions.list(project=project_id)) < 40, "stopped before the end"
     return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
