@@ -292,6 +292,7 @@ BENCHMARKS = [
     "python -m benchmarks.predict_load --clients 8 --seconds 60",
     "python -m benchmarks.slow_clients",
     "python -m benchmarks.decode_memory --side 9999 --copies 4",
+    "python -m benchmarks.parked_uploads --uploads 20",
     "python -m benchmarks.storage_predict --tasks 32 --repeat 9",
     "python -m benchmarks.storage_predict --tasks 32 --repeat 9 --apart",
 ]
