@@ -232,12 +232,17 @@ def _stop_part_way(
         args, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.monotonic() + 120
-    while len(server.client.predictions.list(project=project_id)) < before + 4:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the run stored no predictions"
-        time.sleep(0.2)
-    os.kill(process.pid, stop)
-    stall.set()  # its download ends, so an interrupted run exits at once
+    try:
+        while len(server.client.predictions.list(project=project_id)) < before + 4:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the run stored no predictions"
+            time.sleep(0.2)
+        os.kill(process.pid, stop)
+    except BaseException:
+        process.kill()  # a failed check leaves no run behind to load the machine for the next tests
+        raise
+    finally:
+        stall.set()  # its download ends, so a stopped run exits at once
     stdout, stderr = process.communicate(timeout=120)
     assert len(server.client.predictions.list(project=project_id)) < 40, "stopped before the end"
     return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
