@@ -7,6 +7,9 @@ tests all start ``gunicorn`` in the folder of this file, and gunicorn reads ``./
   threads.
 - ``PORT`` (default 9090, every interface) and ``WORKERS`` processes (default 1) come from the environment;
   ``THREADS`` (default 16) and ``REQUEST_BODY_TIMEOUT`` (default 60 s) are read by the front.
+- The worker is gunicorn's ``asgi`` worker with bounded connections
+  (``label_studio_yolo/serving/connections.py``): ``REQUEST_HEADER_TIMEOUT``, ``MAX_HEADER_BYTES``, ``MAX_CONNECTIONS``;
+  gunicorn itself takes at most 50 header fields (Label Studio sends about 10).
 - A worker whose event loop stalls for 300 s is restarted; on SIGTERM, requests under way get 100 s to finish.
 
 Command-line flags override this file, e.g. ``gunicorn --bind 127.0.0.1:9090 --workers 2``.
@@ -15,7 +18,8 @@ Command-line flags override this file, e.g. ``gunicorn --bind 127.0.0.1:9090 --w
 import os
 
 wsgi_app = "_wsgi:asgi_app"
-worker_class = "asgi"
+worker_class = "label_studio_yolo.serving.connections.GuardedASGIWorker"
+limit_request_fields = 50
 bind = [f":{os.environ.get('PORT') or 9090}"]
 workers = int(os.environ.get("WORKERS") or 1)
 timeout = 300

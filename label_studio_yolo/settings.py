@@ -169,6 +169,22 @@ class BackendSettings(BaseSettings):
         description="Seconds a request body may take to arrive after its headers; a slower one gets 408 (Label Studio "
         "gives a whole /predict 100 s).",
     )
+    request_header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a new connection may take to send its request line and headers; a slower one is closed.",
+    )
+    max_header_bytes: int = Field(
+        32 * 1024,
+        ge=1024,
+        description="Largest request line and headers together (bytes); larger ones get 431 and the connection closed.",
+    )
+    max_connections: int = Field(
+        1000,
+        gt=0,
+        description="Connections one server process holds at once (lowered to fit its open-file limit); at the cap, "
+        "the one waiting longest for its headers is closed, or a new one gets 503 when every one is in a request.",
+    )
 
     vlm_base_url: str | None = Field(
         None, description="OpenAI-compatible endpoint of a vision-language model, e.g. http://vllm:8000/v1."

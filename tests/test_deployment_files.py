@@ -11,8 +11,10 @@ import runpy
 from typing import Any
 
 import gunicorn.config
+import gunicorn.util
 import jsonschema
 import pytest
+from gunicorn.workers.gasgi import ASGIWorker
 
 from tests.support.container import (
     ROOT,
@@ -134,7 +136,10 @@ def test_gunicorn_conf_serves_the_asgi_front_with_the_environment_s_port_and_wor
 ) -> None:
     defaults = gunicorn_config(monkeypatch)
     assert set(defaults) <= {setting.name for setting in gunicorn.config.KNOWN_SETTINGS}, "a misspelt one is ignored"
-    assert defaults["wsgi_app"] == "_wsgi:asgi_app" and defaults["worker_class"] == "asgi"
+    assert defaults["wsgi_app"] == "_wsgi:asgi_app"
+    worker = gunicorn.util.load_class(defaults["worker_class"])
+    assert issubclass(worker, ASGIWorker) and worker.__name__ == "GuardedASGIWorker", "the asgi worker, bounded"
+    assert defaults["limit_request_fields"] == 50
     assert (defaults["bind"], defaults["workers"]) == ([":9090"], 1)
     assert (defaults["timeout"], defaults["graceful_timeout"]) == (300, 100)
 
