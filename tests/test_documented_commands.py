@@ -163,6 +163,7 @@ CANNOT_RUN_HERE: dict[str, str] = {
     "python -m benchmarks.slow_clients": BENCHMARK,
     "python -m benchmarks.decode_memory --side 9999 --copies 4": BENCHMARK,
     "python -m benchmarks.parked_uploads --uploads 20": BENCHMARK,
+    "python -m benchmarks.header_flood": BENCHMARK,
     "python -m benchmarks.storage_predict --tasks 32 --repeat 9": BENCHMARK,
     "python -m benchmarks.storage_predict --tasks 32 --repeat 9 --apart": BENCHMARK,
 }
