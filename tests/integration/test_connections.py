@@ -72,6 +72,17 @@ def unfinished(backend: BackendServer, count: int) -> Iterator[list[socket.socke
             sock.close()
 
 
+def read_continue(sock: socket.socket) -> bytes:
+    """The interim answer to ``Expect: 100-continue``, which the server sends once it asks for the body."""
+    sock.settimeout(60)
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(1)
+        assert chunk, f"closed: {received!r}"
+        received += chunk
+    return received
+
+
 def worker_connections(backend: BackendServer) -> int:
     """TCP connections the backend's worker process holds now."""
     assert backend.process is not None
@@ -123,12 +134,13 @@ def test_at_the_cap_the_longest_waiting_connection_makes_room_and_one_line_is_lo
 def test_at_the_cap_with_every_connection_inside_a_request_a_new_one_gets_503(backend: BackendServer) -> None:
     """Connections whose bodies are still arriving are inside requests: none is closed for a newcomer, which is told
     to come back; once they leave, requests are served again."""
-    head = post_head("/predict", 1000, None)
-    uploading = [raw_request(backend.url, head, b'{"tasks": [') for _ in range(CAP)]
+    head = post_head("/predict", 1000, None).removesuffix("\r\n") + "Expect: 100-continue\r\n\r\n"
+    uploading = [raw_request(backend.url, head) for _ in range(CAP)]
     with contextlib.ExitStack() as stack:
         for sock in uploading:
             stack.enter_context(sock)
-        time.sleep(0.5)  # their headers are read (more time only makes the check stricter)
+            assert read_continue(sock).startswith(b"HTTP/1.1 100"), "the server read its headers and wants the body"
+            sock.sendall(b'{"tasks": [')
         refused = requests.get(f"{backend.url}/health", timeout=5)
         assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
         assert "(MAX_CONNECTIONS) and all are inside requests" in refused.json()["error"]
