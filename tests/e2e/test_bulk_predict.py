@@ -229,7 +229,13 @@ def _stop_part_way(
     holds back), then let the image go and wait for the run to end."""
     before = len(server.client.predictions.list(project=project_id))
     process = subprocess.Popen(
-        args, env=env, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        args,
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     deadline = time.monotonic() + 120
     try:
@@ -246,6 +252,13 @@ def _stop_part_way(
     stdout, stderr = process.communicate(timeout=120)
     assert len(server.client.predictions.list(project=project_id)) < 40, "stopped before the end"
     return subprocess.CompletedProcess(args, process.returncode, stdout, stderr)
+
+
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the run's process before it starts: Ctrl-C (SIGINT) does what it does in a terminal. A test suite started
+    in the background (``make test &``, nohup) passes SIGINT on ignored, and Python then never raises
+    KeyboardInterrupt: the interrupted run went on to the end."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize(
