@@ -36,7 +36,7 @@ from pathlib import Path
 import psutil
 
 from benchmarks.bulk_predict import DEFAULT_WEIGHTS
-from benchmarks.slow_clients import Latencies, poll_health, server_cpu_seconds
+from benchmarks.slow_clients import Latencies, backend_env, poll_health, server_cpu_seconds
 from conftest import PROJECT_ROOT, WEIGHTS_NAME
 from tests.support.processes import free_port, running_server
 
@@ -71,17 +71,7 @@ def serving(name: str, folder: Path, open_files: int) -> Iterator[Backend]:
     models = folder / "models"
     models.mkdir()
     shutil.copy2(DEFAULT_WEIGHTS, models / WEIGHTS_NAME)
-    env = {
-        "MODEL_ROOT": str(models),
-        "MODEL_PATH": WEIGHTS_NAME,
-        "MODEL_DIR": str(folder / "model-versions"),
-        "INFERENCE_RUNTIME": "pytorch",
-        "TORCH_THREADS": "1",
-        "YOLO_OFFLINE": "1",
-        "YOLO_CONFIG_DIR": str(PROJECT_ROOT / ".cache" / "ultralytics"),
-        "LABEL_STUDIO_URL": "",
-        "LABEL_STUDIO_API_KEY": "",
-    }
+    env = backend_env(models, folder)
     log = folder / "backend.log"
     with running_server(command, f"http://127.0.0.1:{port}/health", log, env, PROJECT_ROOT, 120.0) as process:
         (worker,) = psutil.Process(process.pid).children(recursive=True)[-1:]

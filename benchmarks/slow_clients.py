@@ -86,7 +86,17 @@ def serving(setup: str, model_root: Path, folder: Path, threads: int = THREADS, 
     app = APPS[setup]
     command = [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}", *SETUPS[setup]]
     command += [app] if app else []
-    env = {
+    env = backend_env(model_root, folder, BASIC_AUTH_USER=USER, BASIC_AUTH_PASS=PASSWORD, THREADS=str(threads))
+    env.update(settings)
+    health = f"http://{USER}:{PASSWORD}@127.0.0.1:{port}/health"
+    with running_server(command, health, folder / f"{setup}.log", env, PROJECT_ROOT, 120.0) as process:
+        yield Backend(f"http://127.0.0.1:{port}", process.pid)
+
+
+def backend_env(model_root: Path, folder: Path, **settings: str) -> dict[str, str]:
+    """A benchmark backend's settings: the weights in ``model_root``, versions under ``folder``, PyTorch on one
+    thread, offline, no Label Studio; ``settings`` on top."""
+    return {
         "MODEL_ROOT": str(model_root),
         "MODEL_PATH": WEIGHTS_NAME,
         "MODEL_DIR": str(folder / "model-versions"),
@@ -96,14 +106,8 @@ def serving(setup: str, model_root: Path, folder: Path, threads: int = THREADS, 
         "YOLO_CONFIG_DIR": str(PROJECT_ROOT / ".cache" / "ultralytics"),
         "LABEL_STUDIO_URL": "",
         "LABEL_STUDIO_API_KEY": "",
-        "BASIC_AUTH_USER": USER,
-        "BASIC_AUTH_PASS": PASSWORD,
-        "THREADS": str(threads),
         **settings,
     }
-    health = f"http://{USER}:{PASSWORD}@127.0.0.1:{port}/health"
-    with running_server(command, health, folder / f"{setup}.log", env, PROJECT_ROOT, 120.0) as process:
-        yield Backend(f"http://127.0.0.1:{port}", process.pid)
 
 
 def authorization(user: str = USER, password: str = PASSWORD) -> str:
