@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from label_studio_sdk.converter.brush import mask2rle
 
 from label_studio_yolo.errors import AnnotationError
 from label_studio_yolo.geometry import ImageSize, Point
@@ -47,6 +46,9 @@ class BrushLabelsControl(ObjectControl):
         mask = output.masks.full_size(detection.index)
         if not mask.any():
             return None
+        # Imported here: label_studio_sdk.converter pulls in nltk and scipy.stats, 75 MB in every worker otherwise.
+        from label_studio_sdk.converter.brush import mask2rle
+
         rle = mask2rle(mask.astype(np.uint8) * 255)  # type: ignore[no-untyped-call]
         return {"format": "rle", "rle": rle}
 
