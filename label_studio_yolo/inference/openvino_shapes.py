@@ -1,9 +1,10 @@
-"""OpenVINO networks compiled for the input shapes a model meets, beside the dynamic network for the rest.
+"""OpenVINO networks compiled for the input shapes a model meets, and a dynamic network for the rest, made on demand.
 
 The export has dynamic input shapes, so every image keeps its aspect ratio; OpenVINO's CPU plugin runs a network
-compiled for one fixed shape faster, with bit-identical outputs. A project meets few shapes (ultralytics pads the
-short side to a multiple of 32), so :class:`ShapeNetworks` compiles a fixed-shape network for each shape it meets
-twice, up to a limit; other shapes run on the dynamic network. Each fixed-shape network costs a compile and memory.
+compiled for one fixed shape faster, with bit-identical outputs, and in less memory than the dynamic network, which
+keeps buffers for the largest shape it has run. A project meets few shapes (ultralytics pads the short side to a
+multiple of 32), so :class:`ShapeNetworks` compiles a fixed-shape network for each shape it meets, up to a limit, and
+compiles the dynamic network only when a shape beyond the limit comes. Nothing is compiled before it is needed.
 
 Example:
     >>> networks = ShapeNetworks(compile_model, core.read_model("model.xml"), limit=2)   # doctest: +SKIP
@@ -15,7 +16,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -26,17 +26,14 @@ logger = logging.getLogger(__name__)
 Shape = tuple[int, ...]
 """An input tensor's shape, e.g. ``(1, 3, 640, 480)``."""
 
-SIGHTINGS_BEFORE_COMPILE = 2
-"""A shape gets its own network the second time it is met: a shape met once would pay a compile and its memory for
-nothing."""
-
 
 class ShapeNetworks:
-    """One exported network compiled for dynamic shapes, and for up to ``limit`` fixed input shapes.
+    """One exported network, compiled for up to ``limit`` fixed input shapes (the first ones met) and, once another
+    shape comes, for dynamic shapes.
 
-    Thread-safe: the lanes of a batch share one family. A shape is compiled by the first caller that meets it for
-    the second time, outside the lock (other callers meanwhile run it on the dynamic network); a shape that fails to
-    compile is logged once and stays on the dynamic network.
+    Thread-safe: every predictor of a weight file (single tasks and the lanes of batches) shares one family. A shape is
+    compiled once, by the first caller that meets it, while callers meeting it meanwhile wait for that compile; a
+    shape that fails to compile is logged once and runs on the dynamic network.
     """
 
     def __init__(self, compile_model: Callable[[Any], Any], model: Any, limit: int = DEFAULT_STATIC_SHAPES) -> None:
@@ -45,12 +42,12 @@ class ShapeNetworks:
         self._compile_model = compile_model
         self._model = model
         self.limit = limit
-        self.dynamic = compile_model(model)
+        self._dynamic: Any = None
         self._static: dict[Shape, Any] = {}
-        self._sightings: Counter[Shape] = Counter()
-        self._claimed: set[Shape] = set()
-        """Shapes being compiled, compiled, or that failed to compile."""
+        self._claimed: dict[Shape, threading.Event] = {}
+        """Shapes being compiled, compiled, or that failed to compile; each event is set once its compile ended."""
         self._lock = threading.Lock()
+        self._dynamic_lock = threading.Lock()
 
     @property
     def static_shapes(self) -> list[Shape]:
@@ -58,30 +55,46 @@ class ShapeNetworks:
         with self._lock:
             return list(self._static)
 
+    @property
+    def has_dynamic(self) -> bool:
+        """Whether the dynamic network has been compiled (a shape beyond the limit came, or a compile failed)."""
+        return self._dynamic is not None
+
     def network_for(self, shape: Shape) -> tuple[Shape | None, Any]:
         """The network to run an input of ``shape`` on: ``(shape, its fixed-shape network)`` or ``(None, the
-        dynamic network)``. May compile ``shape``'s network first (see :data:`SIGHTINGS_BEFORE_COMPILE`)."""
+        dynamic network)``; compiles the one it returns if it is not compiled yet."""
         with self._lock:
-            network = self._static.get(shape)
-            if network is not None:
-                return shape, network
-            self._sightings[shape] += 1
-            if not self._should_compile(shape):
-                return None, self.dynamic
-            self._claimed.add(shape)
-        network = self._compile(shape)
-        if network is None:
-            return None, self.dynamic
-        with self._lock:
-            self._static[shape] = network
-        return shape, network
+            compiled = self._claimed.get(shape)
+            claim = compiled is None and len(self._claimed) < self.limit
+            if claim:
+                compiled = self._claimed[shape] = threading.Event()
+        if claim:
+            network = self._compile(shape)
+            with self._lock:
+                if network is not None:
+                    self._static[shape] = network
+                compiled.set()  # type: ignore[union-attr]
+        elif compiled is not None:
+            compiled.wait()
+        network = self._static.get(shape)
+        return (shape, network) if network is not None else (None, self.dynamic)
 
-    def _should_compile(self, shape: Shape) -> bool:
-        return (
-            shape not in self._claimed
-            and self._sightings[shape] >= SIGHTINGS_BEFORE_COMPILE
-            and len(self._claimed) < self.limit
-        )
+    @property
+    def dynamic(self) -> Any:
+        """The network compiled for dynamic shapes, compiled on first use."""
+        with self._dynamic_lock:
+            if self._dynamic is None:
+                started = time.perf_counter()
+                self._dynamic = self._compile_model(self._model)
+                elapsed = time.perf_counter() - started
+                logger.info("OpenVINO network compiled for dynamic input shapes in %.2f s", elapsed)
+            return self._dynamic
+
+    def any_network(self) -> Any:
+        """A compiled network of the family (for its properties): a fixed-shape one if any, else the dynamic one."""
+        with self._lock:
+            compiled = next(iter(self._static.values()), None)
+        return compiled if compiled is not None else self.dynamic
 
     def _compile(self, shape: Shape) -> Any:
         started = time.perf_counter()
@@ -101,7 +114,7 @@ class ShapeNetworks:
 class ShapeRequests:
     """Stands in for the compiled network inside one ultralytics backend: runs each input on its shape's network,
     with infer requests of this backend's own (threads must not share a request; calling a ``CompiledModel`` uses
-    one request per network). Other attributes are the dynamic network's."""
+    one request per network). Other attributes are those of a compiled network of the family."""
 
     def __init__(self, networks: ShapeNetworks) -> None:
         self.networks = networks
@@ -115,4 +128,4 @@ class ShapeRequests:
         return request.infer(inputs)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.networks.dynamic, name)
+        return getattr(self.networks.any_network(), name)

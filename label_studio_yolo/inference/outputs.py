@@ -147,6 +147,7 @@ def run_model(
     ``imgsz`` unset means the size the weights were trained at. Calls are serialised per model (its predictor is not
     thread-safe); PyTorch with more than one thread runs on the process's torch thread.
     """
+    weights.ready_model()  # the first start of a weight file: wait for its export
     if weights.runtime == OPENVINO or threads == 1:
         return _run_model(weights, image, conf, imgsz, threads)
     return on_torch_thread(_run_model, weights, image, conf, imgsz, threads)
@@ -160,7 +161,7 @@ def _run_model(
         options["imgsz"] = imgsz or weights.imgsz  # an exported model does not know the size it was trained at
     with weights.lock:
         _set_torch_threads(weights, threads)
-        result = weights.model.predict(image, **options)[0]
+        result = weights.ready_model().predict(image, **options)[0]
     size = ImageSize(*image.size) if isinstance(image, Image.Image) else ImageSize(image.shape[1], image.shape[0])
     masks = InstanceMasks(result.masks.data, size) if result.masks is not None else None
     return ModelOutput(size, _detections(result), _class_scores(result), masks)

@@ -41,7 +41,10 @@ OPENVINO_FOLDER_SUFFIX = "_openvino_model"
 """ultralytics recognises an OpenVINO export by this ending of its folder name."""
 
 EXPORT_PROCESS_TIMEOUT = 900
-"""Seconds a background export's child process may run before it is killed (PyTorch then keeps serving)."""
+"""Seconds a background export's child process may run before it is killed (PyTorch then serves)."""
+
+WARM_UP_IMGSZ = 32
+"""Input size of the prediction that builds an exported model's predictor (the smallest a stride allows)."""
 
 
 @dataclass(frozen=True)
@@ -115,42 +118,46 @@ def ensure_openvino_export(weights: Path, version: str, imgsz: int, in_child: bo
 
 
 def load_openvino(weights: Path, version: str, task: str, imgsz: int, runtime: Runtime) -> YOLO:
-    """The OpenVINO export of ``weights`` as a YOLO model, compiled for the runtime's threads and precision (and
-    for the input shapes it meets, see :mod:`label_studio_yolo.inference.openvino_shapes`)."""
-    model = _openvino_model(weights, version, task, imgsz, in_child=runtime.background_export)
-    networks = _compile_networks(model, openvino_folder(weights, version), _settings(runtime), runtime.static_shapes)
+    """The OpenVINO export of ``weights`` as a YOLO model, compiled for the runtime's threads and precision and for
+    the input shapes it meets (see :mod:`label_studio_yolo.inference.openvino_shapes`); made now if missing (in a
+    child process with ``runtime.background_export``)."""
+    folder = ensure_openvino_export(weights, version, imgsz, in_child=runtime.background_export)
+    model = _openvino_model(folder, task)
+    networks = _compile_networks(model, folder, _settings(runtime), runtime.static_shapes)
     _backend(model).ov_compiled_model = ShapeRequests(networks)
     return model
 
 
-def load_openvino_lanes(weights: Path, version: str, task: str, imgsz: int, runtime: Runtime, lanes: int) -> list[YOLO]:
-    """``lanes`` YOLO models that share one network family, compiled with ``lanes`` streams of ``runtime.threads``
-    each.
+def openvino_lane_models(model: YOLO, folder: Path, count: int) -> list[YOLO]:
+    """``count`` more YOLO models that run on ``model``'s networks (from :func:`load_openvino` of the export in
+    ``folder``).
 
-    Each model has its own predictor and infer requests, so the lanes predict at the same time while the weights are
-    held once per input shape. Streams are not pinned to cores: OpenVINO pins stream ``i`` of every network to the
-    same core, so lanes on two fixed-shape networks would share one core.
+    Each has its own predictor and infer requests, so lanes predict at the same time while the network is compiled,
+    and its weights held, once per input shape. They share its thread setting: on a CPU two requests on one network
+    ran as fast as two streams of half the threads, and a single task keeps every thread.
     """
-    models = [_openvino_model(weights, version, task, imgsz) for _ in range(lanes)]
-    settings = {
-        **_settings(runtime),
-        "PERFORMANCE_HINT": "THROUGHPUT",
-        "NUM_STREAMS": lanes,
-        "ENABLE_CPU_PINNING": False,
-    }
-    if runtime.threads:
-        settings["INFERENCE_NUM_THREADS"] = runtime.threads * lanes
-    networks = _compile_networks(models[0], openvino_folder(weights, version), settings, runtime.static_shapes)
-    for model in models:
-        _backend(model).ov_compiled_model = ShapeRequests(networks)
-    return models
+    networks = _backend(model).ov_compiled_model.networks
+    lanes = [_openvino_model(folder, model.task) for _ in range(count)]
+    for lane in lanes:
+        _backend(lane).ov_compiled_model = ShapeRequests(networks)
+    return lanes
 
 
-def _openvino_model(weights: Path, version: str, task: str, imgsz: int, in_child: bool = False) -> YOLO:
-    """The export of ``weights`` (made now if missing) as a YOLO model with its predictor built."""
-    folder = ensure_openvino_export(weights, version, imgsz, in_child)
+def openvino_metadata(weights: Path, version: str) -> dict[str, Any]:
+    """What ultralytics wrote about the export of ``weights`` (task, names, imgsz, kpt_shape, ...)."""
+    from ultralytics.utils import YAML
+
+    return dict(YAML.load(openvino_folder(weights, version) / "metadata.yaml"))
+
+
+def _openvino_model(folder: Path, task: str) -> YOLO:
+    """The export in ``folder`` as a YOLO model with its predictor built.
+
+    ultralytics compiles the network when it builds the predictor, for its own settings; that network is replaced at
+    once, so the warm-up runs it on a tiny input: at full size it would allocate its buffers for nothing.
+    """
     model = load_yolo(folder, task=task)
-    model.predict(_blank_image(), imgsz=imgsz, verbose=False)  # builds the predictor and compiles the network
+    model.predict(_blank_image(), imgsz=WARM_UP_IMGSZ, verbose=False)
     return model
 
 

@@ -276,8 +276,7 @@ def _tracked_boxes(frame: int, result: Any) -> Iterable[tuple[int, TrackedBox]]:
 
 def _device(weights: LoadedWeights) -> str:
     """The torch device the weights were loaded on (``cpu``, ``cuda:0``, ...)."""
-    device = getattr(weights.model, "device", None)
-    return str(device) if device is not None else "cpu"
+    return weights.requested.device
 
 
 @dataclass

@@ -4,7 +4,8 @@ Weights are named relative to ``MODEL_ROOT`` and never outside it. Only ``MODEL_
 download an official release, and not with ``YOLO_OFFLINE=1``; a tag's ``model_path`` (written by whoever edits a
 labelling config) names a file that is there or nothing. Each file is read once per process: the cache is keyed by
 the resolved path and the file's size and modification time, so a second ``setup()`` or a second project reuses the
-loaded model, while a replaced file is loaded again; it keeps the :data:`MAX_CACHED_WEIGHTS` used last.
+loaded model, while a replaced file is loaded again. It holds a model while anything uses it, and the
+:data:`MAX_CACHED_WEIGHTS` loaded last: a version that a newer one replaced goes once no project serves it.
 
 Example:
     >>> loaded = load_weights(Path("models"), "yolo11n.pt", Runtime("openvino", threads=2))   # doctest: +SKIP
@@ -17,18 +18,21 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from label_studio_yolo.errors import WeightsError
 from label_studio_yolo.inference.runtimes import (
     Runtime,
     load_openvino,
-    load_openvino_lanes,
     openvino_export_exists,
+    openvino_folder,
+    openvino_lane_models,
+    openvino_metadata,
 )
 from label_studio_yolo.inference.threads import on_torch_thread
 from label_studio_yolo.inference.ultralytics_process import load_yolo
@@ -43,9 +47,13 @@ logger = logging.getLogger(__name__)
 VERSION_HASH_LENGTH = 8
 """Hex digits of the weights' SHA-256 in a model version (``<stem>-<hash>``)."""
 
-MAX_CACHED_WEIGHTS = 8
-"""Loaded weight files the cache keeps (the least recently used is dropped; a project model that holds it keeps it
-until that model goes): seven tags' ``model_path`` files held 131 MiB for good before."""
+EXPORT_WAIT = 80.0
+"""Seconds a prediction waits for the OpenVINO export of a weight file's first start (Label Studio waits 100 s for
+an answer); a task that waits longer fails with a reason and is asked for again later."""
+
+MAX_CACHED_WEIGHTS = 2
+"""Loaded weight files the cache keeps beyond those in use (the least recently used go first): each is a network
+family of 100-300 MB for a YOLOv8s, and eight held superseded versions for good before."""
 
 
 @dataclass
@@ -55,51 +63,77 @@ class LoadedWeights:
     Attributes:
         path: the weight file (``.pt``).
         version: the model version reported to Label Studio.
-        model: what inference runs: the PyTorch model, or its OpenVINO export.
+        model: what inference runs: the PyTorch model, or its OpenVINO export; ``None`` while a server makes the
+            export on the first start of a weight file (use :meth:`ready_model`).
         runtime: ``pytorch`` or ``openvino``.
         imgsz: the image size the weights were trained at (inference uses it unless MODEL_IMGSZ is set).
         keypoints: keypoints per object of a pose model, else 0.
+        task: the YOLO task: ``detect``, ``segment``, ``classify``, ``pose`` or ``obb``.
+        class_names: model class id to class name.
         requested: the runtime asked for (lane copies are made for the same).
         content_version: the file's own version, which names its OpenVINO export.
     """
 
     path: Path
     version: str
-    model: YOLO
+    model: YOLO | None
     runtime: str = PYTORCH
     imgsz: int | None = None
     keypoints: int = 0
+    task: str = "detect"
+    class_names: dict[int, str] = field(default_factory=dict)
     requested: Runtime = field(default_factory=Runtime)
     content_version: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _ready: threading.Event = field(default_factory=threading.Event, repr=False)
     _lanes: dict[tuple[int, int | None], list[LoadedWeights]] = field(default_factory=dict, repr=False)
     _lanes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    @property
-    def task(self) -> str:
-        """The YOLO task of the weights: ``detect``, ``segment``, ``classify``, ``pose`` or ``obb``."""
-        return str(getattr(self.model, "task", "detect"))
+    def __post_init__(self) -> None:
+        if self.model is not None:
+            self._ready.set()
 
-    @property
-    def class_names(self) -> dict[int, str]:
-        """Model class id to class name."""
-        return dict(self.model.names)
+    def ready_model(self) -> YOLO:
+        """The model to predict with; on the first start of a weight file, after its export is made.
+
+        Raises:
+            WeightsError: the export is still not ready after :data:`EXPORT_WAIT` seconds.
+        """
+        if not self._ready.wait(EXPORT_WAIT):
+            raise WeightsError(
+                f"Weights {self.path.name} are still being prepared for OpenVINO (the first start of a weight file "
+                f"takes a while); ask again in a minute."
+            )
+        assert self.model is not None  # set before the event
+        return self.model
+
+    def serve(self, model: YOLO, runtime: str) -> None:
+        """Predict with ``model`` on ``runtime`` from now on (the end of a first start's export)."""
+        with self.lock:
+            self.model, self.runtime = model, runtime
+        self._ready.set()
 
     def lane_copies(self, lanes: int, threads: int | None) -> list[LoadedWeights]:
-        """This model once per lane, for ``threads`` threads each: every copy has its own predictor and lock
-        (ultralytics' predictor is not thread-safe). OpenVINO copies share one network compiled with a stream per
-        lane; PyTorch copies each load the file. Made on first use, then kept.
+        """This model once per lane, each with its own predictor and lock (ultralytics' predictor is not
+        thread-safe). OpenVINO copies run on this model's networks; PyTorch copies each load the file, with
+        ``threads`` threads each. Made on first use, then kept.
         """
+        model = self.ready_model()
         with self._lanes_lock:
             key = (lanes, threads)
             if key not in self._lanes:
-                self._lanes[key] = _lane_copies(self, lanes, threads)
-                logger.info("Weights %s: %d lane copies loaded (%s threads each)", self.path, lanes, threads)
+                self._lanes[key] = _lane_copies(self, model, lanes, threads)
+                logger.info("Weights %s: %d lane copies loaded", self.path, lanes)
             return self._lanes[key]
 
 
-_cache: OrderedDict[tuple[Path, int, int, str], LoadedWeights] = OrderedDict()
-"""Loaded weights by file (path, size, mtime) and runtime (``pytorch``, or the OpenVINO precision)."""
+_CacheKey = tuple[Path, int, int, str]
+"""A weight file (path, size, mtime) and runtime (``pytorch``, or the OpenVINO precision)."""
+
+_in_use: weakref.WeakValueDictionary[_CacheKey, LoadedWeights] = weakref.WeakValueDictionary()
+"""Every loaded weight file something still holds (a project model, a job, a lane)."""
+_recent: OrderedDict[_CacheKey, LoadedWeights] = OrderedDict()
+"""The :data:`MAX_CACHED_WEIGHTS` loaded or asked for last, held even when unused."""
 _cache_lock = threading.Lock()
 
 
@@ -170,65 +204,147 @@ def load_weights_file(path: Path, runtime: Runtime | None = None, version: str |
     stat = path.stat()
     key = (path, stat.st_size, stat.st_mtime_ns, runtime.precision if runtime.wants_openvino else PYTORCH)
     with _cache_lock:
-        cached = _cache.get(key)
+        cached = _in_use.get(key)
         if cached is None:
-            cached = _load(path, runtime, version)
-            _cache[key] = cached
-        _cache.move_to_end(key)
-        while len(_cache) > MAX_CACHED_WEIGHTS:
-            _cache.popitem(last=False)
+            cached = _in_use[key] = _load(path, runtime, version)
+        _recent[key] = cached
+        _recent.move_to_end(key)
+        while len(_recent) > MAX_CACHED_WEIGHTS:
+            _recent.popitem(last=False)
     return cached
 
 
 def _load(path: Path, runtime: Runtime, version: str | None = None) -> LoadedWeights:
-    """Read one weight file into a YOLO model on the runtime's device; OpenVINO replaces it when asked for."""
-    try:
-        model = _pytorch_model(path, runtime.device)
-    except Exception as error:  # a corrupt or foreign file raises anything from pickle to KeyError
-        raise WeightsError(f"Weights at {path} could not be loaded as a YOLO model: {error}") from error
+    """Read one weight file for the runtime: its OpenVINO export alone when it is made (no PyTorch model is held
+    beside it), else the PyTorch model, or (a server's first start) nothing until the export made in a child process
+    is ready."""
     content_version = file_version(path)  # names the OpenVINO export; hashed once per load
     version = version or content_version
-    imgsz = _trained_imgsz(model)
-    loaded = LoadedWeights(path, version, model, imgsz=imgsz, keypoints=_keypoint_count(model), requested=runtime)
-    loaded.content_version = content_version
-    if runtime.wants_openvino and runtime.background_export and not openvino_export_exists(path, content_version):
+    if runtime.wants_openvino and openvino_export_exists(path, content_version):
+        loaded = _openvino_weights(path, version, content_version, runtime)
+    elif runtime.wants_openvino and runtime.background_export:
+        loaded = _described(path, version, content_version, runtime)
         # Not a daemon: a process that exits while OpenVINO works in this thread would abort ("terminate called").
-        threading.Thread(target=_switch_to_openvino, args=(loaded,), name="openvino-export").start()
-    elif runtime.wants_openvino:
-        _switch_to_openvino(loaded)
-    logger.info(
-        "Loaded weights %s as model version %s (%d classes, %s)", path, version, len(model.names), loaded.runtime
-    )
+        threading.Thread(target=_serve_when_exported, args=(loaded,), name="openvino-export").start()
+        return loaded
+    else:
+        loaded = _pytorch_weights(path, version, content_version, runtime)
+        if runtime.wants_openvino:
+            loaded = _openvino_weights(path, version, content_version, runtime, fallback=loaded)
+    _log_loaded(loaded)
     return loaded
 
 
-def _switch_to_openvino(loaded: LoadedWeights) -> None:
-    """Serve ``loaded`` with its OpenVINO export from now on (made now if missing); on failure PyTorch stays."""
+def _log_loaded(loaded: LoadedWeights) -> None:
+    runtime = "OpenVINO" if loaded.runtime == OPENVINO else "PyTorch"
+    count = len(loaded.class_names)
+    logger.info("Weights %s run on %s as model version %s (%d classes)", loaded.path, runtime, loaded.version, count)
+
+
+def _pytorch_weights(path: Path, version: str, content_version: str, runtime: Runtime) -> LoadedWeights:
+    """The weight file as a warmed-up PyTorch model."""
+    model = _read_checkpoint(path, lambda: _pytorch_model(path, runtime.device))
+    described = _described_by(model)
+    return LoadedWeights(path, version, model, **described, requested=runtime, content_version=content_version)
+
+
+def _described(path: Path, version: str, content_version: str, runtime: Runtime) -> LoadedWeights:
+    """The weight file's classes, task and size, with no model to predict with yet (the checkpoint is read and
+    dropped: no predictor, no warm-up)."""
+    model = _read_checkpoint(path, lambda: load_yolo(path))
+    described = _described_by(model)
+    return LoadedWeights(path, version, None, **described, requested=runtime, content_version=content_version)
+
+
+def _read_checkpoint(path: Path, read: Callable[[], YOLO]) -> YOLO:
     try:
-        task = loaded.task
-        model = load_openvino(loaded.path, loaded.content_version, task, loaded.imgsz or 640, loaded.requested)
+        return read()
+    except Exception as error:  # a corrupt or foreign file raises anything from pickle to KeyError
+        raise WeightsError(f"Weights at {path} could not be loaded as a YOLO model: {error}") from error
+
+
+def _described_by(model: YOLO) -> dict[str, Any]:
+    """What a PyTorch model says about itself that serving needs: task, classes, trained image size, keypoints."""
+    return {
+        "task": str(model.task),
+        "class_names": dict(model.names),
+        "imgsz": _trained_imgsz(model),
+        "keypoints": _keypoint_count(model),
+    }
+
+
+def _openvino_weights(
+    path: Path, version: str, content_version: str, runtime: Runtime, fallback: LoadedWeights | None = None
+) -> LoadedWeights:
+    """The weight file's OpenVINO export (made now if missing) alone; on failure, ``fallback`` (PyTorch) if given.
+
+    Raises:
+        WeightsError: the export cannot be read and there is no fallback.
+    """
+    try:
+        metadata = openvino_metadata(path, content_version) if fallback is None else {}
+        task = str(metadata.get("task") or (fallback.task if fallback else "detect"))
+        imgsz = _metadata_imgsz(metadata) if fallback is None else fallback.imgsz
+        model = load_openvino(path, content_version, task, imgsz or 640, runtime)
+    except Exception as error:  # OpenVINO missing, a read-only folder, an export that fails: PyTorch serves
+        if fallback is None:
+            raise WeightsError(f"The OpenVINO export of {path} could not be loaded: {error}") from error
+        logger.warning("Weights %s run on PyTorch: no OpenVINO export (%s)", path, error)
+        return fallback
+    return LoadedWeights(
+        path,
+        version,
+        model,
+        OPENVINO,
+        imgsz=imgsz,
+        keypoints=_metadata_keypoints(metadata) if fallback is None else fallback.keypoints,
+        task=task,
+        class_names=dict(model.names),
+        requested=runtime,
+        content_version=content_version,
+    )
+
+
+def _serve_when_exported(loaded: LoadedWeights) -> None:
+    """Make the export in a child process and serve it; on failure serve PyTorch, with the reason logged."""
+    try:
+        model = load_openvino(loaded.path, loaded.content_version, loaded.task, loaded.imgsz or 640, loaded.requested)
+        loaded.serve(model, OPENVINO)
+        _log_loaded(loaded)
     except Exception as error:  # OpenVINO missing, a read-only folder, an export that fails: PyTorch serves
         logger.warning("Weights %s run on PyTorch: no OpenVINO export (%s)", loaded.path, error)
-        return
-    with loaded.lock:
-        loaded.model, loaded.runtime = model, OPENVINO
-    with loaded._lanes_lock:
-        loaded._lanes.clear()  # lane copies made meanwhile ran PyTorch; the next ones are OpenVINO's
-    logger.info("Weights %s run on OpenVINO", loaded.path)
+        try:
+            loaded.serve(_pytorch_model(loaded.path, loaded.requested.device), PYTORCH)
+        except Exception:
+            logger.exception("Weights %s could not be loaded on PyTorch either", loaded.path)
 
 
-def _lane_copies(loaded: LoadedWeights, lanes: int, threads: int | None) -> list[LoadedWeights]:
-    """``lanes`` copies of ``loaded``: the same file on the same runtime, each with ``threads`` threads."""
-    runtime = replace(loaded.requested, threads=threads, lanes=1)
+def _lane_copies(loaded: LoadedWeights, model: YOLO, lanes: int, threads: int | None) -> list[LoadedWeights]:
+    """``lanes`` copies of ``loaded`` (whose model is ``model``): the same file on the same runtime."""
     if loaded.runtime == OPENVINO:
-        task, imgsz = loaded.task, loaded.imgsz or 640
-        models = load_openvino_lanes(loaded.path, loaded.content_version, task, imgsz, runtime, lanes)
+        models = openvino_lane_models(model, openvino_folder(loaded.path, loaded.content_version), lanes)
+        runtime = loaded.requested
     else:
+        runtime = replace(loaded.requested, threads=threads, lanes=1)
         models = [_pytorch_model(loaded.path, runtime.device) for _ in range(lanes)]
     return [
-        replace(loaded, model=model, requested=runtime, lock=threading.Lock(), _lanes={}, _lanes_lock=threading.Lock())
-        for model in models
+        replace(
+            loaded,
+            model=copy,
+            requested=runtime,
+            lock=threading.Lock(),
+            _ready=_set_event(),
+            _lanes={},
+            _lanes_lock=threading.Lock(),
+        )
+        for copy in models
     ]
+
+
+def _set_event() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
 
 
 def _pytorch_model(path: Path, device: str) -> YOLO:
@@ -260,6 +376,19 @@ def _trained_imgsz(model: YOLO) -> int | None:
     return int(imgsz) if imgsz else None
 
 
+def _metadata_imgsz(metadata: dict[str, Any]) -> int | None:
+    """The image size an export was made at (the trained size: exports are made at it)."""
+    imgsz = metadata.get("imgsz")
+    if isinstance(imgsz, (list, tuple)):
+        return int(max(imgsz))
+    return int(imgsz) if imgsz else None
+
+
+def _metadata_keypoints(metadata: dict[str, Any]) -> int:
+    shape = metadata.get("kpt_shape")
+    return int(shape[0]) if shape else 0
+
+
 def _warm_up(model: YOLO, device: str) -> None:
     """Run one tiny prediction so the predictor is built now, not inside the first user request.
 
@@ -274,7 +403,7 @@ def _warm_up(model: YOLO, device: str) -> None:
 def loaded_weight_files() -> list[Path]:
     """Weight files currently held in this process's cache (for diagnostics and tests)."""
     with _cache_lock:
-        return [loaded.path for loaded in _cache.values()]
+        return [loaded.path for loaded in _in_use.values()]
 
 
 def file_stamps(paths: Iterable[Path]) -> tuple[tuple[Path, int, int] | None, ...]:

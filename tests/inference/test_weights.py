@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shutil
@@ -151,16 +152,21 @@ def test_weights_not_asked_to_download_never_touch_the_network_or_the_disk(tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_cache_keeps_the_weights_used_last(root_with_model, monkeypatch):
+def test_the_cache_keeps_the_weights_in_use_and_those_used_last(root_with_model, monkeypatch):
+    """A published version replaces the last one: the old network family must go once no project serves it, not stay
+    among the eight files used last (each 100-300 MB with a YOLOv8s)."""
     monkeypatch.setattr("label_studio_yolo.inference.weights.MAX_CACHED_WEIGHTS", 2)
-    for name in ("one.pt", "two.pt", "three.pt"):
+    for name in ("one.pt", "two.pt", "three.pt", "four.pt", "served.pt"):
         shutil.copy2(root_with_model / "boxes.pt", root_with_model / name)
+    served = load_weights(root_with_model, "served.pt")  # a project serves it
 
-    for name in ("one.pt", "two.pt", "one.pt", "three.pt"):
+    for name in ("one.pt", "two.pt", "one.pt", "three.pt", "four.pt", "three.pt"):
         load_weights(root_with_model, name)
+    gc.collect()
 
     held = {path.name for path in loaded_weight_files()}
-    assert {"one.pt", "three.pt"} <= held and "two.pt" not in held
+    assert held == {"served.pt", "three.pt", "four.pt"}, "in use, and the two used last"
+    assert load_weights(root_with_model, "served.pt") is served
 
 
 def _no_download(*args, **kwargs):
