@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,9 @@ def pin_ultralytics() -> None:
     - no integration callbacks on any predictor, validator, exporter or trainer: no usage analytics, no Ultralytics
       Platform streaming (even with ``ULTRALYTICS_API_KEY`` set), no experiment trackers, whatever the settings file
       or ``PYTEST_CURRENT_TEST`` say;
-    - a missing requirement is never pip-installed into the running environment (``YOLO_AUTOINSTALL``): it fails.
+    - a missing requirement is never pip-installed into the running environment (``YOLO_AUTOINSTALL``): it fails;
+    - OpenVINO's converter sends no usage events: it reported each export to Google Analytics from forked copies of
+      the exporting process (three copies of a 540 MB process), whose memory counts against a pod's limit.
     """
     global _pinned
     with _pin_lock:
@@ -47,6 +50,9 @@ def pin_ultralytics() -> None:
         import ultralytics.utils.callbacks as callbacks
         import ultralytics.utils.checks as checks
 
+        # openvino's converter falls back to its own no-op stub when openvino_telemetry cannot be imported; this
+        # holds if openvino is imported after this point (nothing of the backend imports it before a model loads).
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
         engine_model.ARGV = list(NOT_ULTRALYTICS_CLI)
         callbacks.add_integration_callbacks = _no_integration_callbacks
         checks.AUTOINSTALL = False

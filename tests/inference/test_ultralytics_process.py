@@ -16,6 +16,7 @@ from pathlib import Path
 
 from conftest import PROJECT_ROOT
 from tests.support.documented import no_new_runs_folder, user_env
+from tests.support.peak_memory import run_probe
 
 PACKAGE = PROJECT_ROOT / "label_studio_yolo"
 
@@ -82,3 +83,21 @@ def test_every_yolo_model_of_the_package_is_made_by_load_yolo() -> None:
     ]
     assert sorted(PACKAGE.rglob("*.py")), "the package is where this test looks"
     assert makers == [], f"make YOLO models with load_yolo(): {makers}"
+
+
+def test_an_openvino_export_sends_no_usage_events_from_forked_copies(tiny_weights: Path, tmp_path: Path) -> None:
+    """OpenVINO's converter reported each export to Google Analytics from forked copies of the exporting process:
+    three copies of a 540 MB process during a server's first start, counted against the pod's memory limit."""
+    weights = tmp_path / "boxes.pt"
+    weights.write_bytes(tiny_weights.read_bytes())
+    probe = """
+import os
+forks = []
+os.register_at_fork(before=lambda: forks.append(1))
+from pathlib import Path
+from label_studio_yolo.inference.runtimes import export_openvino
+folder = export_openvino(Path(sys.argv[1]), 160)
+print(json.dumps({"forks": len(forks), "exported": (folder / "metadata.yaml").is_file(),
+                  "telemetry": sys.modules.get("openvino_telemetry") is not None}))
+"""
+    assert run_probe(probe, weights, timeout=300) == {"forks": 0, "exported": True, "telemetry": False}
