@@ -14,7 +14,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "label_studio_yolo"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors", "logsafe", "cpus", "projects", "label_studio_url", "allowed_hosts", "logging_setup", "geometry"),
+    ("errors", "logsafe", "cpus", "heap", "projects", "label_studio_url", "allowed_hosts", "logging_setup", "geometry"),
     ("settings",),
     ("credentials", "versions", "label_config", "media"),
     ("inference",),

@@ -13,14 +13,13 @@ Example:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from label_studio_yolo.errors import MediaError
+from label_studio_yolo.heap import trim_heap
 
 OPENCV_BYTES_PER_PIXEL = 7
 """Peak bytes per pixel of a JPEG, PNG or WebP decode (OpenCV, then the EXIF turn): 6.1-6.4 measured at 16 Mpx."""
@@ -90,26 +89,6 @@ class DecodeBudget:
 def decode_budget(total: int) -> DecodeBudget:
     """The process's budget of ``total`` bytes (one per value, so every loader of the process shares it)."""
     return DecodeBudget(total)
-
-
-def trim_heap() -> None:
-    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing elsewhere)."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    # No library wraps malloc_trim; ctypes reaches glibc directly (musl and macOS have none: nothing to do there).
-    name = ctypes.util.find_library("c")
-    if not name:
-        return None
-    try:
-        trim: Callable[[int], int] = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    return trim
 
 
 def _mib(size: int) -> str:

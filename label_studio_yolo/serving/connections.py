@@ -29,6 +29,7 @@ from typing import Any
 from gunicorn.asgi.protocol import ASGIProtocol
 from gunicorn.workers import gasgi
 
+from label_studio_yolo.heap import limit_arenas
 from label_studio_yolo.settings import current_settings
 
 logger = logging.getLogger(__name__)
@@ -208,6 +209,7 @@ class GuardedASGIWorker(gasgi.ASGIWorker):  # type: ignore[misc]  # gunicorn has
     built from this process's settings (REQUEST_HEADER_TIMEOUT, MAX_HEADER_BYTES, MAX_CONNECTIONS)."""
 
     def init_process(self) -> None:
+        limit_arenas()  # before the worker's threads start allocating
         settings = current_settings()
         self.guard = ConnectionGuard(
             connection_cap(settings.max_connections), settings.request_header_timeout, settings.max_header_bytes
