@@ -40,7 +40,8 @@ class ShapeNetworks:
         """``compile_model`` compiles an ``openvino.Model`` (with the family's device and config); ``model`` is the
         export as read, with dynamic shapes."""
         self._compile_model = compile_model
-        self._model = model
+        self.model = model
+        """The export as read (its weights mapped from the file): every family of a weight file compiles from it."""
         self.limit = limit
         self._dynamic: Any = None
         self._static: dict[Shape, Any] = {}
@@ -85,7 +86,7 @@ class ShapeNetworks:
         with self._dynamic_lock:
             if self._dynamic is None:
                 started = time.perf_counter()
-                self._dynamic = self._compile_model(self._model)
+                self._dynamic = self._compile_model(self.model)
                 elapsed = time.perf_counter() - started
                 logger.info("OpenVINO network compiled for dynamic input shapes in %.2f s", elapsed)
             return self._dynamic
@@ -99,7 +100,7 @@ class ShapeNetworks:
     def _compile(self, shape: Shape) -> Any:
         started = time.perf_counter()
         try:
-            model = self._model.clone()
+            model = self.model.clone()
             model.reshape(list(shape))
             network = self._compile_model(model)
         except Exception as error:  # OpenVINO raises its own RuntimeError subclasses; the dynamic network serves

@@ -123,21 +123,33 @@ def load_openvino(weights: Path, version: str, task: str, imgsz: int, runtime: R
     child process with ``runtime.background_export``)."""
     folder = ensure_openvino_export(weights, version, imgsz, in_child=runtime.background_export)
     model = _openvino_model(folder, task)
-    networks = _compile_networks(model, folder, _settings(runtime), runtime.static_shapes)
+    export = _backend(model).compile_model.func.__self__.read_model(str(next(folder.glob("*.xml"))))
+    networks = _compile_networks(model, export, _settings(runtime), runtime.static_shapes)
     _backend(model).ov_compiled_model = ShapeRequests(networks)
     return model
 
 
-def openvino_lane_models(model: YOLO, folder: Path, count: int) -> list[YOLO]:
-    """``count`` more YOLO models that run on ``model``'s networks (from :func:`load_openvino` of the export in
-    ``folder``).
+def openvino_lane_models(model: YOLO, folder: Path, runtime: Runtime, count: int) -> list[YOLO]:
+    """``count`` YOLO models of ``model``'s export (in ``folder``, from :func:`load_openvino`) for the lanes of
+    batches, sharing one family of networks compiled with a stream per lane of ``runtime.threads`` threads.
 
-    Each has its own predictor and infer requests, so lanes predict at the same time while the network is compiled,
-    and its weights held, once per input shape. They share its thread setting: on a CPU two requests on one network
-    ran as fast as two streams of half the threads, and a single task keeps every thread.
+    Each model has its own predictor and infer requests, so the lanes predict at the same time while the weights are
+    held once per input shape. A family of its own: two requests on the single-task networks (all threads, one
+    stream) ran batches 8% slower than two streams, and single tasks on a two-stream network at half speed. Streams
+    are not pinned to cores: OpenVINO pins stream ``i`` of every network to the same core, so lanes on two
+    fixed-shape networks would share one core.
     """
-    networks = _backend(model).ov_compiled_model.networks
     lanes = [_openvino_model(folder, model.task) for _ in range(count)]
+    settings = {
+        **_settings(runtime),
+        "PERFORMANCE_HINT": "THROUGHPUT",
+        "NUM_STREAMS": count,
+        "ENABLE_CPU_PINNING": False,
+    }
+    if runtime.threads:
+        settings["INFERENCE_NUM_THREADS"] = runtime.threads * count
+    export = _backend(model).ov_compiled_model.networks.model  # read once per weight file
+    networks = _compile_networks(lanes[0], export, settings, runtime.static_shapes)
     for lane in lanes:
         _backend(lane).ov_compiled_model = ShapeRequests(networks)
     return lanes
@@ -223,9 +235,9 @@ def _exclusive(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _compile_networks(model: YOLO, folder: Path, settings: dict[str, object], static_shapes: int) -> ShapeNetworks:
-    """The model's network compiled again with OpenVINO ``settings`` added to ultralytics' own, as a family of
-    fixed-shape networks (at most ``static_shapes``) beside the dynamic one.
+def _compile_networks(model: YOLO, export: Any, settings: dict[str, object], static_shapes: int) -> ShapeNetworks:
+    """The read ``export`` compiled, with OpenVINO ``settings`` added to ultralytics' own for ``model``, as a family
+    of fixed-shape networks (at most ``static_shapes``) and a dynamic one (see :class:`ShapeNetworks`).
 
     ultralytics (8.4) compiles OpenVINO models with a fixed config (no threads, default precision); its backend keeps
     the ``compile_model`` partial it used (device and config), which this extends.
@@ -233,8 +245,7 @@ def _compile_networks(model: YOLO, folder: Path, settings: dict[str, object], st
     compile_model = _backend(model).compile_model
     config = {**compile_model.keywords["config"], **settings}
     compile_with_settings = functools.partial(compile_model.func, **{**compile_model.keywords, "config": config})
-    core = compile_model.func.__self__
-    return ShapeNetworks(compile_with_settings, core.read_model(str(next(folder.glob("*.xml")))), static_shapes)
+    return ShapeNetworks(compile_with_settings, export, static_shapes)
 
 
 def _backend(model: YOLO) -> Any:

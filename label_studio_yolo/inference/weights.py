@@ -51,9 +51,10 @@ EXPORT_WAIT = 80.0
 """Seconds a prediction waits for the OpenVINO export of a weight file's first start (Label Studio waits 100 s for
 an answer); a task that waits longer fails with a reason and is asked for again later."""
 
-MAX_CACHED_WEIGHTS = 2
-"""Loaded weight files the cache keeps beyond those in use (the least recently used go first): each is a network
-family of 100-300 MB for a YOLOv8s, and eight held superseded versions for good before."""
+MAX_CACHED_WEIGHTS = 1
+"""Loaded weight files the cache keeps beyond those in use (the least recently used go first): the one loaded last,
+so that a server's preloaded ``MODEL_PATH`` waits for its first project. Each costs 200-350 MB with a YOLOv8s; eight
+held superseded versions for good before."""
 
 
 @dataclass
@@ -114,15 +115,15 @@ class LoadedWeights:
         self._ready.set()
 
     def lane_copies(self, lanes: int, threads: int | None) -> list[LoadedWeights]:
-        """This model once per lane, each with its own predictor and lock (ultralytics' predictor is not
-        thread-safe). OpenVINO copies run on this model's networks; PyTorch copies each load the file, with
-        ``threads`` threads each. Made on first use, then kept.
+        """This model once per lane, for ``threads`` threads each: every copy has its own predictor and lock
+        (ultralytics' predictor is not thread-safe). OpenVINO copies share one family of networks compiled with a
+        stream per lane; PyTorch copies each load the file. Made on first use, then kept.
         """
-        model = self.ready_model()
+        self.ready_model()  # a first start's export is made
         with self._lanes_lock:
             key = (lanes, threads)
             if key not in self._lanes:
-                self._lanes[key] = _lane_copies(self, model, lanes, threads)
+                self._lanes[key] = _lane_copies(self, lanes, threads)
                 logger.info("Weights %s: %d lane copies loaded", self.path, lanes)
             return self._lanes[key]
 
@@ -319,13 +320,13 @@ def _serve_when_exported(loaded: LoadedWeights) -> None:
             logger.exception("Weights %s could not be loaded on PyTorch either", loaded.path)
 
 
-def _lane_copies(loaded: LoadedWeights, model: YOLO, lanes: int, threads: int | None) -> list[LoadedWeights]:
-    """``lanes`` copies of ``loaded`` (whose model is ``model``): the same file on the same runtime."""
+def _lane_copies(loaded: LoadedWeights, lanes: int, threads: int | None) -> list[LoadedWeights]:
+    """``lanes`` copies of ``loaded``: the same file on the same runtime, each with ``threads`` threads."""
+    runtime = replace(loaded.requested, threads=threads, lanes=1)
     if loaded.runtime == OPENVINO:
-        models = openvino_lane_models(model, openvino_folder(loaded.path, loaded.content_version), lanes)
-        runtime = loaded.requested
+        folder = openvino_folder(loaded.path, loaded.content_version)
+        models = openvino_lane_models(loaded.ready_model(), folder, runtime, lanes)
     else:
-        runtime = replace(loaded.requested, threads=threads, lanes=1)
         models = [_pytorch_model(loaded.path, runtime.device) for _ in range(lanes)]
     return [
         replace(

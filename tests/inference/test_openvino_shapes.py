@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import ultralytics
 
@@ -108,9 +109,9 @@ def test_a_shape_that_fails_to_compile_runs_dynamic_and_is_logged_once(
     assert "input shape (1, 3, 640, 480)" in warnings[0] and "out of memory" in warnings[0]
 
 
-def test_lanes_share_the_weights_networks_and_predict_two_shapes_at_once(tiny_weights: Path, tmp_path: Path) -> None:
-    """Two lanes on photos of two shapes run two fixed-shape networks at once, the networks of the single-task model
-    (each compiled once per weight file, with all the threads)."""
+def test_lanes_share_one_family_and_predict_two_shapes_at_once(tiny_weights: Path, tmp_path: Path) -> None:
+    """Two lanes on photos of two shapes run two fixed-shape networks at once, their threads unpinned (OpenVINO pins
+    stream 0 of every network to the same core)."""
     loaded = load(tiny_weights, tmp_path / "w", lanes=2)
     copies = loaded.lane_copies(2, threads=1)
     photos = [cv2.imread(str(photo)) for photo in PHOTOS]
@@ -124,12 +125,15 @@ def test_lanes_share_the_weights_networks_and_predict_two_shapes_at_once(tiny_we
         answers = list(pool.map(lane, range(2)))
 
     for number, lane_answers in enumerate(answers):
-        assert lane_answers == [expected[number]] * 4, "bit for bit: the same networks"
-    family = {id(networks_of(copy)) for copy in [loaded, *copies]}
-    assert len(family) == 1, "one family of networks for the model and both lanes"
+        for answer in lane_answers:
+            assert [box[0] for box in answer] == [box[0] for box in expected[number]]
+            assert np.allclose([box[1:] for box in answer], [box[1:] for box in expected[number]], atol=0.01)
+    family = {id(networks_of(copy)) for copy in copies}
+    assert len(family) == 1, "one family of networks for both lanes"
     assert sorted(networks_of(copies[0]).static_shapes) == [(1, 3, 384, 640), (1, 3, 640, 480)]
-    assert not networks_of(loaded).has_dynamic
-    assert compiled_property(copies[0].model, "INFERENCE_NUM_THREADS") == "2"
+    assert not networks_of(copies[0]).has_dynamic, "two shapes, both fixed"
+    assert compiled_property(copies[0].model, "ENABLE_CPU_PINNING") == "False"
+    assert compiled_property(copies[0].model, "NUM_STREAMS") == "2"
 
 
 def test_callers_meeting_a_shape_together_compile_it_once(tiny_weights: Path, tmp_path: Path) -> None:

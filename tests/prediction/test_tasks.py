@@ -144,7 +144,7 @@ def test_lanes_default_to_two_on_a_cpu_with_two_threads(
     assert runtime_for(BackendSettings(device="cuda")).lanes == (4 if "INFERENCE_LANES" in environment else 1)
 
 
-def test_openvino_lane_copies_share_the_models_networks(
+def test_openvino_lane_copies_share_one_network_with_a_stream_and_a_thread_per_lane(
     tiny_weights: Path, tmp_path: Path, sample_images: list[SampleImage]
 ) -> None:
     weights = tmp_path / "boxes.pt"
@@ -153,9 +153,11 @@ def test_openvino_lane_copies_share_the_models_networks(
     loaded = load_weights_file(weights, Runtime(OPENVINO, threads=2, lanes=2))
     copies = loaded.lane_copies(2, threads=1)
 
-    networks = {id(copy.model.predictor.model.backend.ov_compiled_model.networks) for copy in [loaded, *copies]}
-    assert len(networks) == 1, "the weights are held once for the model and both lanes"
-    assert compiled_property(copies[0].model, "INFERENCE_NUM_THREADS") == "2"
+    assert compiled_property(loaded.model, "INFERENCE_NUM_THREADS") == "2"
+    networks = {id(copy.model.predictor.model.backend.ov_compiled_model.networks) for copy in copies}
+    assert len(networks) == 1, "the weights are held once for both lanes"
+    assert compiled_property(copies[0].model, "NUM_STREAMS") == "2"
+    assert compiled_property(copies[0].model, "INFERENCE_NUM_THREADS") == "2", "one thread per stream"
     assert len(list(tmp_path.glob("*_openvino_model"))) == 1, "one export"
     image = np.asarray(Image.open(sample_images[0].path).convert("RGB"))[:, :, ::-1].copy()
     expected = run_model(loaded, image, conf=0.5).detections
