@@ -29,7 +29,7 @@ PRECISIONS = ("f32", "bf16")
 """Values of the ``OPENVINO_PRECISION`` setting (OpenVINO's ``INFERENCE_PRECISION_HINT``)."""
 
 DEFAULT_STATIC_SHAPES = 2
-"""Fixed-shape OpenVINO networks per weight file at most, when ``OPENVINO_STATIC_SHAPES`` is unset: a camera's
+"""Fixed-shape OpenVINO networks per network family at most, when ``OPENVINO_STATIC_SHAPES`` is unset: a camera's
 photos standing and lying (docs/performance.md has their memory)."""
 
 VLM_ATTR = "vlm"
@@ -93,9 +93,10 @@ class BackendSettings(BaseSettings):
     openvino_static_shapes: int = Field(
         DEFAULT_STATIC_SHAPES,
         ge=0,
-        description="Input shapes (after letterboxing) that OpenVINO compiles a fixed-shape network for, per weight "
-        "file: the first ones met. The same outputs as the dynamic network, faster, for some memory each; other "
-        "shapes run on the dynamic network, compiled when the first of them comes. 0: dynamic only.",
+        description="Input shapes (after letterboxing) that OpenVINO compiles a fixed-shape network for, per network "
+        "family (single tasks; the lanes of batches): the first ones met. The same outputs as the dynamic network, "
+        "faster, for some memory each; other shapes run on the dynamic network, compiled when the first of them "
+        "comes. 0: dynamic only.",
     )
     torch_threads: int = Field(
         default_factory=available_cpus,

@@ -96,6 +96,7 @@ NAMED_IN_PROSE: dict[str, str] = {
     "rq worker": "rq worker -w label_studio_yolo.training.worker.TrainingWorker --url $REDIS_URL training",
     "docker compose": "docker compose up",
     "python -m benchmarks.bulk_predict": "python -m benchmarks.bulk_predict --tasks 100 --threads 2",
+    "python -m benchmarks.memory": "python -m benchmarks.memory --repeat 5 --official DIR",
 }
 """A command named in a sentence, without the arguments it needs -> the complete command it names, whose words it
 shares in order."""
@@ -164,6 +165,8 @@ CANNOT_RUN_HERE: dict[str, str] = {
     "python -m benchmarks.decode_memory --side 9999 --copies 4": BENCHMARK,
     "python -m benchmarks.parked_uploads --uploads 20": BENCHMARK,
     "python -m benchmarks.header_flood": BENCHMARK,
+    "python -m benchmarks.memory --repeat 5 --official DIR": BENCHMARK,
+    "python -m benchmarks.memory_growth --weights yolov8s.pt": BENCHMARK,
     "python -m benchmarks.storage_predict --tasks 32 --repeat 9": BENCHMARK,
     "python -m benchmarks.storage_predict --tasks 32 --repeat 9 --apart": BENCHMARK,
 }
