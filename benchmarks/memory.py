@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -49,7 +50,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -65,6 +65,7 @@ from conftest import PROJECT_ROOT
 from tests.e2e.conftest import backend_server
 from tests.support.image_server import serve_files
 from tests.support.processes import free_port, running_server
+from tests.support.sampling import sampling
 
 TASKS, THRESHOLD, SAMPLE_S, PSS_EVERY = 32, 0.4, 0.025, 8
 OFFICIAL_DEFAULTS = ("yolov8m", "yolov8n", "yolov8n-seg", "yolov8n-cls", "yolov8n-pose", "yolov8n-obb")
@@ -149,22 +150,14 @@ def cpu_seconds(pids: list[int]) -> float:
 @contextmanager
 def sampled(roots: Callable[[], list[int]]) -> Iterator[Memory]:
     """The peak memory of the trees under ``roots()``, sampled by a thread until the block ends."""
-    peak, stop = Memory(), threading.Event()
+    peak, counts = Memory(), itertools.count()
 
     def sample() -> None:
-        for count in range(sys.maxsize):
-            now = memory([pid for root in roots() for pid in tree(root)], pss=count % PSS_EVERY == 0)
-            peak.rss, peak.pss = max(peak.rss, now.rss), max(peak.pss, now.pss)
-            if stop.wait(SAMPLE_S):
-                return
+        now = memory([pid for root in roots() for pid in tree(root)], pss=next(counts) % PSS_EVERY == 0)
+        peak.rss, peak.pss = max(peak.rss, now.rss), max(peak.pss, now.pss)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
+    with sampling(sample, SAMPLE_S):
         yield peak
-    finally:
-        stop.set()
-        sampler.join()
 
 
 # --- Weights ------------------------------------------------------------------------------------------------------

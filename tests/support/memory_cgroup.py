@@ -21,12 +21,13 @@ import contextlib
 import os
 import re
 import signal
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.sampling import sampling
 
 FIX = (
     "run the tests as root on Linux with a memory cgroup: cgroup v1's memory controller, or cgroup v2 with the memory "
@@ -127,23 +128,14 @@ class MemoryCgroup:
         """Sample :meth:`anon_bytes` every ``interval`` seconds in a thread while the block runs; the yielded
         :class:`Peak` holds the largest sample (a peak between two samples can be missed)."""
         peak = Peak()
-        stop = threading.Event()
 
         def sample() -> None:
-            while True:
-                with contextlib.suppress(OSError):  # the cgroup is being removed
-                    peak.anon_bytes = max(peak.anon_bytes, self.anon_bytes())
-                    peak.samples += 1
-                if stop.wait(interval):
-                    return
+            with contextlib.suppress(OSError):  # the cgroup is being removed
+                peak.anon_bytes = max(peak.anon_bytes, self.anon_bytes())
+                peak.samples += 1
 
-        sampler = threading.Thread(target=sample, name=f"memory-{self.path.name}", daemon=True)
-        sampler.start()
-        try:
+        with sampling(sample, interval, name=f"memory-{self.path.name}"):
             yield peak
-        finally:
-            stop.set()
-            sampler.join()
 
     def kill_all(self, timeout: float = 30.0) -> None:
         """SIGKILL every process in the cgroup until none is left (``timeout`` seconds at most)."""
