@@ -87,6 +87,7 @@ class LoadedWeights:
     content_version: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
     _ready: threading.Event = field(default_factory=threading.Event, repr=False)
+    _failure: str | None = field(default=None, repr=False)
     _lanes: dict[tuple[int, int | None], list[LoadedWeights]] = field(default_factory=dict, repr=False)
     _lanes_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -105,13 +106,15 @@ class LoadedWeights:
                 f"Weights {self.path.name} are still being prepared for OpenVINO (the first start of a weight file "
                 f"takes a while); ask again in a minute."
             )
-        assert self.model is not None  # set before the event
+        if self.model is None:
+            raise WeightsError(f"Weights {self.path.name} could not be loaded: {self._failure}")
         return self.model
 
-    def serve(self, model: YOLO, runtime: str) -> None:
-        """Predict with ``model`` on ``runtime`` from now on (the end of a first start's export)."""
+    def serve(self, model: YOLO | None, runtime: str, failure: str | None = None) -> None:
+        """Predict with ``model`` on ``runtime`` from now on (the end of a first start's export); ``None`` with the
+        ``failure`` that left no model to predict with."""
         with self.lock:
-            self.model, self.runtime = model, runtime
+            self.model, self.runtime, self._failure = model, runtime, failure
         self._ready.set()
 
     def lane_copies(self, lanes: int, threads: int | None) -> list[LoadedWeights]:
@@ -316,8 +319,9 @@ def _serve_when_exported(loaded: LoadedWeights) -> None:
         logger.warning("Weights %s run on PyTorch: no OpenVINO export (%s)", loaded.path, error)
         try:
             loaded.serve(_pytorch_model(loaded.path, loaded.requested.device), PYTORCH)
-        except Exception:
+        except Exception as pytorch_error:  # predictions fail at once with the reason instead of waiting
             logger.exception("Weights %s could not be loaded on PyTorch either", loaded.path)
+            loaded.serve(None, PYTORCH, f"no OpenVINO export ({error}) and no PyTorch model ({pytorch_error})")
 
 
 def _lane_copies(loaded: LoadedWeights, lanes: int, threads: int | None) -> list[LoadedWeights]:

@@ -175,6 +175,27 @@ def test_a_failed_export_falls_back_to_pytorch_and_logs_why(weights_copy: Path, 
     assert leftovers == [], "no half-written export is left behind"
 
 
+def test_a_first_start_whose_export_and_pytorch_fail_fails_predictions_at_once_with_the_reasons(
+    weights_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Predictions wait for a first start's export; with nothing left to predict with they must not wait 80 s each
+    for a model that never comes."""
+    from label_studio_yolo.errors import WeightsError
+
+    openvino_folder(weights_copy, file_version(weights_copy)).write_text("a stray file where the export belongs")
+
+    def no_pytorch(*args: object) -> None:
+        raise RuntimeError("out of memory")  # the one failure no real file here provokes
+
+    monkeypatch.setattr("label_studio_yolo.inference.weights._pytorch_model", no_pytorch)
+    loaded = load_weights_file(weights_copy, Runtime(OPENVINO, threads=1, background_export=True))
+    for thread in [thread for thread in threading.enumerate() if thread.name == "openvino-export"]:
+        thread.join(120)
+
+    with pytest.raises(WeightsError, match=r"could not be loaded: no OpenVINO export .+ no PyTorch model \(out of"):
+        run_model(loaded, np.zeros((64, 64, 3), np.uint8), conf=0.25)
+
+
 def test_openvino_is_not_used_off_the_cpu() -> None:
     assert Runtime(OPENVINO, device="cpu").wants_openvino
     assert not Runtime(OPENVINO, device="cuda:0").wants_openvino
