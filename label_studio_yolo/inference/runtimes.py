@@ -60,8 +60,8 @@ class Runtime:
     static_shapes: int = DEFAULT_STATIC_SHAPES
     """Input shapes OpenVINO compiles a fixed-shape network for, per network family (0: dynamic only)."""
     background_export: bool = False
-    """Serve with PyTorch while a missing OpenVINO export is made in a child process, then switch (a server's
-    /setup must answer within Label Studio's timeout, which an export would exceed)."""
+    """Make a missing OpenVINO export in a child process while loading returns at once, and let predictions wait
+    for it (a server's /setup must answer within Label Studio's timeout, which an export would exceed)."""
 
     @property
     def wants_openvino(self) -> bool:

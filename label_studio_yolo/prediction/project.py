@@ -42,8 +42,8 @@ def build_project_predictor(
 
     Weights are cached per process. A version trained here has the project's labels as its classes. Images stored
     in Label Studio are fetched from ``label_studio`` (see :mod:`label_studio_yolo.credentials`), else from
-    ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``. ``background_export`` serves weights that have no OpenVINO
-    export yet with PyTorch until the export, made in the background, is ready (so ``/setup`` answers in time).
+    ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``. ``background_export`` makes a missing OpenVINO export in a
+    child process and returns at once (so ``/setup`` answers in time); predictions wait for the export.
 
     Raises:
         WeightsError: a weight file is missing and cannot be downloaded, or is not a YOLO model.
