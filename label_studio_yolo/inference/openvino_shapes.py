@@ -31,9 +31,9 @@ class ShapeNetworks:
     """One exported network, compiled for up to ``limit`` fixed input shapes (the first ones met) and, once another
     shape comes, for dynamic shapes.
 
-    Thread-safe: every predictor of a weight file (single tasks and the lanes of batches) shares one family. A shape is
-    compiled once, by the first caller that meets it, while callers meeting it meanwhile wait for that compile; a
-    shape that fails to compile is logged once and runs on the dynamic network.
+    Thread-safe: the predictors of a family (the lanes of batches) share it. A shape is compiled once, by the first
+    caller that meets it, while callers meeting it meanwhile wait for that compile; a shape that fails to compile is
+    logged once and runs on the dynamic network.
     """
 
     def __init__(self, compile_model: Callable[[Any], Any], model: Any, limit: int = DEFAULT_STATIC_SHAPES) -> None:

@@ -280,33 +280,44 @@ def _described_by(model: YOLO) -> dict[str, Any]:
 def _openvino_weights(
     path: Path, version: str, content_version: str, runtime: Runtime, fallback: LoadedWeights | None = None
 ) -> LoadedWeights:
-    """The weight file's OpenVINO export (made now if missing) alone; on failure, ``fallback`` (PyTorch) if given.
+    """The weight file's OpenVINO export alone, described by its metadata; with ``fallback`` (the PyTorch model,
+    which describes it) the export is made now if missing, and ``fallback`` is returned if that fails.
 
     Raises:
         WeightsError: the export cannot be read and there is no fallback.
     """
     try:
-        metadata = openvino_metadata(path, content_version) if fallback is None else {}
-        task = str(metadata.get("task") or (fallback.task if fallback else "detect"))
-        imgsz = _metadata_imgsz(metadata) if fallback is None else fallback.imgsz
-        model = load_openvino(path, content_version, task, imgsz or 640, runtime)
+        described = _described_by_export(path, content_version) if fallback is None else _described_by_weights(fallback)
+        model = load_openvino(path, content_version, described["task"], described["imgsz"] or 640, runtime)
     except Exception as error:  # OpenVINO missing, a read-only folder, an export that fails: PyTorch serves
         if fallback is None:
             raise WeightsError(f"The OpenVINO export of {path} could not be loaded: {error}") from error
         logger.warning("Weights %s run on PyTorch: no OpenVINO export (%s)", path, error)
         return fallback
     return LoadedWeights(
-        path,
-        version,
-        model,
-        OPENVINO,
-        imgsz=imgsz,
-        keypoints=_metadata_keypoints(metadata) if fallback is None else fallback.keypoints,
-        task=task,
-        class_names=dict(model.names),
-        requested=runtime,
-        content_version=content_version,
+        path, version, model, OPENVINO, **described, requested=runtime, content_version=content_version
     )
+
+
+def _described_by_export(path: Path, content_version: str) -> dict[str, Any]:
+    """What ultralytics wrote about the export (:func:`_described_by`'s keys)."""
+    metadata = openvino_metadata(path, content_version)
+    shape = metadata.get("kpt_shape")
+    return {
+        "task": str(metadata["task"]),
+        "class_names": {int(number): str(name) for number, name in metadata["names"].items()},
+        "imgsz": _metadata_imgsz(metadata),
+        "keypoints": int(shape[0]) if shape else 0,
+    }
+
+
+def _described_by_weights(loaded: LoadedWeights) -> dict[str, Any]:
+    return {
+        "task": loaded.task,
+        "class_names": loaded.class_names,
+        "imgsz": loaded.imgsz,
+        "keypoints": loaded.keypoints,
+    }
 
 
 def _serve_when_exported(loaded: LoadedWeights) -> None:
@@ -387,11 +398,6 @@ def _metadata_imgsz(metadata: dict[str, Any]) -> int | None:
     if isinstance(imgsz, (list, tuple)):
         return int(max(imgsz))
     return int(imgsz) if imgsz else None
-
-
-def _metadata_keypoints(metadata: dict[str, Any]) -> int:
-    shape = metadata.get("kpt_shape")
-    return int(shape[0]) if shape else 0
 
 
 def _warm_up(model: YOLO, device: str) -> None:

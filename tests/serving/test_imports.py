@@ -14,7 +14,6 @@ import os
 os.environ.update(YOLO_OFFLINE="1", MODEL_PATH="absent.pt")
 import _wsgi
 served = {ONLY_FOR_BRUSHES!r} in sys.modules
-import numpy as np
 from label_studio_yolo.tags.brush import BrushLabelsControl
 print(json.dumps({{"served": served, "nltk": "nltk" in sys.modules}}))
 """
