@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from label_studio_yolo.training.evaluate import LabelScore
-from label_studio_yolo.training.gate import GateRules, judge
+from label_studio_yolo.training.gate import GateRules, Verdict, judge
 
 RULES = GateRules()
 
@@ -19,28 +19,46 @@ def test_a_version_that_learns_new_labels_but_forgets_an_old_one_is_refused() ->
     decision = judge(old, new, already_predicted={"Person"}, val_images=8, rules=RULES)
     assert not decision.publish
     assert decision.new_mean > decision.old_mean, "the average alone would have published it"
-    assert decision.reason == "Person drops 0.81 -> 0.55 (tolerance 0.08)"
+    assert decision.reason == "Person drops 0.81 -> 0.55 on 12 val objects (tolerance 0.05)"
     person = next(v for v in decision.labels if v.label == "Person")
-    assert (person.verdict, person.objects) == ("dropped", 12)
-    assert [v.verdict for v in decision.labels if v.label != "Person"] == ["new label", "new label"]
+    assert (person.verdict, person.objects) == (Verdict.DROPPED, 12)
+    assert [v.verdict for v in decision.labels if v.label != "Person"] == [Verdict.NEW_LABEL, Verdict.NEW_LABEL]
 
 
 def test_learning_new_labels_while_keeping_the_old_one_within_its_tolerance_is_published() -> None:
     old = scores(Person=(0.81, 12), Cup=(0.0, 6))
-    new = scores(Person=(0.75, 12), Cup=(0.9, 6))
+    new = scores(Person=(0.78, 12), Cup=(0.9, 6))
     decision = judge(old, new, already_predicted={"Person"}, val_images=8, rules=RULES)
     assert decision.publish, decision.reason
-    assert {v.label: v.verdict for v in decision.labels} == {"Person": "kept", "Cup": "new label"}
+    assert {v.label: v.verdict for v in decision.labels} == {"Person": Verdict.KEPT, "Cup": Verdict.NEW_LABEL}
+    assert decision.warnings == ()
 
 
-def test_the_tolerance_is_one_object_of_the_label_but_never_below_the_setting() -> None:
-    old = scores(Person=(0.9, 10))
-    assert judge(old, scores(Person=(0.95, 10)), {"Person"}, 6, RULES).publish
-    kept = judge(old, scores(Person=(0.8, 10)), {"Person"}, 6, RULES)  # one object of ten: not better, not worse
-    assert (kept.labels[0].tolerance, kept.labels[0].verdict) == (0.1, "kept")
-    assert not kept.publish and kept.reason.startswith("not better overall")
-    many = judge(scores(Person=(0.9, 100)), scores(Person=(0.84, 100)), {"Person"}, 60, RULES)
-    assert (many.labels[0].tolerance, many.labels[0].verdict) == (0.05, "dropped")
+def test_one_object_lost_of_three_is_a_drop_not_noise() -> None:
+    # Both models are scored on the same images: a missed object is a real loss there. Only score reordering
+    # (under half an object's share) is forgiven; 1/n forgave 1.00 -> 0.67.
+    lost = judge(scores(Person=(1.0, 3)), scores(Person=(0.67, 3)), {"Person"}, 6, RULES)
+    assert not lost.publish and lost.labels[0].verdict is Verdict.DROPPED
+    assert lost.labels[0].tolerance == round(0.5 / 3, 4)
+    reordered = judge(scores(Person=(1.0, 3)), scores(Person=(0.9, 3)), {"Person"}, 6, RULES)
+    assert reordered.labels[0].verdict is Verdict.KEPT
+
+
+def test_the_tolerance_is_the_setting_once_half_an_object_is_below_it() -> None:
+    ten = judge(scores(Person=(0.9, 10)), scores(Person=(0.8, 10)), {"Person"}, 6, RULES)
+    assert (ten.labels[0].tolerance, ten.labels[0].verdict) == (0.05, Verdict.DROPPED), "one object of ten is 10%"
+    many = judge(scores(Person=(0.9, 100)), scores(Person=(0.86, 100)), {"Person"}, 60, RULES)
+    assert (many.labels[0].tolerance, many.labels[0].verdict) == (0.05, Verdict.KEPT)
+    assert not many.publish and many.reason == "worse overall: mean 0.860 vs the served 0.900"
+
+
+def test_a_tie_at_saturation_is_not_a_regression() -> None:
+    # A val set both models get entirely right locked the served version when the mean had to rise.
+    decision = judge(
+        scores(Person=(1.0, 8), Cup=(1.0, 5)), scores(Person=(1.0, 8), Cup=(1.0, 5)), {"Person", "Cup"}, 6, RULES
+    )
+    assert decision.publish, decision.reason
+    assert decision.reason == "as good overall (1.000 -> 1.000) and no label it predicted dropped"
 
 
 def test_one_val_image_never_publishes() -> None:
@@ -52,28 +70,30 @@ def test_one_val_image_never_publishes() -> None:
     assert decision.reason == "too little data to judge: 1 val images, the gate needs 4"
 
 
-def test_an_old_label_with_too_few_val_objects_cannot_be_judged_so_the_version_waits() -> None:
+def test_a_label_with_few_val_objects_is_judged_with_a_warning() -> None:
     old, new = scores(Person=(0.9, 2), Cup=(0.0, 8)), scores(Person=(0.9, 2), Cup=(0.9, 8))
     decision = judge(old, new, already_predicted={"Person"}, val_images=6, rules=RULES)
-    assert not decision.publish
-    assert "Person (2 val objects, the gate needs 3)" in decision.reason
+    assert decision.publish, decision.reason
+    assert decision.warnings == ("Person judged on 2 val objects (TRAIN_GATE_MIN_OBJECTS is 3)",)
 
 
-def test_an_old_label_nobody_annotated_could_be_forgotten_unseen_so_the_version_waits() -> None:
+def test_a_label_nobody_annotated_warns_and_does_not_hold_back_the_version() -> None:
+    # After a first publish every label of the config is "already predicted": one nobody has drawn yet blocked
+    # every later version until it had 3 val objects.
     decision = judge(
-        scores(Cup=(0.0, 8)), scores(Cup=(0.7, 8)), already_predicted={"Person"}, val_images=6, rules=RULES
+        scores(Cup=(0.6, 8)), scores(Cup=(0.7, 8)), already_predicted={"Person", "Cup"}, val_images=6, rules=RULES
     )
-    assert not decision.publish
-    assert decision.reason == "too little data to judge Person (0 val objects, the gate needs 3)"
+    assert decision.publish, decision.reason
+    assert decision.warnings == ("Person has no val objects: not judged",)
+    assert next(v for v in decision.labels if v.label == "Person").verdict is Verdict.NOT_JUDGED
 
 
 def test_publish_policy_always_publishes_but_still_says_what_the_gate_found() -> None:
     old, new = scores(Person=(0.81, 12)), scores(Person=(0.2, 12))
     decision = judge(old, new, {"Person"}, 8, GateRules(policy="always"))
     assert decision.publish
-    assert (
-        decision.reason
-        == "published by TRAIN_PUBLISH_POLICY=always although Person drops 0.81 -> 0.20 (tolerance 0.08)"
+    assert decision.reason == (
+        "published by TRAIN_PUBLISH_POLICY=always although Person drops 0.81 -> 0.20 on 12 val objects (tolerance 0.05)"
     )
 
 
@@ -84,5 +104,6 @@ def test_the_decision_goes_into_meta_json_with_every_label() -> None:
         "reason": "better overall (0.800 -> 0.900) and no label it predicted dropped",
         "old_mean": 0.8,
         "new_mean": 0.9,
-        "labels": {"Person": {"objects": 5, "old": 0.8, "new": 0.9, "tolerance": 0.2, "verdict": "better"}},
+        "labels": {"Person": {"objects": 5, "old": 0.8, "new": 0.9, "tolerance": 0.1, "verdict": "better"}},
+        "warnings": [],
     }
