@@ -17,11 +17,20 @@ Choices, each adding to the one before unless said:
 - ``step per batch``: every batch an optimizer step, epochs from the data's size, AdamW at ``TRAIN_LR``, one
   validation (the current recipe without freezing);
 - ``freeze backbone``: the backbone kept as it is (``TRAIN_FREEZE=10``, YOLOv8's backbone);
-- ``default``: the current recipe, which also keeps the neck's top-down path (all before the head's first input);
+- ``annotations only``: freezing all before the head's first input (the neck's top-down path too), learning from
+  the annotations alone (the previous release's recipe);
+- ``known objects``: the served model's objects added where an annotation does not mention their label
+  (:mod:`label_studio_yolo.training.known_objects`);
+- ``default``: the current recipe, which also distils the served model's scores for the labels it knows
+  (:mod:`label_studio_yolo.training.distill`, ``TRAIN_DISTILL``);
 - further rows vary one setting of the default recipe (``--row "name:TRAIN_BATCH=4,TRAIN_LR=0.0005"``).
+
+``--train 10`` is the few-tasks case; ``--drawn new`` the case where people draw only the labels the base never saw
+(its people stay unboxed on every annotated scene; val too, so the gate cannot judge ``Person``).
 
 Usage:
     .venv/bin/python -m benchmarks.fine_tune_choices                     # shipped people model, 256x192 scenes
+    .venv/bin/python -m benchmarks.fine_tune_choices --train 10 --choices "annotations only" default --seeds 3
     .venv/bin/python -m benchmarks.fine_tune_choices --train 20 --held-out 40 --imgsz 256
 """
 
@@ -48,6 +57,7 @@ from tests.support.photo_project import (
     BASE_LABELS,
     CONFIG,
     LABELS,
+    NEW_LABELS,
     OWN_LABELS,
     annotated_task,
     held_out_scores,
@@ -60,10 +70,12 @@ CHOICES: dict[str, dict[str, Any]] = {
     "carry-over": {},
     "step per batch": {"train_freeze": 0},
     "freeze backbone": {"train_freeze": 10},
+    "annotations only": {"train_distill": 0},
+    "known objects": {"train_distill": 0},
     "default": {},
 }
-"""The rows of the module's docstring: name -> settings beside the defaults (``before`` and ``carry-over`` also patch
-the job)."""
+"""The rows of the module's docstring: name -> settings beside the defaults (``before``, ``carry-over`` and
+``annotations only`` also patch the job)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,10 @@ class OldRecipe:
 @contextmanager
 def choice(name: str) -> Iterator[None]:
     """Patch the job to train as ``name`` says (the current recipe needs no patch)."""
+    if name == "annotations only":
+        with mock.patch.object(job, "_known_objects", lambda *_: None):
+            yield
+        return
     if name not in ("before", "carry-over"):
         yield
         return
@@ -128,6 +144,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="TORCH_THREADS")
     parser.add_argument("--choices", nargs="*", default=list(CHOICES), help=f"of {', '.join(CHOICES)}")
     parser.add_argument("--seeds", type=int, default=1, help="train each row with seeds 0..N-1")
+    parser.add_argument(
+        "--drawn", choices=("all", "new"), default="all", help="labels drawn: all, or only those the base never saw"
+    )
     parser.add_argument("--row", action="append", default=[], metavar="NAME:KEY=VALUE,...", help="another row")
     args = parser.parse_args()
     size = (args.size[0], args.size[1])
@@ -136,12 +155,16 @@ def main() -> None:
         scenes = project_scenes(root / "scenes", args.train, args.held_out, size)
         (root / "models").mkdir()
         shutil.copy2(args.base, root / "models" / "base.pt")
+        drawn = NEW_LABELS if args.drawn == "new" else LABELS
         tasks = [
-            annotated_task(100 + n, scene, f"/data/local-files/?d=train/{scene.path.name}")
+            annotated_task(100 + n, scene, f"/data/local-files/?d=train/{scene.path.name}", drawn)
             for n, scene in enumerate(scenes["train"])
         ]
         base = held_out_scores(root / "models" / "base.pt", BASE_LABELS, scenes["held-out"])
-        print(f"{args.train} annotated and {args.held_out} held-out scenes of {size[0]}x{size[1]}, imgsz {args.imgsz}")
+        print(
+            f"{args.train} annotated ({args.drawn} labels drawn) and {args.held_out} held-out scenes of "
+            f"{size[0]}x{size[1]}, imgsz {args.imgsz}"
+        )
         print(_row("base model", base, None))
         rows = {name: CHOICES[name] for name in args.choices} | dict(_extra(text) for text in args.row)
         outcomes: dict[str, list[dict[str, Any]]] = {name: [] for name in rows}

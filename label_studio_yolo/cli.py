@@ -106,7 +106,9 @@ def _add_versions_parser(commands: argparse._SubParsersAction[argparse.ArgumentP
     actions = versions.add_subparsers(dest="action", required=True, metavar="{list,pin,unpin}")
     listing = actions.add_parser("list", help="the project's versions, oldest first, with the served and pinned one")
     pin = actions.add_parser("pin", help="serve VERSION (or 'base': MODEL_PATH) and keep it until unpin")
-    unpin = actions.add_parser("unpin", help="let training publish again (the served version stays)")
+    unpin = actions.add_parser(
+        "unpin", help="let training publish again and serve the newest version it published (else the base weights)"
+    )
     for action, handler in ((listing, versions_list), (pin, versions_pin), (unpin, versions_unpin)):
         action.add_argument("--project", type=_positive, required=True, help="project id")
         action.set_defaults(handler=handler)
@@ -192,7 +194,7 @@ def versions_pin(args: argparse.Namespace) -> int:
 
 
 def versions_unpin(args: argparse.Namespace) -> int:
-    """``label-studio-yolo versions unpin``: training may publish again; the served version stays."""
+    """``label-studio-yolo versions unpin``: training may publish again; the newest version it published is served."""
     store = VersionStore(BackendSettings().model_dir)
     removed = store.unpin(args.project)
     current = store.current(args.project)

@@ -218,6 +218,12 @@ class BackendSettings(BaseSettings):
         None, ge=0, description="Leading layers kept frozen while fine-tuning; unset: the model's backbone."
     )
     train_lr: float = Field(0.001, gt=0.0, description="AdamW learning rate of fine-tuning.")
+    train_distill: float = Field(
+        0.3,
+        ge=0.0,
+        description="Weight of the served model's scores for the labels it already predicts, beside the annotations "
+        "(0: learn from the annotations alone).",
+    )
     train_device: str = Field("cpu", description="Torch device for training.")
     train_val_fraction: float = Field(
         0.25, gt=0.0, lt=1.0, description="Share of annotated tasks kept for validation (at most half)."

@@ -6,7 +6,10 @@ with ``os.replace``: readers (every gunicorn worker, every replica on a shared v
 version, never half-written weights. Serving checks ``current.json`` cheaply (one ``stat``) on each request.
 
 A person may pin a project to a version, or to ``"base"`` (``MODEL_PATH``, no trained version): it is served and
-kept, and training's ``publish(..., unless_pinned=True)`` stores new versions without serving them until ``unpin``.
+kept, and training's ``publish(..., unless_pinned=True)`` stores new versions without serving them until ``unpin``,
+which serves the newest version training published again (``published.json`` lists them). A job publishes only over
+the version it started from (``replacing=``): a version published meanwhile is never overwritten by one trained on
+older data.
 
 Example:
     >>> store = VersionStore(Path("data/model-versions"))
@@ -28,6 +31,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +49,28 @@ CURRENT_FILE = "current.json"
 PIN_FILE = "pin.json"
 """Per-project pin: ``{"version": name or "base", "pinned_at": epoch}``; absent when the project is not pinned."""
 
+PUBLISHED_FILE = "published.json"
+"""Per-project list of the versions training published, oldest first: ``{"versions": [name, ...]}``."""
+
 LOCK_FILE = ".versions.lock"
 """Per-project lock file of :meth:`VersionStore.pin`, :meth:`~VersionStore.unpin` and :meth:`~VersionStore.publish`."""
 
 BASE = "base"
 """The pin that serves ``MODEL_PATH``, the weights the backend starts from, instead of a trained version."""
+
+KEEP_SERVED: Any = object()
+"""``publish(replacing=KEEP_SERVED)``'s default: publish whatever is served now."""
+
+
+class Published(StrEnum):
+    """What :meth:`VersionStore.publish` did."""
+
+    PUBLISHED = "published"
+    PINNED = "pinned"
+    """Not published: the project is pinned."""
+    SUPERSEDED = "superseded"
+    """Not published: another version was published after the one it was to replace."""
+
 
 VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", re.ASCII)
 """What a version folder may be called: one path segment, no ``..``, ``/`` or leading dot (staging folders)."""
@@ -96,8 +117,8 @@ class VersionStore:
 
     def current(self, project: int) -> VersionInfo | None:
         """The published version of ``project``, or None when it serves the base weights."""
-        name = _read_json(self.project_dir(project) / CURRENT_FILE).get("version")
-        return self._read(project, name) if isinstance(name, str) else None
+        name = self._read_current(project)
+        return self._read(project, name) if name is not None else None
 
     def current_stamp(self, project: int) -> tuple[int, int] | None:
         """Cheap change detector for the published version (the pointer's inode and mtime), without reading it."""
@@ -137,13 +158,25 @@ class VersionStore:
             _write_json(folder / CURRENT_FILE, {"version": served})
 
     def unpin(self, project: int) -> str | None:
-        """Let training publish again; the served version stays. Returns the pin removed, if there was one."""
+        """Let training publish again and serve the newest version it published (the base weights if none is left).
+
+        Returns the pin removed, if there was one.
+        """
         if not self.project_dir(project).is_dir():  # never trained, never pinned
             return None
         with self._locked(project):
             pinned = self.pinned(project)
-            (self.project_dir(project) / PIN_FILE).unlink(missing_ok=True)
+            folder = self.project_dir(project)
+            published = [name for name in self.published(project) if (folder / name).is_dir()]
+            if pinned is not None and (published or (folder / PUBLISHED_FILE).exists()):
+                _write_json(folder / CURRENT_FILE, {"version": published[-1] if published else None})
+            (folder / PIN_FILE).unlink(missing_ok=True)
         return pinned
+
+    def published(self, project: int) -> list[str]:
+        """The versions training published for ``project``, oldest first."""
+        names = _read_json(self.project_dir(project) / PUBLISHED_FILE).get("versions")
+        return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
 
     @contextmanager
     def new_version(self, project: int, name: str) -> Iterator[Path]:
@@ -159,9 +192,13 @@ class VersionStore:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def publish(self, project: int, name: str, *, unless_pinned: bool = False) -> bool:
-        """Make ``name`` the version served for ``project`` (atomic); with ``unless_pinned``, only when the project
-        is not pinned. Returns whether it was published.
+    def publish(
+        self, project: int, name: str, *, unless_pinned: bool = False, replacing: str | None = KEEP_SERVED
+    ) -> Published:
+        """Make ``name`` the version served for ``project`` (atomic) and record it as published.
+
+        With ``unless_pinned``, only when the project is not pinned; with ``replacing`` (a version name, or None for
+        the base weights), only while that is what is served.
 
         Raises:
             VersionNotFound: ``name`` is not a stored version of ``project``.
@@ -169,9 +206,18 @@ class VersionStore:
         with self._locked(project):
             self._existing(project, name)
             if unless_pinned and self.pinned(project) is not None:
-                return False
-            _write_json(self.project_dir(project) / CURRENT_FILE, {"version": name})
-        return True
+                return Published.PINNED
+            served = self._read_current(project)
+            if replacing is not KEEP_SERVED and served != replacing:
+                return Published.SUPERSEDED
+            folder = self.project_dir(project)
+            _write_json(folder / PUBLISHED_FILE, {"versions": [*self.published(project), name]})
+            _write_json(folder / CURRENT_FILE, {"version": name})
+        return Published.PUBLISHED
+
+    def _read_current(self, project: int) -> str | None:
+        name = _read_json(self.project_dir(project) / CURRENT_FILE).get("version")
+        return name if isinstance(name, str) else None
 
     @contextmanager
     def _locked(self, project: int) -> Iterator[None]:

@@ -137,10 +137,10 @@ def test_versions_pin_and_unpin_change_what_is_served_and_what_training_may_publ
     code, out, _ = run(capsys, "unpin", "--project", "7")
     assert code == EXIT_OK
     assert out.strip() == (
-        "Project 7 was pinned to project7-v001; it serves project7-v001 until training publishes a new version."
-    )
-    assert (versions_store.current(7).name, versions_store.pinned(7)) == ("project7-v001", None)
-    assert run(capsys, "unpin", "--project", "7")[1].startswith("Project 7 was not pinned; it serves project7-v001")
+        "Project 7 was pinned to project7-v001; it serves project7-v002 until training publishes a new version."
+    ), "unpin serves the newest version training published"
+    assert (versions_store.current(7).name, versions_store.pinned(7)) == ("project7-v002", None)
+    assert run(capsys, "unpin", "--project", "7")[1].startswith("Project 7 was not pinned; it serves project7-v002")
 
 
 def test_versions_pin_base_serves_model_path(versions_store, capsys):
@@ -198,8 +198,8 @@ def test_the_documented_versions_commands_as_typed_in_an_activated_virtualenv(ve
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[2] == "project7-v002  [served]", "list, before the pin"
     assert "Project 7 now serves project7-v001 and is pinned to it" in listed.stdout
-    assert "Project 7 was pinned to project7-v001; it serves project7-v001" in listed.stdout
-    assert (versions_store.current(7).name, versions_store.pinned(7)) == ("project7-v001", None)
+    assert "Project 7 was pinned to project7-v001; it serves project7-v002" in listed.stdout
+    assert (versions_store.current(7).name, versions_store.pinned(7)) == ("project7-v002", None)
 
     pinned = run_as_user(fill_in(documented(README_PIN), {"...": "project7-v002"}), tmp_path, env, timeout=300)
     assert pinned.returncode == 0, pinned.stderr

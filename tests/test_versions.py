@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +21,9 @@ from label_studio_yolo.versions import (
     LOCK_FILE,
     META_FILE,
     PIN_FILE,
+    PUBLISHED_FILE,
     WEIGHTS_FILE,
+    Published,
     VersionNotFound,
     VersionStore,
 )
@@ -73,7 +76,7 @@ def test_a_failure_while_writing_leaves_no_folder_and_keeps_the_served_version(s
         (folder / WEIGHTS_FILE).write_text("partial weights")
         raise RuntimeError("training crashed")
     entries = sorted(p.name for p in store.project_dir(7).iterdir())
-    assert entries == [LOCK_FILE, CURRENT_FILE, "p7-20250101-000000-aaaa"]
+    assert entries == [LOCK_FILE, CURRENT_FILE, "p7-20250101-000000-aaaa", PUBLISHED_FILE]
     assert [v.name for v in store.versions(7)] == ["p7-20250101-000000-aaaa"]
     current = store.current(7)
     assert current is not None and current.name == "p7-20250101-000000-aaaa"
@@ -130,29 +133,61 @@ def test_a_pin_serves_an_older_version_and_training_stores_but_does_not_publish_
     assert json.loads((store.project_dir(7) / PIN_FILE).read_text())["pinned_at"] == pytest.approx(time.time(), abs=60)
 
     write_version(store, 7, "p7-c")
-    assert store.publish(7, "p7-c", unless_pinned=True) is False
+    assert store.publish(7, "p7-c", unless_pinned=True) is Published.PINNED
     assert served(store) == "p7-a", "a pinned project keeps its version"
     assert [v.name for v in store.versions(7)] == ["p7-a", "p7-b", "p7-c"], "the new version is stored"
 
 
-def test_unpin_keeps_the_served_version_and_lets_training_publish_again(two_versions: VersionStore) -> None:
+def test_unpin_serves_the_newest_published_version_and_lets_training_publish_again(
+    two_versions: VersionStore,
+) -> None:
     store = two_versions
     store.pin(7, "p7-a")
     assert store.unpin(7) == "p7-a"
-    assert (store.pinned(7), served(store)) == (None, "p7-a")
+    assert (store.pinned(7), served(store)) == (None, "p7-b"), "p7-b was published last"
     assert not (store.project_dir(7) / PIN_FILE).exists()
+    store.pin(7, "p7-a")
+    store.unpin(7)
     assert store.unpin(7) is None, "unpinning twice is harmless"
-    assert store.publish(7, "p7-b", unless_pinned=True) is True
+    assert served(store) == "p7-b", "and keeps what the first unpin served"
+    write_version(store, 7, "p7-c")
+    assert store.publish(7, "p7-c", unless_pinned=True) is Published.PUBLISHED
+    assert served(store) == "p7-c"
+
+
+def test_unpin_after_a_roll_back_to_base_returns_to_the_newest_published_version(two_versions: VersionStore) -> None:
+    store = two_versions
+    store.pin(7, BASE)
+    assert store.current(7) is None
+    store.unpin(7)
     assert served(store) == "p7-b"
+
+
+def test_unpin_serves_the_base_weights_when_no_published_version_is_left(two_versions: VersionStore) -> None:
+    store = two_versions
+    store.pin(7, "p7-a")
+    shutil.rmtree(store.project_dir(7) / "p7-b")  # an operator deleted it
+    store.unpin(7)
+    assert store.current(7) is None
+
+
+def test_a_job_does_not_publish_over_a_version_published_while_it_trained(two_versions: VersionStore) -> None:
+    store = two_versions  # a job started while p7-b was served, then someone published p7-a
+    store.publish(7, "p7-a")
+    write_version(store, 7, "p7-c")
+    assert store.publish(7, "p7-c", unless_pinned=True, replacing="p7-b") is Published.SUPERSEDED
+    assert served(store) == "p7-a"
+    assert store.publish(7, "p7-c", unless_pinned=True, replacing="p7-a") is Published.PUBLISHED
+    assert store.published(7) == ["p7-b", "p7-a", "p7-c"]
 
 
 def test_a_plain_publish_still_publishes_and_other_projects_are_not_pinned(two_versions: VersionStore) -> None:
     store = two_versions
     write_version(store, 8, "p8-a")
     store.pin(7, "p7-a")
-    assert store.publish(8, "p8-a", unless_pinned=True) is True
+    assert store.publish(8, "p8-a", unless_pinned=True) is Published.PUBLISHED
     assert served(store, 8) == "p8-a"
-    assert store.publish(7, "p7-b") is True, "callers that do not ask about pins publish as before"
+    assert store.publish(7, "p7-b") is Published.PUBLISHED, "callers that do not ask about pins publish as before"
     assert served(store) == "p7-b"
 
 
@@ -165,7 +200,7 @@ def test_a_base_pin_serves_the_base_weights_and_changes_the_stamp(two_versions: 
     assert store.pinned(7) == BASE
     assert json.loads((store.project_dir(7) / CURRENT_FILE).read_text()) == {"version": None}
     assert store.current_stamp(7) not in (None, before), "every process notices and switches to the base weights"
-    assert store.publish(7, "p7-b", unless_pinned=True) is False
+    assert store.publish(7, "p7-b", unless_pinned=True) is Published.PINNED
     assert store.current(7) is None
 
 
@@ -239,5 +274,5 @@ def test_a_publish_waits_for_a_pin_under_way_in_another_process(two_versions: Ve
         published = store.publish(7, "p7-c", unless_pinned=True)
         waited = time.monotonic() - started
         assert pinning.wait(30) == 0
-    assert published is False and waited > 0.5
+    assert published is Published.PINNED and waited > 0.5
     assert (store.pinned(7), served(store)) == ("p7-a", "p7-a")

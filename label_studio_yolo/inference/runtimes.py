@@ -196,7 +196,7 @@ def _export_into(weights: Path, target: Path, imgsz: int, in_child: bool = False
 
 def export_openvino(weights: Path, imgsz: int) -> Path:
     """ultralytics' OpenVINO export of ``weights`` (dynamic shapes, float32, batch 1), made beside it; its folder."""
-    return Path(load_yolo(weights).export(format="openvino", dynamic=True, half=False, imgsz=imgsz, batch=1))
+    return Path(load_yolo(weights).export(format="openvino", dynamic=True, imgsz=imgsz, batch=1))
 
 
 def _export_in_child(weights: Path, imgsz: int) -> Path:

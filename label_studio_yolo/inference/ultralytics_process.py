@@ -13,8 +13,11 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -78,3 +81,17 @@ def load_yolo(source: Path | str, task: str | None = None) -> YOLO:
 def _no_integration_callbacks(instance: Any) -> None:
     """Stands in for ultralytics' ``add_integration_callbacks``: the instance keeps only its default callbacks."""
     del instance
+
+
+@contextmanager
+def ultralytics_quiet_unless(debug: bool) -> Iterator[None]:
+    """ultralytics' own log at WARNING inside the block, unless ``debug``: its progress bars (drawn only while its
+    logger is at INFO), model tables, argument dumps and per-layer "Freezing layer" lines are left out."""
+    from ultralytics.utils import LOGGER
+
+    before = LOGGER.level
+    LOGGER.setLevel(logging.DEBUG if debug else logging.WARNING)
+    try:
+        yield
+    finally:
+        LOGGER.setLevel(before)

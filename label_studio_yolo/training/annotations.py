@@ -24,12 +24,17 @@ from label_studio_yolo.tags.base import AnnotatedRegion
 
 @dataclass(frozen=True)
 class AnnotatedTask:
-    """A task's image and the regions of its latest annotation; ``error`` says why its regions could not be read."""
+    """A task's image and the regions of its latest annotation; ``error`` says why its regions could not be read.
+
+    ``from_prediction``: the annotation started from a model's prediction (Label Studio's ``parent_prediction``),
+    so its annotator saw the model's regions and deleted the ones missing.
+    """
 
     task_id: int
     image: str
     regions: tuple[AnnotatedRegion, ...]
     error: str | None = None
+    from_prediction: bool = False
 
 
 def read_region(item: dict[str, Any]) -> AnnotatedRegion | None:
@@ -93,11 +98,12 @@ def annotated_tasks(
         if annotation is None or value_key not in data:
             continue
         task_id, image = int(_field(task, "id")), str(data[value_key])
+        from_prediction = annotation.get("parent_prediction") is not None
         try:
             regions = _read_regions(annotation.get("result") or [], from_names)
         except AnnotationError as error:
-            found.append(AnnotatedTask(task_id, image, (), error=str(error)))
+            found.append(AnnotatedTask(task_id, image, (), error=str(error), from_prediction=from_prediction))
             continue
         if regions or not require_region:
-            found.append(AnnotatedTask(task_id, image, regions))
+            found.append(AnnotatedTask(task_id, image, regions, from_prediction=from_prediction))
     return sorted(found, key=lambda t: t.task_id)

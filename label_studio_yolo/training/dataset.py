@@ -28,6 +28,7 @@ from label_studio_yolo.media.storage import locate
 from label_studio_yolo.tags.base import LabelledObject
 from label_studio_yolo.training.annotations import AnnotatedTask
 from label_studio_yolo.training.formats import data_yaml, label_file_text
+from label_studio_yolo.training.known_objects import KnownObjects
 from label_studio_yolo.training.plan import TrainingPlan
 
 logger = logging.getLogger(__name__)
@@ -74,20 +75,29 @@ def data_fingerprint(plan: TrainingPlan, tasks: list[AnnotatedTask], how: object
     """
     digest = hashlib.sha256(repr((plan.task, plan.class_names, how)).encode())
     for task in sorted(tasks, key=lambda item: item.task_id):
-        digest.update(repr((task.task_id, task.image, task.regions, task.error)).encode())
+        digest.update(repr((task.task_id, task.image, task.regions, task.error, task.from_prediction)).encode())
     return digest.hexdigest()[:16]
 
 
 def write_dataset(
-    tasks: list[AnnotatedTask], loader: ImageLoader, plan: TrainingPlan, root: Path, split_of: dict[int, str]
+    tasks: list[AnnotatedTask],
+    loader: ImageLoader,
+    plan: TrainingPlan,
+    root: Path,
+    split_of: dict[int, str],
+    known: KnownObjects | None = None,
 ) -> Dataset:
     """Write images and labels of ``plan.task`` under ``root`` in the splits of ``split_of`` (task id -> split); a
-    task that fails is skipped with its reason."""
+    task that fails is skipped with its reason.
+
+    ``known`` adds the served model's objects of the labels a training image's annotation does not mention (val
+    images keep the annotators' truth alone: the gate judges on it).
+    """
     dataset = Dataset(root=root, task=plan.task)
     for task in tasks:
         split = split_of[task.task_id]
         try:
-            written = _write_sample(task, loader, plan, root, split)
+            written = _write_sample(task, loader, plan, root, split, known if split == "train" else None)
         except (MediaError, AnnotationError) as error:
             dataset.skipped[task.task_id] = str(error)
             logger.warning("Task %s left out of training: %s", printable(task.task_id), text_shown(str(error), 500))
@@ -101,8 +111,10 @@ def write_dataset(
     return dataset
 
 
-def _write_sample(task: AnnotatedTask, loader: ImageLoader, plan: TrainingPlan, root: Path, split: str) -> ValImage:
-    """Write one task's image (and label file); return it with its truth."""
+def _write_sample(
+    task: AnnotatedTask, loader: ImageLoader, plan: TrainingPlan, root: Path, split: str, known: KnownObjects | None
+) -> ValImage:
+    """Write one task's image (and label file), with ``known``'s objects if given; return it with its truth."""
     if task.error:
         raise AnnotationError(task.error)
     label = plan.image_class(task.regions) if plan.task == "classify" else None
@@ -114,6 +126,8 @@ def _write_sample(task: AnnotatedTask, loader: ImageLoader, plan: TrainingPlan, 
         return ValImage(path, label=label)
     size = ImageSize(*image.size)
     objects = plan.objects(task.regions, size)
+    if known is not None:
+        objects += known.missing(image, objects, task.from_prediction)
     path = root / "images" / split / f"{task.task_id}.png"
     labels = root / "labels" / split / f"{task.task_id}.txt"
     for folder in (path.parent, labels.parent):

@@ -57,12 +57,20 @@ ScoredBox = tuple[str, float, float, float, float, float]
 
 
 def score_per_label(
-    task: str, weights: LoadedWeights, labels: LabelMap, samples: list[LabelledImage], label_names: list[str]
+    task: str,
+    weights: LoadedWeights,
+    labels: LabelMap,
+    samples: list[LabelledImage],
+    label_names: list[str],
+    conf: float = EVALUATION_CONF,
 ) -> dict[str, LabelScore]:
-    """The :data:`METRIC_OF_TASK` metric of ``weights`` served through ``labels``, for each label in the truth."""
+    """The :data:`METRIC_OF_TASK` metric of ``weights`` served through ``labels``, for each label in the truth.
+
+    ``conf``: objects scoring less are not predicted (the gate passes the threshold the project serves at).
+    """
     if METRIC_OF_TASK[task] == "accuracy":
         return accuracy_per_label(weights, labels, samples)
-    predictions = [_predicted_boxes(weights, labels, sample.image) for sample in samples]
+    predictions = [_predicted_boxes(weights, labels, sample.image, conf) for sample in samples]
     return ap50_per_label(predictions, [sample.objects for sample in samples], label_names)
 
 
@@ -81,10 +89,10 @@ def accuracy_per_label(weights: LoadedWeights, labels: LabelMap, samples: list[L
     return {label: LabelScore(sum(found) / len(found), len(found)) for label, found in hits.items()}
 
 
-def _predicted_boxes(weights: LoadedWeights, labels: LabelMap, image: Image.Image) -> list[ScoredBox]:
+def _predicted_boxes(weights: LoadedWeights, labels: LabelMap, image: Image.Image, conf: float) -> list[ScoredBox]:
     return [
         (label, d.score, d.x0, d.y0, d.x1, d.y1)
-        for d in detect(weights, image, conf=EVALUATION_CONF)
+        for d in detect(weights, image, conf=conf)
         if (label := labels.label_for(d.class_name)) is not None
     ]
 

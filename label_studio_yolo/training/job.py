@@ -26,22 +26,26 @@ from typing import Any
 
 from label_studio_yolo.errors import TrainingError
 from label_studio_yolo.inference.runtimes import ensure_openvino_export, runtime_for
-from label_studio_yolo.inference.ultralytics_process import load_yolo
+from label_studio_yolo.inference.ultralytics_process import load_yolo, ultralytics_quiet_unless
 from label_studio_yolo.inference.weights import LoadedWeights, file_version, load_weights, load_weights_file
 from label_studio_yolo.label_config import LabelMap
+from label_studio_yolo.logsafe import printable
 from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from label_studio_yolo.settings import BackendSettings
+from label_studio_yolo.training.advice import advice_for
 from label_studio_yolo.training.annotations import AnnotatedTask, annotated_tasks
 from label_studio_yolo.training.carry_over import carry_over
 from label_studio_yolo.training.dataset import Dataset, data_fingerprint, task_labels, write_dataset
+from label_studio_yolo.training.distill import DISTILLED_TASKS, distil_into
 from label_studio_yolo.training.evaluate import METRIC_OF_TASK, LabelledImage, score_per_label
 from label_studio_yolo.training.gate import GateDecision, GateRules, judge
+from label_studio_yolo.training.known_objects import KnownObjects
 from label_studio_yolo.training.plan import TrainingPlan, plan_training
 from label_studio_yolo.training.progress import report_progress
 from label_studio_yolo.training.project_lock import StillHeld, claim, project_lock
 from label_studio_yolo.training.recipe import Recipe, recipe_for
 from label_studio_yolo.training.split import split_tasks
-from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, VersionInfo, VersionStore
+from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, Published, VersionInfo, VersionStore
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +57,7 @@ TRAINING_SETTINGS = (
     "train_batch",
     "train_freeze",
     "train_lr",
+    "train_distill",
     "train_device",
     "train_val_fraction",
     "train_min_val_images",
@@ -107,6 +112,18 @@ def train_annotated(
         TrainingError: nothing in the config or the annotations can be trained (the message says what to fix).
         LockLost: the job lost its project lock (``still_held`` raised).
     """
+    with ultralytics_quiet_unless(logger.isEnabledFor(logging.DEBUG)):
+        return _train_annotated(project, label_config, tasks, settings, started, still_held)
+
+
+def _train_annotated(
+    project: int,
+    label_config: str,
+    tasks: Iterable[Any],
+    settings: BackendSettings,
+    started: float | None,
+    still_held: StillHeld | None,
+) -> dict[str, Any]:
     still_held = still_held or _always_held
     started = started or time.time()
     cpu_started = time.process_time()
@@ -116,18 +133,25 @@ def train_annotated(
     annotated = annotated_tasks(tasks, plan.source.value_key, plan.from_names, require_region=plan.task == "classify")
     if not annotated:
         raise TrainingError(f"Project {project} has no annotated tasks for {plan.describe()}")
-    fingerprint = data_fingerprint(plan, annotated, _recorded_settings(settings))
+    served_labels = plan.own_labels if parent else plan.base_labels(start.class_names.values())
+    # The start (its content) and how its classes map to labels are part of what a job learns from.
+    fingerprint = data_fingerprint(
+        plan, annotated, (_recorded_settings(settings), start.content_version, sorted(served_labels.by_class.items()))
+    )
     if (twin := _trained_before(store, project, parent, fingerprint)) is not None:
         return _skipped(project, twin)
-    served_labels = plan.own_labels if parent else plan.base_labels(start.class_names.values())
+    known = _known_objects(plan, start, served_labels)
     with tempfile.TemporaryDirectory(prefix=f"train-{project}-") as work:
-        dataset = _write(project, settings, plan, annotated, parent, Path(work) / "dataset")
+        dataset = _write(project, settings, plan, annotated, parent, Path(work) / "dataset", known)
         begin = carry_over(start.path, plan.class_names, served_labels, Path(work))
         recipe = recipe_for(settings, len(dataset.train_ids), begin.layers_before_head_inputs)
         report_progress(
             stage="training", annotations=len(annotated), train=len(dataset.train_ids), val=len(dataset.val_ids)
         )
-        best, run_dir = _fine_tune(settings, recipe, dataset, begin.path, Path(work) / "run", still_held)
+        # Distilling would teach back what annotators deleted from predictions: only where nothing was.
+        deleted = known is not None and bool(known.removed)
+        distilled = [] if deleted else [i for i, label in enumerate(plan.class_names) if begin.sources.get(label)]
+        best, run_dir = _fine_tune(settings, recipe, dataset, begin.path, Path(work) / "run", still_held, distilled)
         trained_at = time.time()
         decision = _judge(settings, plan, start, served_labels, best, dataset)
         name = f"project{project}-v{len(store.versions(project)) + 1:03d}-{file_version(best).rsplit('-', 1)[-1]}"
@@ -143,9 +167,12 @@ def train_annotated(
                 "cpu_s": round(time.process_time() - cpu_started, 1),
             },
         )
+        removed = dict(known.removed) if known else {}
+        advice = advice_for(decision, removed, _gate_rules(settings), len(dataset.val_ids))
+        meta.update(known_objects={"added": dict(known.added) if known else {}, "removed": removed}, advice=advice)
         _store_version(store, project, name, best, run_dir, meta, settings, recipe.imgsz)
-    published, reason = _publish(store, project, name, decision, still_held)
-    return _finished(project, name, plan, decision, published, reason, len(annotated))
+    published, reason = _publish(store, project, name, decision, parent, still_held)
+    return _finished(project, name, plan, decision, published, reason, advice, len(annotated))
 
 
 def _write(
@@ -155,16 +182,29 @@ def _write(
     annotated: list[AnnotatedTask],
     parent: VersionInfo | None,
     root: Path,
+    known: KnownObjects | None,
 ) -> Dataset:
-    """The job's dataset, split so that the served version is not scored on the images it trained on."""
+    """The job's dataset, split so that the served version is not scored on the images it trained on, with the
+    served model's ``known`` objects where a training image's annotation does not mention their labels."""
     trained_before = parent.meta.get("train_tasks", []) if parent else []
     split_of = split_tasks(
         task_labels(plan, annotated), settings.train_val_fraction, settings.train_min_val_images, trained_before
     )
     media = MediaSettings.from_settings(settings, settings.label_studio_url, settings.label_studio_api_key)
-    dataset = write_dataset(annotated, ImageLoader(media), plan, root, split_of)
+    dataset = write_dataset(annotated, ImageLoader(media), plan, root, split_of, known)
     _check_splits(project, dataset)
     return dataset
+
+
+def _known_objects(plan: TrainingPlan, start: LoadedWeights, served_labels: LabelMap) -> KnownObjects | None:
+    """The starting model as a source of targets for the labels it predicts (none for classify: an image's class is
+    always annotated)."""
+    if plan.task == "classify":
+        return None
+    predicted = {label for name in start.class_names.values() if (label := served_labels.label_for(name))}
+    known = predicted & set(plan.class_names)
+    threshold = (plan.boxes or plan.source).threshold
+    return KnownObjects(start, served_labels, known, plan.task, threshold) if known else None
 
 
 def _trained_before(store: VersionStore, project: int, parent: VersionInfo | None, fingerprint: str) -> str | None:
@@ -185,14 +225,27 @@ def _skipped(project: int, twin: str) -> dict[str, Any]:
 
 
 def _publish(
-    store: VersionStore, project: int, name: str, decision: GateDecision, still_held: StillHeld
+    store: VersionStore,
+    project: int,
+    name: str,
+    decision: GateDecision,
+    parent: VersionInfo | None,
+    still_held: StillHeld,
 ) -> tuple[bool, str]:
-    """Publish ``name`` if the gate passed it and the project is not pinned; whether it was, and why."""
+    """Publish ``name`` if the gate passed it, the project is not pinned and ``parent`` (the version the job started
+    from) is still served; whether it was, and why."""
     if not decision.publish:
         return False, decision.reason
     still_held()
-    if not store.publish(project, name, unless_pinned=True):
+    outcome = store.publish(project, name, unless_pinned=True, replacing=parent.name if parent else None)
+    if outcome is Published.PINNED:
         return False, f"the project is pinned to {store.pinned(project)}; the gate passed it: {decision.reason}"
+    if outcome is Published.SUPERSEDED:
+        current = store.current(project)
+        return False, (
+            f"{current.name if current else 'the base weights'} was published while this version trained from "
+            f"{parent.name if parent else 'the base weights'}; the gate passed it: {decision.reason}"
+        )
     return True, decision.reason
 
 
@@ -203,18 +256,25 @@ def _finished(
     decision: GateDecision,
     published: bool,
     reason: str,
+    advice: tuple[str, ...],
     annotations: int,
 ) -> dict[str, Any]:
-    """Report, log and return the job's outcome, each label's scores with it."""
-    gate = {**decision.as_dict(), "reason": reason}
+    """Report, log and return the job's outcome, each label's scores, the gate's warnings and advice with it."""
+    gate = {**decision.as_dict(), "reason": reason, "advice": list(advice)}
     report_progress(stage="published" if published else "stored, not published", gate=gate)
     for verdict in decision.labels:
         old = "-" if verdict.old is None else f"{verdict.old:.3f}"
         logger.info(
             "Project %s: %s %s %s -> %.3f on %d val objects (tolerance %.2f): %s",
-            project, name, verdict.label, old, verdict.new, verdict.objects, verdict.tolerance, verdict.verdict,
+            project, name, printable(verdict.label), old, verdict.new, verdict.objects, verdict.tolerance,
+            verdict.verdict,
         )  # fmt: skip
-    logger.info("Project %s: %s version %s published=%s: %s", project, plan.task, name, published, reason)
+    for warning in decision.warnings:
+        logger.warning("Project %s: %s %s", project, name, printable(warning))
+    state = "published" if published else "not published"
+    logger.info("Project %s: %s version %s %s: %s", project, plan.task, name, state, printable(reason))
+    for line in advice:
+        logger.info("Project %s: to do: %s", project, printable(line))
     summary = {"project": project, "status": "trained", "version": name, "published": published, "task": plan.task}
     return {**summary, "metric": METRIC_OF_TASK[plan.task], "gate": gate, "annotations": annotations}
 
@@ -321,11 +381,18 @@ def _always_held() -> None:
 
 
 def _fine_tune(
-    settings: BackendSettings, recipe: Recipe, dataset: Dataset, start: Path, run_dir: Path, still_held: StillHeld
+    settings: BackendSettings,
+    recipe: Recipe,
+    dataset: Dataset,
+    start: Path,
+    run_dir: Path,
+    still_held: StillHeld,
+    distilled: list[int],
 ) -> tuple[Path, Path]:
     """Train from the weights at ``start`` by ``recipe`` and return the trained weights and the run folder.
 
-    ``still_held`` runs after every epoch: an error it raises stops training.
+    ``still_held`` runs after every epoch: an error it raises stops training. The classes ``distilled`` also learn
+    from the starting model's scores (:mod:`~label_studio_yolo.training.distill`).
     """
     import ultralytics.utils.torch_utils as torch_utils
 
@@ -334,6 +401,8 @@ def _fine_tune(
     model = load_yolo(start)
     model.add_callback("on_fit_epoch_end", _epoch_progress)
     model.add_callback("on_fit_epoch_end", lambda _trainer: still_held())
+    if distilled and settings.train_distill > 0 and dataset.task in DISTILLED_TASKS:
+        model.add_callback("on_train_start", distil_into(distilled, settings.train_distill))
     model.train(
         data=str(dataset.data),
         **recipe.train_arguments(),
@@ -389,14 +458,18 @@ def _judge(
         LabelledImage(Image.open(item.path).convert("RGB"), list(item.objects), item.label)
         for item in dataset.val_images
     ]
-    names = list(plan.class_names)
-    old = score_per_label(plan.task, served, served_labels, samples, names)
-    new = score_per_label(plan.task, load_weights_file(best, version="candidate"), plan.own_labels, samples, names)
+    names, conf = list(plan.class_names), (plan.boxes or plan.source).threshold  # scored as users see them
+    old = score_per_label(plan.task, served, served_labels, samples, names, conf)
+    candidate = load_weights_file(best, version="candidate")
+    new = score_per_label(plan.task, candidate, plan.own_labels, samples, names, conf)
     predicted = {label for name in served.class_names.values() if (label := served_labels.label_for(name))}
-    rules = GateRules(
+    return judge(old, new, predicted, len(samples), _gate_rules(settings))
+
+
+def _gate_rules(settings: BackendSettings) -> GateRules:
+    return GateRules(
         settings.train_publish_policy,
         settings.train_min_val_images,
         settings.train_gate_min_objects,
         settings.train_gate_tolerance,
     )
-    return judge(old, new, predicted, len(samples), rules)

@@ -20,8 +20,12 @@ logger = logging.getLogger(__name__)
 
 
 def report_progress(**fields: Any) -> None:
-    """Merge ``fields`` (stage, epoch, epochs, metrics, ...) into the current rq job's meta, if any."""
-    logger.info("Training progress: %s", fields)
+    """Merge ``fields`` (stage, epoch, epochs, metrics, ...) into the current rq job's meta, if any.
+
+    Logged at INFO when the stage changes; each epoch and the gate's full table only at DEBUG (the job logs its
+    decision label by label).
+    """
+    logger.log(logging.DEBUG if {"epoch", "gate"} & fields.keys() else logging.INFO, "Training progress: %s", fields)
     from redis.exceptions import ConnectionError, TimeoutError
     from rq import get_current_job
 

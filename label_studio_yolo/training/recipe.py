@@ -48,7 +48,7 @@ class Recipe:
             "warmup_epochs": 1,
             "cos_lr": True,
             "val": False,
-            "cache": "ram",
+            "cache": False,  # "ram" may make a seeded run vary (ultralytics warns); "disk" draws a progress bar
         }
 
 

@@ -126,7 +126,7 @@ def test_start_training_learns_new_labels_keeps_the_old_one_and_serves_it_withou
             [version_meta] = project_status["versions"]
             assert version_meta["annotations"] == TRAINING_TASKS
             assert version_meta["plot"] and Path(version_meta["plot"]).is_file()
-            assert f"published=True: {job['result']['gate']['reason']}" in worker_log, "the worker logs the decision"
+            assert f"published: {job['result']['gate']['reason']}" in worker_log, "the worker logs the decision"
             assert "Person" in worker_log and "Training progress" in worker_log, "and the per-label scores, stages"
             assert client.ml.list_model_versions(id=ml.id).versions == [new_version], "Label Studio's version list"
 

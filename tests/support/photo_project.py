@@ -35,6 +35,9 @@ CONFIG = """<View>
 LABELS = {"person": "Person", "cup": "Cup", "cat": "Cat"}
 """Scene truth label -> the project's label."""
 
+NEW_LABELS = {"cup": "Cup", "cat": "Cat"}
+"""The truth labels the base model never saw: what a person adding labels to a project draws, and nothing else."""
+
 BASE_LABELS = LabelMap({"person": "Person"})
 """How the base model is served in this project (``predicted_values="person"``)."""
 
@@ -62,9 +65,10 @@ def annotation_result(scene: Scene, labels: dict[str, str] = LABELS) -> list[dic
     return [region for region in regions if region["value"]["rectanglelabels"][0] in labels.values()]
 
 
-def annotated_task(task_id: int, scene: Scene, image: str) -> dict[str, Any]:
-    """A task whose annotation is ``scene``'s truth, as Label Studio exports it."""
-    annotation = {"id": task_id, "result": annotation_result(scene), "was_cancelled": False}
+def annotated_task(task_id: int, scene: Scene, image: str, labels: dict[str, str] = LABELS) -> dict[str, Any]:
+    """A task whose annotation is ``scene``'s truth of the truth labels ``labels`` names, as Label Studio exports
+    it (drawn by hand: no ``parent_prediction``)."""
+    annotation = {"id": task_id, "result": annotation_result(scene, labels), "was_cancelled": False}
     return {"id": task_id, "data": {"image": image}, "annotations": [annotation]}
 
 

