@@ -1,14 +1,15 @@
 """Keep what the served model knew: its class scores for the labels it already predicts teach the new version.
 
-A fine-tune on a handful of images forgets the old labels: with 6 training images the labels the served model
-found well dropped by a third on held-out photos, although they were annotated. Learning without forgetting
+A fine-tune on a handful of images forgets the old labels, even where they are annotated (docs/training.md has the
+numbers). Learning without forgetting
 (Li and Hoiem, 2016) adds a second target beside the annotations: on every training batch, as augmented, the
 starting model (the served version with the carried-over head, :mod:`~label_studio_yolo.training.carry_over`)
 scores each anchor for the old labels, and the new version is pulled toward those scores. New labels learn from
 the annotations alone.
 
-ultralytics has no hook for a second target, so the task's own criterion is wrapped: the model's ``criterion``
-attribute is what ``model.loss()`` calls, and it is set before the first batch (``on_train_start``).
+ultralytics has no hook for a second target (its ``distill_model`` matches the features of a larger teacher through
+new projection layers, for all classes), so the task's own criterion is wrapped: the model's ``criterion`` attribute
+is what ``model.loss()`` calls, and it is set before the first batch (``on_train_start``).
 
 Example:
     >>> model.add_callback("on_train_start", distil_into(rows=[0], weight=1.0))          # doctest: +SKIP
@@ -43,8 +44,11 @@ class DistilledLoss:
         self.weight = weight
 
     def __getattr__(self, name: str) -> Any:
-        # ultralytics reads the criterion's own attributes (loss names, hyperparameters) through the wrapper.
-        return getattr(self.__dict__["criterion"], name)
+        # ultralytics calls the criterion's own methods through the wrapper (end-to-end heads' ``update()``).
+        criterion = self.__dict__.get("criterion")
+        if criterion is None:  # copying or unpickling: not set yet
+            raise AttributeError(name)
+        return getattr(criterion, name)
 
     def __call__(self, preds: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         loss, items = self.criterion(preds, batch)
