@@ -113,7 +113,7 @@ def predicted(client: FlaskClient, sample: SampleImage, project: str = "4.170000
     return labels_predicted(client, project, sample)
 
 
-def test_a_pinned_older_version_is_served_and_unpin_keeps_it(
+def test_a_pinned_older_version_is_served_and_unpin_returns_to_the_newest_published(
     two_versions: VersionStore, client: FlaskClient, sample_images: list[SampleImage]
 ) -> None:
     sample = sample_images[0]
@@ -133,9 +133,9 @@ def test_a_pinned_older_version_is_served_and_unpin_keeps_it(
 
     answer = client.post("/versions/unpin", json={"project": {"id": 4}})
     assert answer.status_code == 200, answer.json
-    assert (answer.json["current"], answer.json["pinned"]) == ("project4-v001-aaaa1111", None)
+    assert (answer.json["current"], answer.json["pinned"]) == ("project4-v002-bbbb2222", None)
     setup = client.post("/setup", json={"project": "4.1700000000", "schema": CONFIG}).json
-    assert setup["model_version"] == "project4-v001-aaaa1111", "unpin keeps the served version"
+    assert setup["model_version"] == "project4-v002-bbbb2222", "unpin serves the newest published version again"
 
 
 def test_pinning_base_serves_the_base_weights(
