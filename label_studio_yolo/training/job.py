@@ -134,9 +134,11 @@ def _train_annotated(
     if not annotated:
         raise TrainingError(f"Project {project} has no annotated tasks for {plan.describe()}")
     served_labels = plan.own_labels if parent else plan.base_labels(start.class_names.values())
-    # The start (its content) and how its classes map to labels are part of what a job learns from.
+    # The base weights' content (a version carries its lineage's) and the label mapping are part of what a job
+    # learns from: a new MODEL_PATH is something new to learn.
+    base_content = str(parent.meta.get("base_content", "")) if parent else start.content_version
     fingerprint = data_fingerprint(
-        plan, annotated, (_recorded_settings(settings), start.content_version, sorted(served_labels.by_class.items()))
+        plan, annotated, (_recorded_settings(settings), base_content, sorted(served_labels.by_class.items()))
     )
     if (twin := _trained_before(store, project, parent, fingerprint)) is not None:
         return _skipped(project, twin)
@@ -159,6 +161,7 @@ def _train_annotated(
         meta.update(
             annotations=len(annotated),
             data_fingerprint=fingerprint,
+            base_content=base_content,
             carried_over=begin.sources,
             recipe=asdict(recipe),
             timings={
