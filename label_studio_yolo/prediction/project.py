@@ -40,6 +40,9 @@ def build_project_predictor(
 ) -> TaskPredictor:
     """The predictor for ``project_id``: its published version (else ``MODEL_PATH``) mapped onto ``label_config``.
 
+    A control the published version did not learn from keeps ``MODEL_PATH`` with its ``predicted_values``, so a
+    publish never takes another tag's predictions away; one with ``model_path`` keeps its own weights.
+
     Weights are cached per process. A version trained here has the project's labels as its classes. Images stored
     in Label Studio are fetched from ``label_studio`` (see :mod:`label_studio_yolo.credentials`), else from
     ``LABEL_STUDIO_URL`` with ``LABEL_STUDIO_API_KEY``. ``background_export`` makes a missing OpenVINO export in a
@@ -51,14 +54,23 @@ def build_project_predictor(
     """
     runtime = replace(runtime_for(settings), background_export=background_export)
     version = VersionStore(settings.model_dir).current(project_id) if project_id is not None else None
-    if version is not None:
-        project_weights = load_weights_file(version.weights, runtime, version=version.name)
-    else:
-        project_weights = load_weights(settings.model_root, settings.model_path, runtime, download=True)
     specs = parse_label_config(label_config, settings.model_score_threshold, supported_controls())
-    if version is not None:
-        specs = [with_own_labels(spec) if spec.model_path is None else spec for spec in specs]
-    controls = [control_for(spec, _weights_for(spec, project_weights, settings, runtime)) for spec in specs]
+    base: list[LoadedWeights] = []
+
+    def base_weights() -> LoadedWeights:  # loaded once, and only when a control needs it
+        if not base:
+            base.append(load_weights(settings.model_root, settings.model_path, runtime, download=True))
+        return base[0]
+
+    controls = []
+    for spec in specs:
+        if spec.model_path is not None:
+            controls.append(control_for(spec, _tag_weights(spec, settings, runtime)))
+        elif version is not None and _learnt_by(version.meta, spec):
+            weights = load_weights_file(version.weights, runtime, version=version.name)  # cached per process
+            controls.append(control_for(with_own_labels(spec), weights))
+        else:
+            controls.append(control_for(spec, base_weights()))
     vlm = vlm_config(settings)
     controls = _usable([with_vlm_stage(control, settings.vlm_mode, vlm) for control in controls])
     versions = [control.weights.version for control in controls]
@@ -76,17 +88,21 @@ def build_project_predictor(
     )
 
 
-def _weights_for(
-    spec: ControlSpec, project_weights: LoadedWeights, settings: BackendSettings, runtime: Runtime
-) -> LoadedWeights:
-    """The tag's own ``model_path`` weights (inside MODEL_ROOT), else the project's weights.
+def _learnt_by(meta: dict[str, object], spec: ControlSpec) -> bool:
+    """Whether the version of ``meta`` learnt the control ``spec``: its classes are that tag's labels. A version
+    that does not list its controls (made before they were recorded) learnt every one."""
+    trained = meta.get("trained_controls")
+    return not isinstance(trained, list) or spec.from_name in trained
+
+
+def _tag_weights(spec: ControlSpec, settings: BackendSettings, runtime: Runtime) -> LoadedWeights:
+    """The tag's own ``model_path`` weights (inside MODEL_ROOT).
 
     Raises:
         LabelConfigError: the file is not in MODEL_ROOT or is not YOLO weights. The message names the tag and no path
             of this machine (whoever edits a config reads it); the log has the full reason.
     """
-    if spec.model_path is None:
-        return project_weights
+    assert spec.model_path is not None
     tag = f'<{spec.control_type} name="{printable(spec.from_name)}">'
     try:
         return load_weights(settings.model_root, spec.model_path, runtime)  # a config never downloads

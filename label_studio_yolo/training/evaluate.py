@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,15 +63,17 @@ def score_per_label(
     labels: LabelMap,
     samples: list[LabelledImage],
     label_names: list[str],
-    conf: float = EVALUATION_CONF,
+    thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, LabelScore]:
     """The :data:`METRIC_OF_TASK` metric of ``weights`` served through ``labels``, for each label in the truth.
 
-    ``conf``: objects scoring less are not predicted (the gate passes the threshold the project serves at).
+    ``thresholds``: per label, objects scoring less are not predicted (the gate passes those the project serves
+    at); without, :data:`EVALUATION_CONF`.
     """
     if METRIC_OF_TASK[task] == "accuracy":
         return accuracy_per_label(weights, labels, samples)
-    predictions = [_predicted_boxes(weights, labels, sample.image, conf) for sample in samples]
+    thresholds = thresholds or {}
+    predictions = [_predicted_boxes(weights, labels, sample.image, thresholds) for sample in samples]
     return ap50_per_label(predictions, [sample.objects for sample in samples], label_names)
 
 
@@ -89,11 +92,13 @@ def accuracy_per_label(weights: LoadedWeights, labels: LabelMap, samples: list[L
     return {label: LabelScore(sum(found) / len(found), len(found)) for label, found in hits.items()}
 
 
-def _predicted_boxes(weights: LoadedWeights, labels: LabelMap, image: Image.Image, conf: float) -> list[ScoredBox]:
+def _predicted_boxes(
+    weights: LoadedWeights, labels: LabelMap, image: Image.Image, thresholds: Mapping[str, float]
+) -> list[ScoredBox]:
     return [
         (label, d.score, d.x0, d.y0, d.x1, d.y1)
-        for d in detect(weights, image, conf=conf)
-        if (label := labels.label_for(d.class_name)) is not None
+        for d in detect(weights, image, conf=min(thresholds.values(), default=EVALUATION_CONF))
+        if (label := labels.label_for(d.class_name)) is not None and d.score >= thresholds.get(label, EVALUATION_CONF)
     ]
 
 

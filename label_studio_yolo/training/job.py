@@ -205,9 +205,8 @@ def _known_objects(plan: TrainingPlan, start: LoadedWeights, served_labels: Labe
     if plan.task == "classify":
         return None
     predicted = {label for name in start.class_names.values() if (label := served_labels.label_for(name))}
-    known = predicted & set(plan.class_names)
-    threshold = (plan.boxes or plan.source).threshold
-    return KnownObjects(start, served_labels, known, plan.task, threshold) if known else None
+    thresholds = {label: value for label, value in plan.thresholds.items() if label in predicted}
+    return KnownObjects(start, served_labels, plan.task, thresholds) if thresholds else None
 
 
 def _trained_before(store: VersionStore, project: int, parent: VersionInfo | None, fingerprint: str) -> str | None:
@@ -312,6 +311,7 @@ def _meta(
         "base_weights": str(parent.weights if parent else settings.model_path),
         "task": plan.task,
         "controls": plan.describe(),
+        "trained_controls": sorted(plan.from_names),
         "train_tasks": dataset.train_ids,
         "val_tasks": dataset.val_ids,
         "skipped_tasks": dataset.skipped,
@@ -461,10 +461,10 @@ def _judge(
         LabelledImage(Image.open(item.path).convert("RGB"), list(item.objects), item.label)
         for item in dataset.val_images
     ]
-    names, conf = list(plan.class_names), (plan.boxes or plan.source).threshold  # scored as users see them
-    old = score_per_label(plan.task, served, served_labels, samples, names, conf)
+    names, thresholds = list(plan.class_names), plan.thresholds  # scored as users see them
+    old = score_per_label(plan.task, served, served_labels, samples, names, thresholds)
     candidate = load_weights_file(best, version="candidate")
-    new = score_per_label(plan.task, candidate, plan.own_labels, samples, names, conf)
+    new = score_per_label(plan.task, candidate, plan.own_labels, samples, names, thresholds)
     predicted = {label for name in served.class_names.values() if (label := served_labels.label_for(name))}
     return judge(old, new, predicted, len(samples), _gate_rules(settings))
 

@@ -13,7 +13,7 @@ Two cases are left as annotated:
 - the annotation has a region of that label: the annotator drew that label on this image, and drew all of it.
 
 Example:
-    >>> known = KnownObjects(weights, served_labels, {"Person"}, "detect", conf=0.25)   # doctest: +SKIP
+    >>> known = KnownObjects(weights, served_labels, "detect", thresholds={"Person": 0.25})   # doctest: +SKIP
     >>> known.missing(image, annotated=[LabelledObject("Cup", (1, 2, 30, 40))], from_prediction=False)
     [LabelledObject(label='Person', box=(40.0, 12.0, 90.0, 180.0), ...)]
 """
@@ -21,7 +21,7 @@ Example:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from PIL import Image
@@ -42,7 +42,8 @@ KEYPOINT_VISIBLE = 0.5
 
 @dataclass
 class KnownObjects:
-    """The served model (``weights`` through ``labels``) as a source of targets for the labels in ``known``.
+    """The served model (``weights`` through ``labels``) as a source of targets for the labels in ``thresholds``,
+    each at its threshold.
 
     ``added`` counts, per label, the training images it added objects to; ``removed`` the images whose annotation
     started from a prediction and lacks an object of that label the served model finds there (deleted on purpose,
@@ -51,9 +52,8 @@ class KnownObjects:
 
     weights: LoadedWeights
     labels: LabelMap
-    known: Collection[str]
     task: str
-    conf: float
+    thresholds: Mapping[str, float]
     added: Counter[str] = field(default_factory=Counter)
     removed: Counter[str] = field(default_factory=Counter)
 
@@ -67,8 +67,9 @@ class KnownObjects:
         """
         found = [
             (label, detection)
-            for detection in detect(self.weights, image, conf=self.conf)
-            if (label := self.labels.label_for(detection.class_name)) is not None and label in self.known
+            for detection in detect(self.weights, image, conf=min(self.thresholds.values()))
+            if (label := self.labels.label_for(detection.class_name)) is not None
+            and detection.score >= self.thresholds.get(label, 2.0)  # a label not in thresholds is not known
         ]
         if from_prediction:
             self.removed.update({label for label, detection in found if not _covered(label, detection, annotated)})

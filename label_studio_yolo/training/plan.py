@@ -2,7 +2,10 @@
 
 Fine-tuning keeps the task of the weights it starts from (``YOLO(path).task``); the labelling config then says
 which annotations feed that task (each tag class's ``learns_for``). Only controls on an ``<Image>`` without their own
-``model_path`` count (a tag with its own weights is not served by the project's trained version).
+``model_path`` count (a tag with its own weights is not served by the project's trained version). Every such control
+on the same image feeds one model whose classes are all their labels (two ``<RectangleLabels>``, or
+``<PolygonLabels>`` and ``<BrushLabels>``); classify and pose learn from the first one. Controls a version did not
+learn from keep the base weights (``trained_controls`` in its ``meta.json``).
 
 ====================  ==============================================  ==========================================
 Task                  Annotations                                     Classes
@@ -23,7 +26,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from label_studio_yolo.errors import TrainingError
 from label_studio_yolo.geometry import ImageSize
@@ -50,25 +53,39 @@ EXAMPLE_CONFIGS: dict[str, str] = {
 class TrainingPlan:
     """The task to train and the controls that feed it.
 
-    ``source`` gives the objects (or the image's class); for pose it is the ``<KeyPointLabels>`` and ``boxes`` the
-    ``<RectangleLabels>`` on the same image (None when the config has none).
+    ``source`` gives the objects (or the image's class), and ``others`` more objects of the same task on the same
+    image; for pose ``source`` is the ``<KeyPointLabels>`` and ``boxes`` the ``<RectangleLabels>`` on the same image
+    (None when the config has none).
     """
 
     task: str
     source: ControlSpec
     boxes: ControlSpec | None = None
+    others: tuple[ControlSpec, ...] = ()
+
+    @property
+    def sources(self) -> tuple[ControlSpec, ...]:
+        """The controls whose regions are objects (or the image's class) of the trained model."""
+        return (self.source, *self.others)
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        """The trained model's classes, in class-index order."""
+        """The trained model's classes, in class-index order: every source's labels, once each."""
         if self.task == "pose":
             return self.boxes.label_names if self.boxes else (KEYPOINT_OBJECT_CLASS,)
-        return self.source.label_names
+        return tuple(dict.fromkeys(name for spec in self.sources for name in spec.label_names))
 
     @property
     def from_names(self) -> frozenset[str]:
-        """Names of the controls whose regions are read."""
-        return frozenset({self.source.from_name} | ({self.boxes.from_name} if self.boxes else set()))
+        """Names of the controls whose regions are read (the controls a version trained by this plan serves)."""
+        boxes = {self.boxes.from_name} if self.boxes else set()
+        return frozenset({spec.from_name for spec in self.sources} | boxes)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Label -> the ``model_score_threshold`` it is served at (its tag's; the first tag's where two hold it)."""
+        holders = [self.boxes] if self.boxes else list(self.sources)
+        return {name: spec.threshold for spec in reversed(holders) for name in spec.label_names}
 
     @property
     def keypoint_count(self) -> int:
@@ -84,7 +101,9 @@ class TrainingPlan:
         """Class -> label of the base weights, as the backend serves them (the config's ``predicted_values``)."""
         if self.task == "pose" and self.boxes is None:
             return LabelMap({name.lower(): KEYPOINT_OBJECT_CLASS for name in model_classes})
-        return (self.boxes or self.source).labels
+        if self.boxes:
+            return self.boxes.labels
+        return LabelMap({k: v for spec in reversed(self.sources) for k, v in spec.labels.by_class.items()})
 
     def objects(self, regions: Sequence[AnnotatedRegion], size: ImageSize) -> list[LabelledObject]:
         """The objects to learn in a task's ``regions``, in pixels of its image of ``size`` (none for classify).
@@ -92,8 +111,11 @@ class TrainingPlan:
         Raises:
             AnnotationError: a region cannot be converted (a brush mask that does not fit its image).
         """
-        tag = CONTROL_TYPES[self.source.control_type]
-        return tag.training_objects(self, regions, size)
+        objects = []
+        for spec in self.sources:
+            tag, own = CONTROL_TYPES[spec.control_type], replace(self, source=spec, others=())
+            objects += tag.training_objects(own, [r for r in regions if r.from_name == spec.from_name], size)
+        return objects
 
     def image_class(self, regions: Sequence[AnnotatedRegion]) -> str:
         """The class of a classification task's image (its first choice).
@@ -105,7 +127,7 @@ class TrainingPlan:
 
     def describe(self) -> str:
         """The controls, as XML tags, for messages."""
-        specs = [self.source, *([self.boxes] if self.boxes else [])]
+        specs = [*self.sources, *([self.boxes] if self.boxes else [])]
         return " + ".join(f"<{spec.control_type} name={spec.from_name!r}>" for spec in specs)
 
 
@@ -126,11 +148,12 @@ def plan_training(label_config: str, task: str, default_threshold: float, weight
     sources = [spec for spec in usable if spec.control_type in learning_tags(task)]
     if not sources:
         raise TrainingError(_no_source_message(task, weights_name, specs, usable))
-    source = sources[0]
-    boxes = None
+    source, boxes, others = sources[0], None, tuple[ControlSpec, ...]()
     if task == "pose":
         boxes = next((s for s in usable if s.control_type == "RectangleLabels" and s.to_name == source.to_name), None)
-    plan = TrainingPlan(task, source, boxes)
+    elif task != "classify":  # an image has one class: the first <Choices> gives it
+        others = tuple(spec for spec in sources[1:] if spec.to_name == source.to_name)
+    plan = TrainingPlan(task, source, boxes, others)
     _check_class_names(plan)
     return plan
 
