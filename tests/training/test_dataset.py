@@ -293,6 +293,21 @@ def test_segment_labels_are_polygons_and_brush_outlines(tmp_path) -> None:
             )
 
 
+def test_polygons_and_brush_masks_in_one_project_both_train(tmp_path) -> None:
+    # Only the first learning tag used to train: a task annotated with the brush alone became an empty negative.
+    polygons = boxes_project(tmp_path, 2, "polygon", seed=3)
+    brushes = boxes_project(tmp_path, 2, "brush", seed=4)
+    brushes = [({**made_task, "id": made_task["id"] + 50}, truth) for made_task, truth in brushes]
+    config = f"<View><Image name='image' value='$image'/>{CONFIGS['polygon']}{CONFIGS['brush']}</View>"
+
+    dataset, plan = write([t for t, _ in polygons + brushes], config, "segment", tmp_path)
+
+    assert plan.from_names == {"outline", "mask"} and plan.class_names == ("Red box", "Blue")
+    for made_task, truth in polygons + brushes:
+        lines = label_lines(dataset, made_task["id"])
+        assert sorted(line[0] for line in lines) == sorted(["red", "blue"].index(b.label) for b in truth)
+
+
 def bounds_of(line: list[float]) -> list[float]:
     xs, ys = line[1::2], line[2::2]
     return [line[0], min(xs), min(ys), max(xs), max(ys)]
