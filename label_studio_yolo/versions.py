@@ -52,6 +52,9 @@ PIN_FILE = "pin.json"
 PUBLISHED_FILE = "published.json"
 """Per-project list of the versions training published, oldest first: ``{"versions": [name, ...]}``."""
 
+TRAINING_LOCK_FILE = ".training.lock"
+"""Per-project lock file a training job without Redis holds while it runs (:meth:`VersionStore.training`)."""
+
 LOCK_FILE = ".versions.lock"
 """Per-project lock file of :meth:`VersionStore.pin`, :meth:`~VersionStore.unpin` and :meth:`~VersionStore.publish`."""
 
@@ -218,6 +221,19 @@ class VersionStore:
     def _read_current(self, project: int) -> str | None:
         name = _read_json(self.project_dir(project) / CURRENT_FILE).get("version")
         return name if isinstance(name, str) else None
+
+    @contextmanager
+    def training(self, project: int) -> Iterator[None]:
+        """Hold ``project``'s training lock file, waiting while another process's job holds it: backend processes
+        without Redis each run their own jobs, and two of one project must not train at once."""
+        folder = self.project_dir(project)
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / TRAINING_LOCK_FILE).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextmanager
     def _locked(self, project: int) -> Iterator[None]:

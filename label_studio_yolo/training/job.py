@@ -72,15 +72,22 @@ TRAIN_SEED = 0
 
 
 def train_project(project: int) -> dict[str, Any]:
-    """Train a new version of ``project``'s model from its annotations in Label Studio (the rq job)."""
+    """Train a new version of ``project``'s model from its annotations in Label Studio (the rq job, or a local one).
+
+    Jobs of one project never train at once: an rq job holds the project's Redis lock
+    (:func:`~label_studio_yolo.training.project_lock.project_lock`) and only then claims its slot; a local one
+    holds the project's lock file in ``MODEL_DIR``.
+    """
     from rq import get_current_job
 
     job = get_current_job()
-    if job is None:
-        return _train(project)
-    claim(job.connection, project, job.id)
+    if job is None:  # a backend without Redis: its processes' jobs of one project take turns on MODEL_DIR
+        with VersionStore(BackendSettings().model_dir).training(project):
+            return _train(project)
     report_progress(stage="waiting for the project lock")
-    with project_lock(job.connection, project) as still_held:
+    lock_wait = BackendSettings().train_job_timeout / 2  # rq stops the job at its timeout: keep time to train
+    with project_lock(job.connection, project, lock_wait) as still_held:
+        claim(job.connection, project, job.id)
         report_progress(stage="exporting")
         return _train(project, still_held)
 

@@ -1,11 +1,14 @@
 """What a training job does in the worker before and around training: claim its slot and hold the project lock.
 
-- Claiming: the job stops being the project's queued job (new events queue the next one) and the count of new
-  annotations starts again. A job claims before it reads any annotation, so every event folded into it is in its
-  data (see :class:`~label_studio_yolo.training.scheduler.EventPolicy`).
 - The project lock: two workers never train one project at once. It lives 15 s and is renewed every 5 s, so a
   killed worker frees its project within 15 s; a job that finds its lock gone stops at its next epoch and publishes
-  nothing.
+  nothing. A job takes it first and waits for it at most ``lock_wait`` seconds (half rq's job timeout): while it
+  waits it has not claimed, so events still fold into it, a job killed meanwhile loses none of them, and a project
+  holds at most one waiting worker.
+- Claiming (once the lock is held): the job stops being the project's queued job (new events queue the next one)
+  and the count of new annotations starts again, in one Redis transaction. A job claims before it reads any
+  annotation, so every event folded into it is in its data (see
+  :class:`~label_studio_yolo.training.scheduler.EventPolicy`).
 """
 
 from __future__ import annotations
@@ -38,30 +41,53 @@ StillHeld = Callable[[], None]
 """Raises :class:`LockLost` once the job no longer holds its project's lock."""
 
 
+class ProjectBusy(TrainingError):
+    """Another job held the project's lock for longer than a job waits for it."""
+
+
 class LockLost(TrainingError):
     """The job's project lock lapsed or was taken: the job stops so two workers never train one project at once."""
 
 
 def claim(redis: Any, project: int, job_id: str) -> None:
-    """Make room for the next queued job and reset the new-annotation count (call it before reading annotations)."""
-    queued = redis.get(key(project, "queued_job"))
-    if queued is not None and (queued if isinstance(queued, str) else queued.decode()) == job_id:
-        redis.delete(key(project, "queued_job"))
-    redis.set(key(project, "new_annotations"), 0)
+    """Make room for the next queued job and reset the new-annotation count, atomically (call it before reading
+    annotations): an event never sees the job gone but the count not yet reset."""
+    queued_key, count_key = key(project, "queued_job"), key(project, "new_annotations")
+
+    def in_one_step(pipe: Any) -> None:
+        queued = pipe.get(queued_key)
+        pipe.multi()
+        if queued is not None and (queued if isinstance(queued, str) else queued.decode()) == job_id:
+            pipe.delete(queued_key)
+        pipe.set(count_key, 0)
+
+    redis.transaction(in_one_step, queued_key)
 
 
 @contextmanager
 def project_lock(
-    redis: Any, project: int, ttl: float = LOCK_TTL, renew_every: float = LOCK_RENEW_EVERY
+    redis: Any,
+    project: int,
+    lock_wait: float | None = None,
+    ttl: float = LOCK_TTL,
+    renew_every: float = LOCK_RENEW_EVERY,
 ) -> Iterator[StillHeld]:
-    """Hold the project's training lock (waiting for another worker's job to finish first).
+    """Hold the project's training lock, waiting up to ``lock_wait`` seconds (None: for ever) for another worker's
+    job to finish first.
 
     Yields a check to call between steps of the job: it raises :class:`LockLost` once the lock is gone. The job's
     progress records when it took the lock and when it gave it back (``lock_acquired_at``, ``lock_released_at``).
+
+    Raises:
+        ProjectBusy: another job held the lock for all of ``lock_wait``.
     """
     # thread_local=False: the renewing thread must see the token the job thread acquired.
     lock = redis.lock(key(project, "training_lock"), timeout=ttl, thread_local=False)
-    lock.acquire(blocking=True)
+    if not lock.acquire(blocking=True, blocking_timeout=lock_wait):
+        raise ProjectBusy(
+            f"Project {project}: another training job held the project for {lock_wait:.0f} s, so this one stopped "
+            "without training; press Train again once it has finished"
+        )
     report_progress(lock_acquired_at=time.time())
     stop, lost = threading.Event(), threading.Event()
     renewer = threading.Thread(target=_renew, args=(lock, project, renew_every, stop, lost), daemon=True)

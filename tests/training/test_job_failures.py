@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from label_studio_yolo.errors import TrainingError
 from label_studio_yolo.settings import BackendSettings
+from label_studio_yolo.training.job import train_project
 from label_studio_yolo.training.local import LocalScheduler
 from label_studio_yolo.training.scheduler import RedisScheduler, redis_jobs
 from label_studio_yolo.training.status import versions_status
@@ -90,3 +92,30 @@ def test_without_redis_jobs_run_in_a_background_process_and_report_failure(faili
     assert jobs and all(job["status"] == "failed" for job in jobs), jobs
     assert "Connect" in jobs[-1]["error"], "the reason reaches the status"
     assert VersionStore(Path(failing_env["MODEL_DIR"])).current(3).name == "v-old"
+
+
+HOLD_TRAINING = """
+import sys, time
+from pathlib import Path
+from label_studio_yolo.versions import VersionStore
+with VersionStore(Path(sys.argv[1])).training(7):
+    print("holding", flush=True)
+    time.sleep(1.0)
+    print(time.time(), flush=True)
+"""
+"""Another backend process's local job of project 7: holds its training lock for a second."""
+
+
+def test_local_jobs_of_one_project_in_two_processes_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # WORKERS > 1 without REDIS_URL: every process runs its own local scheduler, and two jobs of one project
+    # trained at once before.
+    monkeypatch.setenv("MODEL_DIR", str(tmp_path))
+    monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)  # the job fails at once, after the lock
+    command = [sys.executable, "-c", HOLD_TRAINING, str(tmp_path)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as other:
+        assert other.stdout is not None and other.stdout.readline().strip() == "holding"
+        with pytest.raises(TrainingError, match="LABEL_STUDIO_URL"):
+            train_project(7)
+        failed_at = time.time()
+        released_at = float(other.stdout.readline())
+    assert failed_at >= released_at, "the job started only once the other process's job was done"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from rq.job import Job, JobStatus
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training import scheduler as scheduler_module
 from label_studio_yolo.training.local import LocalScheduler
-from label_studio_yolo.training.project_lock import claim
+from label_studio_yolo.training.project_lock import claim, project_lock
 from label_studio_yolo.training.scheduler import RedisScheduler, key
 from tests.support.redis_server import running_redis
 
@@ -251,3 +252,42 @@ def test_the_local_scheduler_counts_from_the_queued_job_and_folds_into_it() -> N
         assert [a["status"] for a in folded] == ["waiting", "folded"]
         jobs = local.jobs(PROJECT)
         assert len(jobs) == 1 and jobs[0]["status"] == "queued" and jobs[0]["folded_events"] == 2
+
+
+def test_a_job_waiting_for_the_project_lock_has_not_claimed_so_events_still_fold_into_it(
+    redis_url: str, redis: Redis, worker: Path
+) -> None:
+    # It claimed first before: events after the claim queued another job, which waited too; one busy project could
+    # hold every worker, and a job killed while waiting took its folded events with it.
+    real = RedisScheduler(BackendSettings(redis_url=redis_url, train_min_new_annotations=MINIMUM))
+    held, release = threading.Event(), threading.Event()
+
+    def another_job_trains() -> None:
+        with project_lock(Redis.from_url(redis_url), PROJECT):
+            held.set()
+            release.wait(TIMEOUT)
+
+    holder = threading.Thread(target=another_job_trains)
+    holder.start()
+    try:
+        assert held.wait(10)
+        job_id = real.on_event("START_TRAINING", annotation("START_TRAINING"))["job_id"]
+        waiting = wait_for(
+            lambda: (
+                True
+                if Job.fetch(job_id, connection=redis).meta.get("stage") == "waiting for the project lock"
+                else None
+            ),
+            "the job waits for the lock",
+            worker,
+        )
+        assert waiting
+        pressed = real.on_event("START_TRAINING", annotation("START_TRAINING"))
+        assert pressed == {"status": "folded", "project": PROJECT, "job_id": job_id}
+        assert project_jobs(redis) == [job_id], "no second job waits beside it"
+    finally:
+        release.set()
+        holder.join(10)
+    failed = wait_for(lambda: in_status(redis, job_id, JobStatus.FAILED), "the job ran once the lock was free", worker)
+    assert "LABEL_STUDIO_URL" in (failed.exc_info or ""), "it claimed and went on to read Label Studio"
+    assert redis.get(key(PROJECT, "queued_job")) is None, "claimed once it held the lock"
