@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from label_studio_yolo.training.annotations import annotated_tasks
 from tests.e2e.conftest import LabelStudioServer
 from tests.training.test_dataset import boxes_project, data_uri, label_config, label_lines, write
 
@@ -53,3 +54,28 @@ def test_annotations_stored_by_label_studio_train_the_same_dataset(
         assert len(ours) == len(stored_lines) > 0
         for line, stored_line in zip(ours, stored_lines, strict=True):
             assert stored_line == pytest.approx(line, abs=2e-6)
+
+
+def test_an_annotation_begun_from_a_prediction_is_known_as_such(
+    label_studio: LabelStudioServer, tmp_path: Path
+) -> None:
+    # Training keeps what an annotator deleted from a prediction deleted: it must learn which annotations began from
+    # one. Label Studio's editor saves them with parent_prediction, as here.
+    config = label_config("detect")
+    made = boxes_project(tmp_path / "local", 2, "detect", seed=12)
+    client = label_studio.client
+    project = client.projects.create(title="E2E from predictions", label_config=config)
+    stored = [
+        client.tasks.create(
+            project=project.id, data={"image": data_uri(tmp_path / "local" / "images" / f"detect{n:02d}.png")}
+        )
+        for n in range(2)
+    ]
+    result = made[0][0]["annotations"][0]["result"]
+    prediction = client.predictions.create(task=stored[0].id, result=result, score=0.9, model_version="v1")
+    client.annotations.create(id=stored[0].id, result=result[:1], parent_prediction=prediction.id)
+    client.annotations.create(id=stored[1].id, result=made[1][0]["annotations"][0]["result"])
+
+    read = annotated_tasks(client.tasks.list(project=project.id, fields="all"), "image", {"label"})
+
+    assert [(task.task_id, task.from_prediction) for task in read] == [(stored[0].id, True), (stored[1].id, False)]
