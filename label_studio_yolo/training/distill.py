@@ -37,11 +37,14 @@ class DistilledLoss:
     its class gain, so that ``weight`` 1 makes the two targets count alike.
     """
 
-    def __init__(self, criterion: Any, teacher: nn.Module, rows: Sequence[int], weight: float) -> None:
+    def __init__(
+        self, criterion: Any, teacher: nn.Module, rows: Sequence[int], weight: float, shared: SharedTrunk | None = None
+    ) -> None:
         self.criterion = criterion
         self.teacher = teacher
         self.rows = list(rows)
         self.weight = weight
+        self.shared = shared
 
     def __getattr__(self, name: str) -> Any:
         # ultralytics calls the criterion's own methods through the wrapper (end-to-end heads' ``update()``).
@@ -53,7 +56,8 @@ class DistilledLoss:
     def __call__(self, preds: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         loss, items = self.criterion(preds, batch)
         with torch.no_grad():
-            taught = _class_logits(self.teacher(batch["img"]))[:, self.rows].sigmoid()
+            outputs = self.shared.teacher_head(self.teacher) if self.shared else self.teacher(batch["img"])
+            taught = _class_logits(outputs)[:, self.rows].sigmoid()
         learnt = _class_logits(preds)[:, self.rows]
         distance = functional.binary_cross_entropy_with_logits(learnt, taught.to(learnt.dtype), reduction="sum")
         gain = float(getattr(self.criterion.hyp, "cls", 0.5))
@@ -61,14 +65,57 @@ class DistilledLoss:
         return loss + scaled, items
 
 
-def distil_into(rows: Sequence[int], weight: float) -> Callable[[Any], None]:
+class SharedTrunk:
+    """The frozen leading layers' outputs of the batch the model in training just ran, for the teacher to start from.
+
+    Those layers are the teacher's own (frozen weights, batch norm on running statistics): running them again for
+    the teacher would compute the same tensors. Forward hooks keep the outputs the later layers read.
+    """
+
+    def __init__(self, model: nn.Module, frozen: int) -> None:
+        layers: Any = model.model  # type: ignore[union-attr]
+        self.frozen = frozen
+        read = {frozen - 1} | {j for layer in layers[frozen:] for j in _inputs(layer) if 0 <= j < frozen}
+        self.outputs: dict[int, torch.Tensor] = {}
+        for index in read:
+            layers[index].register_forward_hook(self._keeper(index))
+
+    def _keeper(self, index: int) -> Callable[[nn.Module, Any, torch.Tensor], None]:
+        def keep(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> None:
+            self.outputs[index] = output.detach()
+
+        return keep
+
+    def teacher_head(self, teacher: nn.Module) -> Any:
+        """The teacher's output from its first unfrozen layer on: ultralytics' ``BaseModel._predict_once`` loop
+        (which always starts at layer 0), begun at :attr:`frozen` with the kept outputs."""
+        layers: Any = teacher.model  # type: ignore[union-attr]
+        saved: dict[int, Any] = dict(self.outputs)
+        x: Any = saved[self.frozen - 1]
+        for layer in layers[self.frozen :]:
+            if layer.f != -1:
+                x = saved[layer.f] if isinstance(layer.f, int) else [x if j == -1 else saved[j] for j in layer.f]
+            x = layer(x)
+            saved[layer.i] = x
+        return x
+
+
+def _inputs(layer: Any) -> list[int]:
+    """The absolute indices of the layers ``layer`` reads (ultralytics' ``f``: -1 is the one before it)."""
+    sources = layer.f if isinstance(layer.f, list) else [layer.f]
+    return [layer.i + j if j < 0 else j for j in sources]
+
+
+def distil_into(rows: Sequence[int], weight: float, frozen: int = 0) -> Callable[[Any], None]:
     """An ``on_train_start`` callback that makes the trainer's model learn ``rows`` (class indices) from itself as
-    it is before the first step, with ``weight``."""
+    it is before the first step, with ``weight``; its first ``frozen`` layers, which training does not change, run
+    once for both."""
 
     def install(trainer: Any) -> None:
         model = trainer.model
         teacher = _frozen_copy(model)
-        model.criterion = DistilledLoss(model.init_criterion(), teacher, rows, weight)
+        shared = SharedTrunk(model, frozen) if frozen > 0 else None
+        model.criterion = DistilledLoss(model.init_criterion(), teacher, rows, weight, shared)
 
     return install
 

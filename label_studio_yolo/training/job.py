@@ -27,25 +27,25 @@ from typing import Any
 from label_studio_yolo.errors import TrainingError
 from label_studio_yolo.inference.runtimes import ensure_openvino_export, runtime_for
 from label_studio_yolo.inference.ultralytics_process import load_yolo, ultralytics_quiet_unless
-from label_studio_yolo.inference.weights import LoadedWeights, file_version, load_weights, load_weights_file
-from label_studio_yolo.label_config import LabelMap
+from label_studio_yolo.inference.weights import file_version, load_weights, load_weights_file
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from label_studio_yolo.settings import BackendSettings
 from label_studio_yolo.training.advice import advice_for
 from label_studio_yolo.training.annotations import AnnotatedTask, annotated_tasks
 from label_studio_yolo.training.carry_over import carry_over
+from label_studio_yolo.training.context import JobContext, Stage, StageClock
 from label_studio_yolo.training.dataset import Dataset, data_fingerprint, task_labels, write_dataset
 from label_studio_yolo.training.distill import DISTILLED_TASKS, distil_into
 from label_studio_yolo.training.evaluate import METRIC_OF_TASK, LabelledImage, score_per_label
-from label_studio_yolo.training.gate import GateDecision, GateRules, judge
+from label_studio_yolo.training.gate import GateDecision, judge
 from label_studio_yolo.training.known_objects import KnownObjects
-from label_studio_yolo.training.plan import TrainingPlan, plan_training
+from label_studio_yolo.training.plan import plan_training
 from label_studio_yolo.training.progress import report_progress
 from label_studio_yolo.training.project_lock import StillHeld, claim, project_lock
 from label_studio_yolo.training.recipe import Recipe, recipe_for
 from label_studio_yolo.training.split import split_tasks
-from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, Published, VersionInfo, VersionStore
+from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, Published, VersionStore
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +84,11 @@ def train_project(project: int) -> dict[str, Any]:
     if job is None:  # a backend without Redis: its processes' jobs of one project take turns on MODEL_DIR
         with VersionStore(BackendSettings().model_dir).training(project):
             return _train(project)
-    report_progress(stage="waiting for the project lock")
+    report_progress(stage=Stage.WAITING.value)
     lock_wait = BackendSettings().train_job_timeout / 2  # rq stops the job at its timeout: keep time to train
     with project_lock(job.connection, project, lock_wait) as still_held:
         claim(job.connection, project, job.id)
-        report_progress(stage="exporting")
+        report_progress(stage=Stage.EXPORTING.value)
         return _train(project, still_held)
 
 
@@ -111,115 +111,128 @@ def train_annotated(
 ) -> dict[str, Any]:
     """Everything after the export: dataset, fine-tuning, the gate, storing and publishing.
 
-    ``tasks`` are Label Studio tasks with their annotations (SDK models or dicts as Label Studio exports them).
-    ``still_held`` (the project lock's check) is called after every epoch and before publishing. A job whose data
-    and starting point are those of a stored version trains nothing and says so (``status: skipped``).
+    ``tasks`` are Label Studio tasks with their annotations (SDK models or dicts as Label Studio exports them);
+    ``started`` is when their export began. ``still_held`` (the project lock's check) is called after every epoch
+    and before publishing. A job whose data and starting point are those of a stored version trains nothing and
+    says so (``status: skipped``).
 
     Raises:
         TrainingError: nothing in the config or the annotations can be trained (the message says what to fix).
         LockLost: the job lost its project lock (``still_held`` raised).
     """
+    clock = StageClock(started or time.time())
+    if started is not None:
+        clock.ran_before(Stage.EXPORTING)
     with ultralytics_quiet_unless(logger.isEnabledFor(logging.DEBUG)):
-        return _train_annotated(project, label_config, tasks, settings, started, still_held)
+        context = _context(project, label_config, settings, still_held or _always_held, clock)
+        return _train_annotated(context, tasks)
 
 
-def _train_annotated(
-    project: int,
-    label_config: str,
-    tasks: Iterable[Any],
-    settings: BackendSettings,
-    started: float | None,
-    still_held: StillHeld | None,
-) -> dict[str, Any]:
-    still_held = still_held or _always_held
-    started = started or time.time()
-    cpu_started = time.process_time()
+def _context(
+    project: int, label_config: str, settings: BackendSettings, still_held: StillHeld, clock: StageClock
+) -> JobContext:
+    """The job's context: it starts from the served version (else MODEL_PATH) and learns what the config says."""
     store = VersionStore(settings.model_dir)
     parent = store.current(project)
-    start, plan = _start_weights(settings, parent, label_config)
+    start = (
+        load_weights_file(parent.weights)
+        if parent
+        else load_weights(settings.model_root, settings.model_path, download=True)
+    )
+    weights_name = f"version {parent.name}" if parent else settings.model_path
+    plan = plan_training(label_config, start.task, settings.model_score_threshold, weights_name)
+    return JobContext(project, settings, store, parent, start, plan, still_held, clock)
+
+
+def _train_annotated(context: JobContext, tasks: Iterable[Any]) -> dict[str, Any]:
+    plan, project = context.plan, context.project
     annotated = annotated_tasks(tasks, plan.source.value_key, plan.from_names, require_region=plan.task == "classify")
     if not annotated:
         raise TrainingError(f"Project {project} has no annotated tasks for {plan.describe()}")
-    served_labels = plan.own_labels if parent else plan.base_labels(start.class_names.values())
-    # The base weights' content (a version carries its lineage's) and the label mapping are part of what a job
-    # learns from: a new MODEL_PATH is something new to learn.
-    base_content = str(parent.meta.get("base_content", "")) if parent else start.content_version
-    fingerprint = data_fingerprint(
-        plan, annotated, (_recorded_settings(settings), base_content, sorted(served_labels.by_class.items()))
-    )
-    if (twin := _trained_before(store, project, parent, fingerprint)) is not None:
+    fingerprint = _fingerprint(context, annotated)
+    if (twin := _trained_before(context, fingerprint)) is not None:
         return _skipped(project, twin)
-    known = _known_objects(plan, start, served_labels)
+    known = _known_objects(context)
     with tempfile.TemporaryDirectory(prefix=f"train-{project}-") as work:
-        dataset = _write(project, settings, plan, annotated, parent, Path(work) / "dataset", known)
-        begin = carry_over(start.path, plan.class_names, served_labels, Path(work))
-        recipe = recipe_for(settings, len(dataset.train_ids), begin.layers_before_head_inputs)
-        report_progress(
-            stage="training", annotations=len(annotated), train=len(dataset.train_ids), val=len(dataset.val_ids)
-        )
+        with context.clock.stage(Stage.WRITING, annotations=len(annotated)):
+            dataset = _write(context, annotated, Path(work) / "dataset", known)
+            begin = carry_over(context.start.path, plan.class_names, context.served_labels, Path(work))
+        recipe = recipe_for(context.settings, len(dataset.train_ids), begin.layers_before_head_inputs)
         # Distilling would teach back what annotators deleted from predictions: only where nothing was.
         deleted = known is not None and bool(known.removed)
         distilled = [] if deleted else [i for i, label in enumerate(plan.class_names) if begin.sources.get(label)]
-        best, run_dir = _fine_tune(settings, recipe, dataset, begin.path, Path(work) / "run", still_held, distilled)
-        trained_at = time.time()
-        decision = _judge(settings, plan, start, served_labels, best, dataset)
-        name = f"project{project}-v{len(store.versions(project)) + 1:03d}-{file_version(best).rsplit('-', 1)[-1]}"
-        meta = _meta(project, name, parent, settings, plan, dataset, decision)
+        with context.clock.stage(Stage.TRAINING, train=len(dataset.train_ids), val=len(dataset.val_ids)):
+            best, run_dir = _fine_tune(context, recipe, dataset, begin.path, Path(work) / "run", distilled)
+        with context.clock.stage(Stage.EVALUATING):
+            decision = _judge(context, best, dataset)
+        removed = dict(known.removed) if known else {}
+        advice = advice_for(decision, removed, context.gate_rules, len(dataset.val_ids))
+        name = (
+            f"project{project}-v{len(context.store.versions(project)) + 1:03d}-{file_version(best).rsplit('-', 1)[-1]}"
+        )
+        meta = _meta(context, name, dataset, decision)
         meta.update(
             annotations=len(annotated),
             data_fingerprint=fingerprint,
-            base_content=base_content,
+            base_content=_base_content(context),
             carried_over=begin.sources,
             recipe=asdict(recipe),
-            timings={
-                "export_and_train_s": round(trained_at - started, 1),
-                "total_s": round(time.time() - started, 1),
-                "cpu_s": round(time.process_time() - cpu_started, 1),
-            },
+            known_objects={"added": dict(known.added) if known else {}, "removed": removed},
+            advice=advice,
         )
-        removed = dict(known.removed) if known else {}
-        advice = advice_for(decision, removed, _gate_rules(settings), len(dataset.val_ids))
-        meta.update(known_objects={"added": dict(known.added) if known else {}, "removed": removed}, advice=advice)
-        _store_version(store, project, name, best, run_dir, meta, settings, recipe.imgsz)
-    published, reason = _publish(store, project, name, decision, parent, still_held)
-    return _finished(project, name, plan, decision, published, reason, advice, len(annotated))
+        _store_version(context, name, best, run_dir, meta, recipe.imgsz)
+    published, reason = _publish(context, name, decision)
+    return _finished(context, name, decision, published, reason, advice, len(annotated))
 
 
-def _write(
-    project: int,
-    settings: BackendSettings,
-    plan: TrainingPlan,
-    annotated: list[AnnotatedTask],
-    parent: VersionInfo | None,
-    root: Path,
-    known: KnownObjects | None,
-) -> Dataset:
+def _version_name(context: JobContext, best: Path) -> str:
+    """``project<id>-v<number>-<hash of the weights>``."""
+    number = len(context.store.versions(context.project)) + 1
+    return f"project{context.project}-v{number:03d}-{file_version(best).rsplit('-', 1)[-1]}"
+
+
+def _base_content(context: JobContext) -> str:
+    """The content of the base weights the job's lineage began from (a version carries its parent's)."""
+    return str(context.parent.meta.get("base_content", "")) if context.parent else context.start.content_version
+
+
+def _fingerprint(context: JobContext, annotated: list[AnnotatedTask]) -> str:
+    """What a job learns from: its data, settings, the base weights' content and how their classes map to labels
+    (a new MODEL_PATH, or another ``predicted_values``, is something new to learn)."""
+    mapping = sorted(context.served_labels.by_class.items())
+    how = (_recorded_settings(context.settings), _base_content(context), mapping)
+    return data_fingerprint(context.plan, annotated, how)
+
+
+def _write(context: JobContext, annotated: list[AnnotatedTask], root: Path, known: KnownObjects | None) -> Dataset:
     """The job's dataset, split so that the served version is not scored on the images it trained on, with the
     served model's ``known`` objects where a training image's annotation does not mention their labels."""
-    trained_before = parent.meta.get("train_tasks", []) if parent else []
+    settings, plan = context.settings, context.plan
+    trained_before = context.parent.meta.get("train_tasks", []) if context.parent else []
     split_of = split_tasks(
         task_labels(plan, annotated), settings.train_val_fraction, settings.train_min_val_images, trained_before
     )
     media = MediaSettings.from_settings(settings, settings.label_studio_url, settings.label_studio_api_key)
     dataset = write_dataset(annotated, ImageLoader(media), plan, root, split_of, known)
-    _check_splits(project, dataset)
+    _check_splits(context.project, dataset)
     return dataset
 
 
-def _known_objects(plan: TrainingPlan, start: LoadedWeights, served_labels: LabelMap) -> KnownObjects | None:
+def _known_objects(context: JobContext) -> KnownObjects | None:
     """The starting model as a source of targets for the labels it predicts (none for classify: an image's class is
     always annotated)."""
+    plan = context.plan
     if plan.task == "classify":
         return None
-    predicted = {label for name in start.class_names.values() if (label := served_labels.label_for(name))}
+    predicted = context.predicted_labels
     thresholds = {label: value for label, value in plan.thresholds.items() if label in predicted}
-    return KnownObjects(start, served_labels, plan.task, thresholds) if thresholds else None
+    return KnownObjects(context.start, context.served_labels, plan.task, thresholds) if thresholds else None
 
 
-def _trained_before(store: VersionStore, project: int, parent: VersionInfo | None, fingerprint: str) -> str | None:
+def _trained_before(context: JobContext, fingerprint: str) -> str | None:
     """A stored version trained on exactly this data from the same start (or the served one, if it was), if any."""
-    start = parent.name if parent else None
-    for version in store.versions(project):
+    start = context.parent.name if context.parent else None
+    for version in context.store.versions(context.project):
         same_start = version.meta.get("parent") == start or version.name == start
         if same_start and version.meta.get("data_fingerprint") == fingerprint:
             return version.name
@@ -228,24 +241,18 @@ def _trained_before(store: VersionStore, project: int, parent: VersionInfo | Non
 
 def _skipped(project: int, twin: str) -> dict[str, Any]:
     reason = f"nothing new to learn: version {twin} was trained on these annotations and settings from the same start"
-    report_progress(stage="skipped", reason=reason)
+    report_progress(stage=Stage.SKIPPED.value, reason=reason)
     logger.info("Project %s: training skipped, %s", project, reason)
     return {"project": project, "status": "skipped", "published": False, "reason": reason}
 
 
-def _publish(
-    store: VersionStore,
-    project: int,
-    name: str,
-    decision: GateDecision,
-    parent: VersionInfo | None,
-    still_held: StillHeld,
-) -> tuple[bool, str]:
-    """Publish ``name`` if the gate passed it, the project is not pinned and ``parent`` (the version the job started
-    from) is still served; whether it was, and why."""
+def _publish(context: JobContext, name: str, decision: GateDecision) -> tuple[bool, str]:
+    """Publish ``name`` if the gate passed it, the project is not pinned and the version the job started from is
+    still served; whether it was, and why."""
     if not decision.publish:
         return False, decision.reason
-    still_held()
+    context.still_held()
+    store, project, parent = context.store, context.project, context.parent
     outcome = store.publish(project, name, unless_pinned=True, replacing=parent.name if parent else None)
     if outcome is Published.PINNED:
         return False, f"the project is pinned to {store.pinned(project)}; the gate passed it: {decision.reason}"
@@ -259,9 +266,8 @@ def _publish(
 
 
 def _finished(
-    project: int,
+    context: JobContext,
     name: str,
-    plan: TrainingPlan,
     decision: GateDecision,
     published: bool,
     reason: str,
@@ -269,8 +275,9 @@ def _finished(
     annotations: int,
 ) -> dict[str, Any]:
     """Report, log and return the job's outcome, each label's scores, the gate's warnings and advice with it."""
+    project, task = context.project, context.plan.task
     gate = {**decision.as_dict(), "reason": reason, "advice": list(advice)}
-    report_progress(stage="published" if published else "stored, not published", gate=gate)
+    report_progress(stage=(Stage.PUBLISHED if published else Stage.STORED).value, gate=gate)
     for verdict in decision.labels:
         old = "-" if verdict.old is None else f"{verdict.old:.3f}"
         logger.info(
@@ -281,38 +288,18 @@ def _finished(
     for warning in decision.warnings:
         logger.warning("Project %s: %s %s", project, name, printable(warning))
     state = "published" if published else "not published"
-    logger.info("Project %s: %s version %s %s: %s", project, plan.task, name, state, printable(reason))
+    logger.info("Project %s: %s version %s %s: %s", project, task, name, state, printable(reason))
     for line in advice:
         logger.info("Project %s: to do: %s", project, printable(line))
-    summary = {"project": project, "status": "trained", "version": name, "published": published, "task": plan.task}
-    return {**summary, "metric": METRIC_OF_TASK[plan.task], "gate": gate, "annotations": annotations}
+    summary = {"project": project, "status": "trained", "version": name, "published": published, "task": task}
+    return {**summary, "metric": METRIC_OF_TASK[task], "gate": gate, "annotations": annotations}
 
 
-def _start_weights(
-    settings: BackendSettings, parent: VersionInfo | None, label_config: str
-) -> tuple[LoadedWeights, TrainingPlan]:
-    """The weights to fine-tune (the served version, else MODEL_PATH) and what their task learns from the config."""
-    start = (
-        load_weights_file(parent.weights)
-        if parent
-        else load_weights(settings.model_root, settings.model_path, download=True)
-    )
-    weights_name = f"version {parent.name}" if parent else settings.model_path
-    return start, plan_training(label_config, start.task, settings.model_score_threshold, weights_name)
-
-
-def _meta(
-    project: int,
-    name: str,
-    parent: VersionInfo | None,
-    settings: BackendSettings,
-    plan: TrainingPlan,
-    dataset: Dataset,
-    decision: GateDecision,
-) -> dict[str, Any]:
+def _meta(context: JobContext, name: str, dataset: Dataset, decision: GateDecision) -> dict[str, Any]:
     """``meta.json`` of a new version: lineage, task, data, classes, the gate's per-label scores, settings."""
+    plan, parent, settings = context.plan, context.parent, context.settings
     return {
-        "project": project,
+        "project": context.project,
         "version": name,
         "parent": parent.name if parent else None,
         "base_weights": str(parent.weights if parent else settings.model_path),
@@ -344,24 +331,17 @@ def _check_splits(project: int, dataset: Dataset) -> None:
     )
 
 
-def _store_version(
-    store: VersionStore,
-    project: int,
-    name: str,
-    best: Path,
-    run_dir: Path,
-    meta: dict[str, Any],
-    settings: BackendSettings,
-    imgsz: int,
-) -> None:
+def _store_version(context: JobContext, name: str, best: Path, run_dir: Path, meta: dict[str, Any], imgsz: int) -> None:
     """Write the version folder atomically: weights, their OpenVINO export, metadata, and ultralytics' metrics."""
-    with store.new_version(project, name) as folder:
-        shutil.copy2(best, folder / WEIGHTS_FILE)
-        if runtime_for(settings).wants_openvino:
-            _export_for_serving(folder / WEIGHTS_FILE, imgsz)
-        for artefact in ("results.csv", "results.png"):
-            if (run_dir / artefact).exists():
-                shutil.copy2(run_dir / artefact, folder / artefact)
+    with context.store.new_version(context.project, name) as folder:
+        with context.clock.stage(Stage.STORING):
+            shutil.copy2(best, folder / WEIGHTS_FILE)
+            if runtime_for(context.settings).wants_openvino:
+                _export_for_serving(folder / WEIGHTS_FILE, imgsz)
+            for artefact in ("results.csv", "results.png"):
+                if (run_dir / artefact).exists():
+                    shutil.copy2(run_dir / artefact, folder / artefact)
+        meta["timings"] = context.clock.timings()  # all but writing this file and publishing
         (folder / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
 
 
@@ -391,28 +371,23 @@ def _always_held() -> None:
 
 
 def _fine_tune(
-    settings: BackendSettings,
-    recipe: Recipe,
-    dataset: Dataset,
-    start: Path,
-    run_dir: Path,
-    still_held: StillHeld,
-    distilled: list[int],
+    context: JobContext, recipe: Recipe, dataset: Dataset, start: Path, run_dir: Path, distilled: list[int]
 ) -> tuple[Path, Path]:
     """Train from the weights at ``start`` by ``recipe`` and return the trained weights and the run folder.
 
-    ``still_held`` runs after every epoch: an error it raises stops training. The classes ``distilled`` also learn
+    The lock check runs after every epoch: an error it raises stops training. The classes ``distilled`` also learn
     from the starting model's scores (:mod:`~label_studio_yolo.training.distill`).
     """
     import ultralytics.utils.torch_utils as torch_utils
 
+    settings, still_held = context.settings, context.still_held
     # select_device() would drop torch to cpu_count - 1 threads; train with the configured count instead.
     torch_utils.NUM_THREADS = settings.torch_threads
     model = load_yolo(start)
     model.add_callback("on_fit_epoch_end", _epoch_progress)
     model.add_callback("on_fit_epoch_end", lambda _trainer: still_held())
     if distilled and settings.train_distill > 0 and dataset.task in DISTILLED_TASKS:
-        model.add_callback("on_train_start", distil_into(distilled, settings.train_distill))
+        model.add_callback("on_train_start", distil_into(distilled, settings.train_distill, recipe.freeze))
     model.train(
         data=str(dataset.data),
         **recipe.train_arguments(),
@@ -449,37 +424,21 @@ def _epoch_progress(trainer: Any) -> None:
     losses = trainer.label_loss_items(trainer.tloss, prefix="train") if trainer.tloss is not None else {}
     validated = trainer.metrics if epoch == trainer.epochs else {}  # before that, ultralytics' metrics are zeros
     metrics = {k: round(float(v), 4) for k, v in {**losses, **(validated or {})}.items()}
-    report_progress(stage="training", epoch=epoch, epochs=trainer.epochs, metrics=metrics)
+    report_progress(stage=Stage.TRAINING.value, epoch=epoch, epochs=trainer.epochs, metrics=metrics)
 
 
-def _judge(
-    settings: BackendSettings,
-    plan: TrainingPlan,
-    served: LoadedWeights,
-    served_labels: LabelMap,
-    best: Path,
-    dataset: Dataset,
-) -> GateDecision:
-    """Score the served and the new weights per label on the same val images, and let the gate decide."""
+def _judge(context: JobContext, best: Path, dataset: Dataset) -> GateDecision:
+    """Score the served and the new weights per label on the same val images, at the thresholds users see them at,
+    and let the gate decide."""
     from PIL import Image
 
-    report_progress(stage="evaluating")
+    plan = context.plan
     samples = [
         LabelledImage(Image.open(item.path).convert("RGB"), list(item.objects), item.label)
         for item in dataset.val_images
     ]
-    names, thresholds = list(plan.class_names), plan.thresholds  # scored as users see them
-    old = score_per_label(plan.task, served, served_labels, samples, names, thresholds)
+    names, thresholds = list(plan.class_names), plan.thresholds
+    old = score_per_label(plan.task, context.start, context.served_labels, samples, names, thresholds)
     candidate = load_weights_file(best, version="candidate")
     new = score_per_label(plan.task, candidate, plan.own_labels, samples, names, thresholds)
-    predicted = {label for name in served.class_names.values() if (label := served_labels.label_for(name))}
-    return judge(old, new, predicted, len(samples), _gate_rules(settings))
-
-
-def _gate_rules(settings: BackendSettings) -> GateRules:
-    return GateRules(
-        settings.train_publish_policy,
-        settings.train_min_val_images,
-        settings.train_gate_min_objects,
-        settings.train_gate_tolerance,
-    )
+    return judge(old, new, context.predicted_labels, len(samples), context.gate_rules)

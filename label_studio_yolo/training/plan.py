@@ -112,9 +112,11 @@ class TrainingPlan:
             AnnotationError: a region cannot be converted (a brush mask that does not fit its image).
         """
         objects = []
+        boxes = {self.boxes.from_name} if self.boxes else set()
         for spec in self.sources:
             tag, own = CONTROL_TYPES[spec.control_type], replace(self, source=spec, others=())
-            objects += tag.training_objects(own, [r for r in regions if r.from_name == spec.from_name], size)
+            read = {spec.from_name} | boxes  # pose: the keypoints' tag reads the rectangles' regions too
+            objects += tag.training_objects(own, [region for region in regions if region.from_name in read], size)
         return objects
 
     def image_class(self, regions: Sequence[AnnotatedRegion]) -> str:

@@ -105,6 +105,8 @@ def test_a_version_learns_the_new_labels_and_keeps_the_old_one(
     # From 0: distilling the old label costs the new ones some AP50 at this scale (Cat 0.50-0.77 over runs).
     assert after["Cup"].value >= 0.4 and after["Cat"].value >= 0.4, "the new labels are learned"
     assert version.meta["carried_over"] == {"Person": ["person"], "Cup": [], "Cat": []}
+    stages = {"writing_s", "training_s", "evaluating_s", "storing_s", "total_s", "cpu_s", "training_cpu_s"}
+    assert stages <= set(version.meta["timings"]), "where a job's time goes, stage by stage"
     assert result["published"], result["gate"]["reason"]
     assert VersionStore(version.path.parents[1]).current(1) == version
 
