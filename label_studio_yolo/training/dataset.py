@@ -30,6 +30,7 @@ from label_studio_yolo.training.annotations import AnnotatedTask
 from label_studio_yolo.training.formats import data_yaml, label_file_text
 from label_studio_yolo.training.known_objects import KnownObjects
 from label_studio_yolo.training.plan import TrainingPlan
+from label_studio_yolo.training.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class Dataset:
     @property
     def data(self) -> Path:
         """What ultralytics' ``train(data=...)`` takes: the folder (classify) or its ``data.yaml``."""
-        return self.root if self.task == "classify" else self.root / "data.yaml"
+        return self.root if TASKS[self.task].image_class else self.root / "data.yaml"
 
 
 def task_labels(plan: TrainingPlan, tasks: list[AnnotatedTask]) -> dict[int, set[str]]:
@@ -117,7 +118,7 @@ def _write_sample(
     """Write one task's image (and label file), with ``known``'s objects if given; return it with its truth."""
     if task.error:
         raise AnnotationError(task.error)
-    label = plan.image_class(task.regions) if plan.task == "classify" else None
+    label = plan.image_class(task.regions) if TASKS[plan.task].image_class else None
     image = loader.load(locate(task.image, task.task_id))
     if label is not None:
         path = root / split / label / f"{task.task_id}.png"
@@ -140,10 +141,10 @@ def _write_sample(
 def _write_layout(plan: TrainingPlan, root: Path) -> None:
     """Every class folder of a classification dataset in every split; ``data.yaml`` for the other tasks."""
     root.mkdir(parents=True, exist_ok=True)
-    if plan.task == "classify":
+    if TASKS[plan.task].image_class:
         for split in SPLITS:
             for name in plan.class_names:
                 (root / split / name).mkdir(parents=True, exist_ok=True)
         return
-    keypoints = plan.keypoint_count if plan.task == "pose" else None
+    keypoints = plan.keypoint_count if TASKS[plan.task].keypoints else None
     (root / "data.yaml").write_text(data_yaml(root, plan.class_names, keypoints))

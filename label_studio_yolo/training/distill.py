@@ -25,9 +25,6 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-DISTILLED_TASKS = frozenset({"detect", "segment", "pose", "obb"})
-"""Tasks whose heads score classes per anchor (ultralytics' ``Detect`` family): the ones distilled."""
-
 
 class DistilledLoss:
     """The task's loss plus the distance of the old labels' anchor scores from the starting model's.

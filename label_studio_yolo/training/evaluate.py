@@ -25,15 +25,13 @@ from label_studio_yolo.inference.outputs import detect, run_model
 from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.label_config import LabelMap
 from label_studio_yolo.tags.base import LabelledObject
+from label_studio_yolo.training.tasks import TASKS
 
 IOU_THRESHOLD = 0.5
 """A prediction is a true positive when it overlaps an unmatched box of its label by at least this IoU."""
 
 EVALUATION_CONF = 0.001
 """Confidence floor for evaluation (as ultralytics' own validation)."""
-
-METRIC_OF_TASK = {"detect": "ap50", "segment": "ap50", "pose": "ap50", "obb": "ap50", "classify": "accuracy"}
-"""The per-label metric that compares an old and a new model of each YOLO task."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +63,13 @@ def score_per_label(
     label_names: list[str],
     thresholds: Mapping[str, float] | None = None,
 ) -> dict[str, LabelScore]:
-    """The :data:`METRIC_OF_TASK` metric of ``weights`` served through ``labels``, for each label in the truth.
+    """The task's metric (:data:`~label_studio_yolo.training.tasks.TASKS`) of ``weights`` served through
+    ``labels``, for each label in the truth.
 
     ``thresholds``: per label, objects scoring less are not predicted (the gate passes those the project serves
     at); without, :data:`EVALUATION_CONF`.
     """
-    if METRIC_OF_TASK[task] == "accuracy":
+    if TASKS[task].metric == "accuracy":
         return accuracy_per_label(weights, labels, samples)
     thresholds = thresholds or {}
     predictions = [_predicted_boxes(weights, labels, sample.image, thresholds) for sample in samples]

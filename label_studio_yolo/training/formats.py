@@ -21,6 +21,7 @@ import yaml
 
 from label_studio_yolo.geometry import ImageSize, Point
 from label_studio_yolo.tags.base import LabelledObject
+from label_studio_yolo.training.tasks import TASKS
 
 VISIBLE = 2
 """ultralytics' visibility flag of an annotated keypoint (0 marks a missing one)."""
@@ -32,11 +33,11 @@ def _xy(point: Point, size: ImageSize) -> str:
 
 def label_line(task: str, item: LabelledObject, class_index: int, size: ImageSize) -> str:
     """One object's line in ``task``'s label format."""
-    if task in ("segment", "obb"):
+    if TASKS[task].outline:
         return f"{class_index} " + " ".join(_xy(point, size) for point in item.outline)
     x0, y0, x1, y1 = item.box
     line = f"{class_index} {_xy(((x0 + x1) / 2, (y0 + y1) / 2), size)} {_xy((x1 - x0, y1 - y0), size)}"
-    if task == "pose":
+    if TASKS[task].keypoints:
         line += "".join(f" {_xy(point, size)} {VISIBLE}" if point else " 0 0 0" for point in item.keypoints)
     return line
 

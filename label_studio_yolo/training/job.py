@@ -36,8 +36,8 @@ from label_studio_yolo.training.annotations import AnnotatedTask, annotated_task
 from label_studio_yolo.training.carry_over import carry_over
 from label_studio_yolo.training.context import JobContext, Stage, StageClock
 from label_studio_yolo.training.dataset import Dataset, data_fingerprint, task_labels, write_dataset
-from label_studio_yolo.training.distill import DISTILLED_TASKS, distil_into
-from label_studio_yolo.training.evaluate import METRIC_OF_TASK, LabelledImage, score_per_label
+from label_studio_yolo.training.distill import distil_into
+from label_studio_yolo.training.evaluate import LabelledImage, score_per_label
 from label_studio_yolo.training.gate import GateDecision, judge
 from label_studio_yolo.training.known_objects import KnownObjects
 from label_studio_yolo.training.plan import plan_training
@@ -45,6 +45,7 @@ from label_studio_yolo.training.progress import report_progress
 from label_studio_yolo.training.project_lock import StillHeld, claim, project_lock
 from label_studio_yolo.training.recipe import Recipe, recipe_for
 from label_studio_yolo.training.split import split_tasks
+from label_studio_yolo.training.tasks import TASKS
 from label_studio_yolo.versions import META_FILE, WEIGHTS_FILE, Published, VersionStore
 
 logger = logging.getLogger(__name__)
@@ -146,7 +147,8 @@ def _context(
 
 def _train_annotated(context: JobContext, tasks: Iterable[Any]) -> dict[str, Any]:
     plan, project = context.plan, context.project
-    annotated = annotated_tasks(tasks, plan.source.value_key, plan.from_names, require_region=plan.task == "classify")
+    image_class = TASKS[plan.task].image_class  # an image without its class teaches nothing
+    annotated = annotated_tasks(tasks, plan.source.value_key, plan.from_names, require_region=image_class)
     if not annotated:
         raise TrainingError(f"Project {project} has no annotated tasks for {plan.describe()}")
     fingerprint = _fingerprint(context, annotated)
@@ -222,7 +224,7 @@ def _known_objects(context: JobContext) -> KnownObjects | None:
     """The starting model as a source of targets for the labels it predicts (none for classify: an image's class is
     always annotated)."""
     plan = context.plan
-    if plan.task == "classify":
+    if TASKS[plan.task].image_class:
         return None
     predicted = context.predicted_labels
     thresholds = {label: value for label, value in plan.thresholds.items() if label in predicted}
@@ -292,7 +294,7 @@ def _finished(
     for line in advice:
         logger.info("Project %s: to do: %s", project, printable(line))
     summary = {"project": project, "status": "trained", "version": name, "published": published, "task": task}
-    return {**summary, "metric": METRIC_OF_TASK[task], "gate": gate, "annotations": annotations}
+    return {**summary, "metric": TASKS[task].metric, "gate": gate, "annotations": annotations}
 
 
 def _meta(context: JobContext, name: str, dataset: Dataset, decision: GateDecision) -> dict[str, Any]:
@@ -310,7 +312,7 @@ def _meta(context: JobContext, name: str, dataset: Dataset, decision: GateDecisi
         "val_tasks": dataset.val_ids,
         "skipped_tasks": dataset.skipped,
         "classes": list(plan.class_names),
-        "metric": METRIC_OF_TASK[plan.task],
+        "metric": TASKS[plan.task].metric,
         "gate": decision.as_dict(),
         "settings": _recorded_settings(settings),
     }
@@ -386,7 +388,7 @@ def _fine_tune(
     model = load_yolo(start)
     model.add_callback("on_fit_epoch_end", _epoch_progress)
     model.add_callback("on_fit_epoch_end", lambda _trainer: still_held())
-    if distilled and settings.train_distill > 0 and dataset.task in DISTILLED_TASKS:
+    if distilled and settings.train_distill > 0 and TASKS[dataset.task].anchors:
         model.add_callback("on_train_start", distil_into(distilled, settings.train_distill, recipe.freeze))
     model.train(
         data=str(dataset.data),

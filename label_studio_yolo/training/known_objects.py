@@ -31,6 +31,7 @@ from label_studio_yolo.inference.outputs import Detection, detect
 from label_studio_yolo.inference.weights import LoadedWeights
 from label_studio_yolo.label_config import LabelMap
 from label_studio_yolo.tags.base import LabelledObject
+from label_studio_yolo.training.tasks import TASKS
 
 KEPT_IOU = 0.5
 """A served object counts as kept by an annotation begun from a prediction when a region of its label overlaps it
@@ -94,12 +95,10 @@ def _covered(label: str, detection: Detection, annotated: Sequence[LabelledObjec
 
 def _labelled(task: str, label: str, detection: Detection) -> LabelledObject:
     """A detection as a training target of ``task``: its box, outline (segment, obb) or keypoints (pose)."""
-    box = (detection.x0, detection.y0, detection.x1, detection.y1)
-    if task == "segment":
-        return LabelledObject(label, box, tuple(detection.polygon))
-    if task == "obb" and detection.rotated is not None:
-        return LabelledObject(label, box, _corners(detection))
-    if task == "pose":
+    box, traits = (detection.x0, detection.y0, detection.x1, detection.y1), TASKS[task]
+    if traits.outline:  # a segment model's polygon, or an obb model's rotated box
+        return LabelledObject(label, box, _corners(detection) if detection.rotated else tuple(detection.polygon))
+    if traits.keypoints:
         points: tuple[Point | None, ...] = tuple(
             (point.x, point.y) if point.score >= KEYPOINT_VISIBLE else None for point in detection.keypoints
         )

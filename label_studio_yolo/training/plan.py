@@ -34,19 +34,7 @@ from label_studio_yolo.label_config import ControlSpec, LabelMap, parse_label_co
 from label_studio_yolo.tags import CONTROL_TYPES, ChoicesControl, learning_tags, supported_controls
 from label_studio_yolo.tags.base import EXAMPLE_MODEL_FOR_TASK, AnnotatedRegion, LabelledObject
 from label_studio_yolo.tags.keypoints import KEYPOINT_OBJECT_CLASS
-
-TRAINABLE_TASKS = tuple(EXAMPLE_MODEL_FOR_TASK)
-"""YOLO tasks a job can fine-tune (the first control in the config whose tag learns for the task feeds it)."""
-
-EXAMPLE_CONFIGS: dict[str, str] = {
-    "detect": '<RectangleLabels name="label" toName="image"><Label value="Car"/></RectangleLabels>',
-    "segment": '<PolygonLabels name="outline" toName="image"><Label value="Car"/></PolygonLabels>',
-    "classify": '<Choices name="kind" toName="image"><Choice value="Cat"/><Choice value="Dog"/></Choices>',
-    "pose": '<RectangleLabels name="label" toName="image"><Label value="Person"/></RectangleLabels>\n  '
-    '<KeyPointLabels name="points" toName="image"><Label value="Nose" model_index="0"/></KeyPointLabels>',
-    "obb": '<RectangleLabels name="label" toName="image"><Label value="Ship"/></RectangleLabels>',
-}
-"""The control part of a labelling config that trains each task (shown in errors)."""
+from label_studio_yolo.training.tasks import TASKS
 
 
 @dataclass(frozen=True)
@@ -71,7 +59,7 @@ class TrainingPlan:
     @property
     def class_names(self) -> tuple[str, ...]:
         """The trained model's classes, in class-index order: every source's labels, once each."""
-        if self.task == "pose":
+        if TASKS[self.task].keypoints:
             return self.boxes.label_names if self.boxes else (KEYPOINT_OBJECT_CLASS,)
         return tuple(dict.fromkeys(name for spec in self.sources for name in spec.label_names))
 
@@ -99,7 +87,7 @@ class TrainingPlan:
 
     def base_labels(self, model_classes: Iterable[str]) -> LabelMap:
         """Class -> label of the base weights, as the backend serves them (the config's ``predicted_values``)."""
-        if self.task == "pose" and self.boxes is None:
+        if TASKS[self.task].keypoints and self.boxes is None:
             return LabelMap({name.lower(): KEYPOINT_OBJECT_CLASS for name in model_classes})
         if self.boxes:
             return self.boxes.labels
@@ -141,19 +129,17 @@ def plan_training(label_config: str, task: str, default_threshold: float, weight
         TrainingError: no control of the config feeds ``task`` (the message shows XML that would), or a
             ``<Choice>`` value cannot name a class folder.
     """
-    if task not in TRAINABLE_TASKS:
-        raise TrainingError(
-            f"{weights_name} is a {task!r} model; training supports {', '.join(TRAINABLE_TASKS)} models"
-        )
+    if task not in TASKS:
+        raise TrainingError(f"{weights_name} is a {task!r} model; training supports {', '.join(TASKS)} models")
     specs = parse_label_config(label_config, default_threshold, supported_controls())
     usable = [spec for spec in specs if spec.object_type == "Image" and spec.model_path is None]
     sources = [spec for spec in usable if spec.control_type in learning_tags(task)]
     if not sources:
         raise TrainingError(_no_source_message(task, weights_name, specs, usable))
     source, boxes, others = sources[0], None, tuple[ControlSpec, ...]()
-    if task == "pose":
+    if TASKS[task].keypoints:
         boxes = next((s for s in usable if s.control_type == "RectangleLabels" and s.to_name == source.to_name), None)
-    elif task != "classify":  # an image has one class: the first <Choices> gives it
+    if TASKS[task].several_sources:
         others = tuple(spec for spec in sources[1:] if spec.to_name == source.to_name)
     plan = TrainingPlan(task, source, boxes, others)
     _check_class_names(plan)
@@ -164,9 +150,9 @@ def _check_class_names(plan: TrainingPlan) -> None:
     """Raise TrainingError when the plan has no classes (or keypoints) or a choice cannot name a folder."""
     if not plan.class_names:
         raise TrainingError(f"{plan.describe()} has no labels to train; add <Label> (or <Choice>) tags to it")
-    if plan.task == "pose" and plan.keypoint_count == 0:
+    if TASKS[plan.task].keypoints and plan.keypoint_count == 0:
         raise TrainingError(f"{plan.describe()} has no keypoint labels; add <Label> tags to the <KeyPointLabels>")
-    if plan.task == "classify":
+    if TASKS[plan.task].image_class:
         for name in plan.class_names:
             if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
                 raise TrainingError(
@@ -187,9 +173,9 @@ def _no_source_message(task: str, weights_name: str, specs: list[ControlSpec], u
     message = (
         f"Training fine-tunes {weights_name}, a {task} model, which learns from {wanted} on an <Image> without "
         f"model_path; the labelling config has {found}. A config that trains it:\n"
-        f'<View>\n  <Image name="image" value="$image"/>\n  {EXAMPLE_CONFIGS[task]}\n</View>'
+        f'<View>\n  <Image name="image" value="$image"/>\n  {TASKS[task].example_config}\n</View>'
     )
-    other_tasks = [t for t in TRAINABLE_TASKS if t != task and any(s.control_type in learning_tags(t) for s in usable)]
+    other_tasks = [t for t in TASKS if t != task and any(s.control_type in learning_tags(t) for s in usable)]
     if other_tasks:
         examples = ", ".join(f"{EXAMPLE_MODEL_FOR_TASK[t]} ({t})" for t in other_tasks)
         message += f"\nTo learn from the config's tags instead, start from another kind of model: MODEL_PATH={examples}"
