@@ -31,6 +31,9 @@ class TrainedTask:
     its keypoints belong to one set of boxes)."""
     anchors: bool = True
     """The head scores every class at every anchor (ultralytics' ``Detect`` family): what distillation needs."""
+    matched_by: str = "box"
+    """What makes a prediction find a truth object for the gate: ``box`` IoU, ``mask`` IoU (segment) or
+    ``keypoints`` similarity (pose, OKS), each at 0.5."""
 
 
 TASKS: dict[str, TrainedTask] = {
@@ -44,6 +47,7 @@ TASKS: dict[str, TrainedTask] = {
             "ap50",
             '<PolygonLabels name="outline" toName="image"><Label value="Car"/></PolygonLabels>',
             outline=True,
+            matched_by="mask",
         ),
         TrainedTask(
             "classify",
@@ -60,6 +64,7 @@ TASKS: dict[str, TrainedTask] = {
             '<KeyPointLabels name="points" toName="image"><Label value="Nose" model_index="0"/></KeyPointLabels>',
             keypoints=True,
             several_sources=False,
+            matched_by="keypoints",
         ),
         TrainedTask(
             "obb",

