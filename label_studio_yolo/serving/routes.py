@@ -19,7 +19,7 @@ from label_studio_yolo.serving.backends import ProjectBackends
 from label_studio_yolo.serving.errors import error_answer
 from label_studio_yolo.serving.requests import BadRequestBody, json_body, project_key, required_project
 from label_studio_yolo.serving.version_routes import version_store
-from label_studio_yolo.training.scheduler import ANNOTATION_EVENTS, START_TRAINING, Scheduler
+from label_studio_yolo.training.scheduler import ANNOTATION_EVENTS, START_TRAINING, JobState, Scheduler
 from label_studio_yolo.training.status import versions_status
 
 logger = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def train() -> ResponseReturnValue:
 def is_training() -> ResponseReturnValue:
     project = project_id(request.args.get("project"))
     jobs = _jobs(project) if project is not None else []
-    return jsonify({"is_training": any(job.get("status") == "started" for job in jobs)})
+    return jsonify({"is_training": any(job.get("status") == JobState.STARTED for job in jobs)})
 
 
 @training.get("/training/status")

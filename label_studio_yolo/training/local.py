@@ -18,7 +18,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from label_studio_yolo.settings import BackendSettings
-from label_studio_yolo.training.scheduler import JOB_HISTORY, EventPolicy
+from label_studio_yolo.training.scheduler import JOB_HISTORY, Decision, EventPolicy, JobState, Outcome
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +30,9 @@ def _run_job(project: int, report: Connection) -> None:
 
     try:
         configure_package_logging(BackendSettings().log_level)  # a spawned process starts with no logging set up
-        report.send(("finished", train_project(project)))
+        report.send((JobState.FINISHED, train_project(project)))
     except Exception as error:  # reported to the parent, which logs it and keeps the web server up
-        report.send(("failed", f"{type(error).__name__}: {error}"))
+        report.send((JobState.FAILED, f"{type(error).__name__}: {error}"))
 
 
 class LocalScheduler(EventPolicy):
@@ -60,20 +60,21 @@ class LocalScheduler(EventPolicy):
         with self._condition:
             count_now = self._new_annotations.get(project, 0)
             decision = self.decide(reason, project in self._queue, count_now)
-            if decision == "fold":
+            if decision is Decision.FOLD:
                 self._history[project][0]["folded_events"] += 1
-                return {"status": "folded", "project": project}
-            if decision == "wait":
+                return {"status": Outcome.FOLDED, "project": project}
+            if decision is Decision.WAIT:
                 return self.waiting(project, count_now)
             self._queue.append(project)
             self._new_annotations[project] = 0
             self._record(
-                project, {"status": "queued", "reason": reason, "enqueued_at": time.time(), "folded_events": 0}
+                project,
+                {"status": JobState.QUEUED, "reason": reason, "enqueued_at": time.time(), "folded_events": 0},
             )
             self._ensure_runner()
             self._condition.notify()
         logger.info("Project %s: local training job queued (%s)", project, reason)
-        return {"status": "queued", "project": project}
+        return {"status": Outcome.QUEUED, "project": project}
 
     def jobs(self, project: int) -> list[dict[str, Any]]:
         """This process's jobs for ``project``, newest first."""
@@ -96,13 +97,13 @@ class LocalScheduler(EventPolicy):
                 project = self._queue.popleft()
                 self._new_annotations[project] = 0
                 entry = self._history[project][0]
-                entry.update(status="started", started_at=time.time())
+                entry.update(status=JobState.STARTED, started_at=time.time())
             status, detail = self._run_in_child(project)
             with self._condition:
                 entry.update(
-                    status=status, ended_at=time.time(), **{"error" if status == "failed" else "result": detail}
+                    status=status, ended_at=time.time(), **{"error" if status == JobState.FAILED else "result": detail}
                 )
-            level = logging.ERROR if status == "failed" else logging.INFO
+            level = logging.ERROR if status == JobState.FAILED else logging.INFO
             logger.log(level, "Project %s: local training %s: %s", project, status, detail)
 
     @staticmethod
@@ -116,6 +117,6 @@ class LocalScheduler(EventPolicy):
         try:
             outcome: tuple[str, Any] = receiver.recv()
         except EOFError:
-            outcome = ("failed", "the training process died")
+            outcome = (JobState.FAILED, "the training process died")
         process.join()
         return outcome

@@ -21,6 +21,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from label_studio_yolo.projects import project_id_of
@@ -52,6 +53,34 @@ JOB_HISTORY = 50
 
 JOB_FUNCTION = "label_studio_yolo.training.job.train_project"
 """What rq workers run (imported by name, so the web process need not import training code)."""
+
+
+class Decision(StrEnum):
+    """What the event policy does with an event, under the project's lock."""
+
+    FOLD = "fold"
+    """Into the project's job that has not claimed its slot: it will read the annotation."""
+    WAIT = "wait"
+    """For more annotations."""
+    QUEUE = "queue"
+
+
+class Outcome(StrEnum):
+    """The ``status`` a scheduler answers an event with."""
+
+    QUEUED = "queued"
+    FOLDED = "folded"
+    WAITING = "waiting"
+    IGNORED = "ignored"
+
+
+class JobState(StrEnum):
+    """A training job's ``status`` in status views: rq's own names, which the local scheduler uses too."""
+
+    QUEUED = "queued"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
 
 
 class Scheduler(Protocol):
@@ -89,7 +118,7 @@ class EventPolicy(ABC):
         """Count, fold or queue, as the module's rules say; the answer names what happened."""
         project = project_id_of(data)
         if project is None or (action not in ANNOTATION_EVENTS and action != START_TRAINING):
-            return {"status": "ignored", "action": action}
+            return {"status": Outcome.IGNORED, "action": action}
         if action in ANNOTATION_EVENTS:
             count = self.count_annotation(project)
             if count < self.settings.train_min_new_annotations:
@@ -105,22 +134,22 @@ class EventPolicy(ABC):
         """Under the project's lock: :meth:`decide`, then fold into the job, answer waiting, or queue a job and
         start the count again (in one step with queueing it)."""
 
-    def decide(self, reason: str, unclaimed_job: bool, count_now: int) -> str:
-        """``"fold"``, ``"wait"`` or ``"queue"``, taken under the project's lock.
+    def decide(self, reason: str, unclaimed_job: bool, count_now: int) -> Decision:
+        """What to do with an event, decided under the project's lock.
 
         ``count_now`` is the count read under the lock: an annotation event that reached the minimum finds it lower
         when a job was queued or claimed since the event was counted, and that job reads the annotation.
         """
         if unclaimed_job:
-            return "fold"
+            return Decision.FOLD
         if reason in ANNOTATION_EVENTS and count_now < self.settings.train_min_new_annotations:
-            return "wait"
-        return "queue"
+            return Decision.WAIT
+        return Decision.QUEUE
 
     @staticmethod
     def waiting(project: int, count: int) -> dict[str, Any]:
         """The answer to an annotation event that did not queue a job."""
-        return {"status": "waiting", "project": project, "new_annotations": count}
+        return {"status": Outcome.WAITING, "project": project, "new_annotations": count}
 
 
 class RedisScheduler(EventPolicy):
@@ -179,7 +208,7 @@ class RedisScheduler(EventPolicy):
         finally:
             with suppress(LockNotOwnedError):  # it lapsed: the work is done all the same
                 lock.release()
-        if answer["status"] == "queued":
+        if answer["status"] is Outcome.QUEUED:
             logger.info("Project %s: training job %s queued (%s)", project, answer["job_id"], reason)
         return answer
 
@@ -191,10 +220,10 @@ class RedisScheduler(EventPolicy):
         counted = job is None and reason in ANNOTATION_EVENTS
         count_now = int(self.redis.get(key(project, "new_annotations")) or 0) if counted else 0
         decision = self.decide(reason, job is not None, count_now)
-        if decision == "fold" and job is not None:
+        if decision is Decision.FOLD and job is not None:
             update_meta(job, lambda meta: meta.update(folded_events=int(meta.get("folded_events", 0)) + 1))
-            return {"status": "folded", "project": project, "job_id": job.id}
-        if decision == "wait":
+            return {"status": Outcome.FOLDED, "project": project, "job_id": job.id}
+        if decision is Decision.WAIT:
             return self.waiting(project, count_now)
         job_id = f"train-{project}-{uuid.uuid4().hex[:8]}"
         with self.redis.pipeline() as pipe:  # one transaction: no worker claims the job before it is the queued one
@@ -214,7 +243,7 @@ class RedisScheduler(EventPolicy):
                 pipeline=pipe,
             )
             pipe.execute()
-        return {"status": "queued", "project": project, "job_id": job_id}
+        return {"status": Outcome.QUEUED, "project": project, "job_id": job_id}
 
     def _unclaimed_job(self, project: int) -> Job | None:
         """The project's job that has not claimed its slot yet: still named by ``queued_job``, and waiting in rq or
@@ -266,9 +295,9 @@ def redis_jobs(redis: Any, project: int, queue: str = "training") -> list[dict[s
             "ended_at": job.ended_at,
             "progress": job.meta,
         }
-        if entry["status"] == "failed":
+        if entry["status"] == JobState.FAILED:
             entry["error"] = _failure(job.exc_info)
-        elif entry["status"] == "finished":
+        elif entry["status"] == JobState.FINISHED:
             entry["result"] = job.return_value()
         jobs.append(entry)
     return jobs
