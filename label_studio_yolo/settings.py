@@ -233,7 +233,10 @@ class BackendSettings(BaseSettings):
         3, ge=1, description="Val objects (classify: images) each already-predicted label needs to be judged."
     )
     train_gate_tolerance: float = Field(
-        0.05, ge=0.0, le=1.0, description="Least drop of a label's AP50 that refuses a version (at least 1/objects)."
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="Least drop of a label's AP50 that refuses a version (more with few val objects).",
     )
     train_publish_policy: str = Field(
         "not_worse",

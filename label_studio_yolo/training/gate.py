@@ -4,11 +4,12 @@ A version is published only when all of these hold (``TRAIN_PUBLISH_POLICY=alway
 verdicts are still recorded):
 
 1. val holds at least ``TRAIN_MIN_VAL_IMAGES`` images;
-2. no label the served model already predicts drops by more than ``max(TRAIN_GATE_TOLERANCE, 0.5 / n)`` for its
-   ``n`` val objects. Both models are scored on the same images, so an object the served model found and the new
-   one misses is a real loss on them, not sampling noise; only the reordering of scores moves AP50 by less than
-   half an object's share (``0.5 / n``), and that much is forgiven. So one object lost of three (1.00 -> 0.67)
-   refuses a version, and so does one of ten under the default tolerance;
+2. no label the served model already predicts drops beyond its tolerance. A drop is forgiven only while both hold:
+   it is within one object's share (``1 / n`` for ``n`` val objects: one object more or less moves AP50 that much),
+   and the new score, read as a share of the ``n`` objects, can still reach ``served - TRAIN_GATE_TOLERANCE`` at
+   one-sided 95% confidence (its Wilson upper bound); never less than ``TRAIN_GATE_TOLERANCE``. So one object lost
+   of three (1.00 -> 0.67) refuses a version (one object's share, but beyond chance), one of ten (0.90 -> 0.80)
+   does not, and with 20 objects or more the tolerance is the setting;
 3. the mean over the labels in val is at least the served model's: a tie (a val set both models saturate) is not
    a regression.
 
@@ -20,11 +21,12 @@ annotated yet does not hold back every later version. A version that is not publ
 Example:
     >>> decision = judge(old, new, already_predicted={"Person"}, val_images=6, rules=GateRules())  # doctest: +SKIP
     >>> decision.publish, decision.reason
-    (False, 'Person drops 0.81 -> 0.55 on 12 val objects (tolerance 0.05)')
+    (False, 'Person drops 0.81 -> 0.55 on 12 val objects (tolerance 0.08)')
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -44,8 +46,8 @@ class GateRules:
     tolerance: float = 0.05
 
 
-SMALL_N_SHARE = 0.5
-"""Share of one val object a label's score may drop by as ranking noise (rule 2 of the module)."""
+CONFIDENCE_Z = 1.645
+"""The normal quantile of the gate's one-sided 95% confidence (rule 2 of the module)."""
 
 
 class Verdict(StrEnum):
@@ -119,16 +121,36 @@ def judge(
     return GateDecision(publish, reason, round(old_mean, 4), round(new_mean, 4), verdicts, _warnings(verdicts, rules))
 
 
-def tolerance_for(objects: int, rules: GateRules) -> float:
-    """How far a label with ``objects`` val objects may drop (rule 2 of the module)."""
-    return round(max(rules.tolerance, SMALL_N_SHARE / max(objects, 1)), 4)
+def tolerance_for(before: float, objects: int, rules: GateRules) -> float:
+    """How far below ``before`` (the served score) a label with ``objects`` val objects may land (rule 2 of the
+    module)."""
+    one_object = 1 / max(objects, 1)
+    floor = before - rules.tolerance
+    if floor <= 0.0:
+        return round(max(rules.tolerance, min(one_object, before)), 4)
+    low, high = 0.0, floor  # the lowest score whose upper bound reaches the floor (a bound is above its score)
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (low, middle) if upper_bound(middle, objects) >= floor else (middle, high)
+    return round(max(rules.tolerance, min(one_object, before - high)), 4)
+
+
+def upper_bound(score: float, objects: int) -> float:
+    """One-sided 95% Wilson upper bound of ``score`` read as a share of ``objects``.
+
+    Written out because scipy's ``binomtest`` takes whole counts, and an AP50 times its objects is not one.
+    """
+    z2 = CONFIDENCE_Z**2 / max(objects, 1)
+    centre = (score + z2 / 2) / (1 + z2)
+    spread = CONFIDENCE_Z * math.sqrt(score * (1 - score) / max(objects, 1) + z2 / (4 * max(objects, 1))) / (1 + z2)
+    return min(1.0, centre + spread)
 
 
 def _verdict(label: str, old: LabelScore | None, new: LabelScore, predicted: bool, rules: GateRules) -> LabelVerdict:
-    tolerance = tolerance_for(new.count, rules)
     if not predicted:
-        return LabelVerdict(label, new.count, None, round(new.value, 4), tolerance, Verdict.NEW_LABEL)
+        return LabelVerdict(label, new.count, None, round(new.value, 4), rules.tolerance, Verdict.NEW_LABEL)
     before = old.value if old else 0.0
+    tolerance = tolerance_for(before, new.count, rules)
     if new.count == 0:
         verdict = Verdict.NOT_JUDGED
     elif before - new.value > tolerance:

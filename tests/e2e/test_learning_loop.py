@@ -91,7 +91,10 @@ def test_start_training_learns_new_labels_keeps_the_old_one_and_serves_it_withou
             "MODEL_DIR": str(tmp_path / "versions"),
             "LABEL_STUDIO_URL": label_studio.url,
             "LABEL_STUDIO_API_KEY": label_studio.token,
-            "TRAIN_IMGSZ": str(PEOPLE_IMGSZ),  # the photos' size; every other training setting at its default
+            "TRAIN_IMGSZ": str(PEOPLE_IMGSZ),  # the photos' size
+            # 8 val tasks instead of 5: with 3 people in val, one person missed refuses a version by design
+            # (docs/training.md, the gate), and runs differ by that much. Every other setting at its default.
+            "TRAIN_VAL_FRACTION": "0.4",
         }
         with backend_server(tmp_path / "models", tmp_path, **settings) as backend:
             ml = client.ml.create(project=project.id, url=backend.url, title="YOLO", is_interactive=False)
