@@ -4,8 +4,8 @@ The gate says what it measured ("Person drops 0.99 -> 0.49 on 4 val objects"); t
 what the job saw while it wrote the dataset (:class:`~label_studio_yolo.training.known_objects.KnownObjects`).
 
 Example:
-    >>> advice_for(decision, removed={"Person": 7}, rules=GateRules())                   # doctest: +SKIP
-    ('Person: YOLO finds Person in 7 training images whose annotations began from its predictions and kept none ...',)
+    >>> advice_for(decision, removed={"Person": 7}, rules=GateRules(), val_images=6)     # doctest: +SKIP
+    ('Person: YOLO finds Person in 7 training image(s) whose annotations began from its predictions and ...',)
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ def advice_for(
 ) -> tuple[str, ...]:
     """One line per thing to do about ``decision``.
 
-    ``removed``: per label, the training images whose annotation started from a prediction and has none of that
-    label although the served model finds it there.
+    ``removed``: per label, the training images whose annotation started from a prediction and lacks an object of
+    that label the served model finds there.
     """
     lines = []
     if val_images < rules.min_val_images:
@@ -37,7 +37,8 @@ def advice_for(
         if verdict.verdict is Verdict.DROPPED and removed.get(label):
             lines.append(
                 f"{label}: YOLO finds {label} in {removed[label]} training image(s) whose annotations began from its "
-                f"predictions and kept none; if they are {label}, keep those regions (or draw them) and train again; "
+                f"predictions and left some out; if they are {label}, keep those regions (or draw them) and train "
+                "again; "
                 f"if they are not, the new version is right to forget them: serve it with {PIN_HINT}"
             )
         elif verdict.verdict is Verdict.DROPPED:
