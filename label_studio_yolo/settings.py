@@ -212,7 +212,9 @@ class BackendSettings(BaseSettings):
     train_epochs: int | None = Field(
         None, gt=0, description="Fine-tuning epochs per job; unset: from the data's size (about 80 optimizer steps)."
     )
-    train_imgsz: int = Field(640, gt=0, description="Training image size.")
+    train_imgsz: int | None = Field(
+        None, gt=0, description="Training image size; unset: the size the starting weights were trained at (else 640)."
+    )
     train_batch: int = Field(4, gt=0, description="Training batch size (each batch is one optimizer step).")
     train_freeze: int | None = Field(
         None, ge=0, description="Leading layers kept frozen while fine-tuning; unset: the model's backbone."

@@ -159,7 +159,9 @@ def _train_annotated(context: JobContext, tasks: Iterable[Any]) -> dict[str, Any
         with context.clock.stage(Stage.WRITING, annotations=len(annotated)):
             dataset = _write(context, annotated, Path(work) / "dataset", known)
             begin = carry_over(context.start.path, plan.class_names, context.served_labels, Path(work))
-        recipe = recipe_for(context.settings, len(dataset.train_ids), begin.layers_before_head_inputs)
+        recipe = recipe_for(
+            context.settings, len(dataset.train_ids), begin.layers_before_head_inputs, context.start.imgsz
+        )
         # Distilling would teach back what annotators deleted from predictions: only where nothing was.
         deleted = known is not None and bool(known.removed)
         distilled = [] if deleted else [i for i, label in enumerate(plan.class_names) if begin.sources.get(label)]

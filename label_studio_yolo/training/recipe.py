@@ -19,6 +19,9 @@ from typing import Any
 
 from label_studio_yolo.settings import BackendSettings
 
+DEFAULT_IMGSZ = 640
+"""Training image size when neither ``TRAIN_IMGSZ`` nor the starting weights say one (ultralytics' own default)."""
+
 TARGET_STEPS = 80
 """Optimizer steps a job aims at when ``TRAIN_EPOCHS`` is unset."""
 
@@ -52,11 +55,19 @@ class Recipe:
         }
 
 
-def recipe_for(settings: BackendSettings, train_images: int, layers_before_head_inputs: int) -> Recipe:
+def recipe_for(
+    settings: BackendSettings, train_images: int, layers_before_head_inputs: int, start_imgsz: int | None = None
+) -> Recipe:
     """The recipe of a job with ``train_images`` training images, for a model whose head reads its first input from
-    layer ``layers_before_head_inputs``."""
+    layer ``layers_before_head_inputs`` and was trained at ``start_imgsz``.
+
+    Unless ``TRAIN_IMGSZ`` says otherwise, a job trains at the size its starting weights know: a version trained at
+    another size serves at that size, where the old labels' features were never learnt (a people model trained at
+    256 px kept Person at 0.874 fine-tuned at 256 and fell to 0.38 at 640).
+    """
     batch = max(1, min(settings.train_batch, train_images))
     steps_per_epoch = math.ceil(train_images / batch)
     epochs = settings.train_epochs or min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(TARGET_STEPS / steps_per_epoch)))
     freeze = layers_before_head_inputs if settings.train_freeze is None else settings.train_freeze
-    return Recipe(epochs=epochs, imgsz=settings.train_imgsz, batch=batch, freeze=freeze, lr0=settings.train_lr)
+    imgsz = settings.train_imgsz or start_imgsz or DEFAULT_IMGSZ
+    return Recipe(epochs=epochs, imgsz=imgsz, batch=batch, freeze=freeze, lr0=settings.train_lr)

@@ -22,3 +22,11 @@ def test_a_batch_never_exceeds_the_images_and_settings_override_the_rules() -> N
     chosen = recipe_for(BackendSettings(train_epochs=7, train_freeze=0), train_images=15, layers_before_head_inputs=16)
     assert (chosen.epochs, chosen.freeze) == (7, 0)
     assert chosen.train_arguments()["val"] is False, "the gate scores the version; no per-epoch validation"
+
+
+def test_a_job_trains_at_the_size_its_starting_weights_know_unless_told() -> None:
+    # A people model trained at 256 px, fine-tuned at the old default of 640, served the version at 640 and lost
+    # Person (0.876 -> 0.38 held-out); at 256 it kept it (0.874).
+    assert recipe_for(BackendSettings(), 15, 15, start_imgsz=256).imgsz == 256
+    assert recipe_for(BackendSettings(), 15, 15, start_imgsz=None).imgsz == 640, "weights that do not say"
+    assert recipe_for(BackendSettings(train_imgsz=320), 15, 15, start_imgsz=256).imgsz == 320
