@@ -62,13 +62,13 @@ def build_project_predictor(
             base.append(load_weights(settings.model_root, settings.model_path, runtime, download=True))
         return base[0]
 
+    trained = load_weights_file(version.weights, runtime, version=version.name) if version is not None else None
     controls = []
     for spec in specs:
         if spec.model_path is not None:
             controls.append(control_for(spec, _tag_weights(spec, settings, runtime)))
-        elif version is not None and _learnt_by(version.meta, spec):
-            weights = load_weights_file(version.weights, runtime, version=version.name)  # cached per process
-            controls.append(control_for(with_own_labels(spec), weights))
+        elif version is not None and trained is not None and _learnt_by(version.meta, spec):
+            controls.append(control_for(with_own_labels(spec), trained))
         else:
             controls.append(control_for(spec, base_weights()))
     vlm = vlm_config(settings)
