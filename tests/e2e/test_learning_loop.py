@@ -57,7 +57,7 @@ def setup_version(backend: BackendServer, project_id: int) -> str:
 def backend_settings(backend: BackendServer) -> dict[str, str]:
     """The settings the backend was started with (the worker needs the same), without the test process's others."""
     names = ("MODEL_ROOT", "MODEL_PATH", "MODEL_DIR", "TORCH_THREADS", "REDIS_URL", "LABEL_STUDIO_URL")
-    names += ("LABEL_STUDIO_API_KEY", "TRAIN_IMGSZ", "MEDIA_ALLOWED_HOSTS")
+    names += ("LABEL_STUDIO_API_KEY", "TRAIN_IMGSZ", "TRAIN_VAL_FRACTION", "MEDIA_ALLOWED_HOSTS")
     return {name: backend.env[name] for name in names}
 
 
