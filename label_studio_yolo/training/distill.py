@@ -34,14 +34,11 @@ class DistilledLoss:
     its class gain, so that ``weight`` 1 makes the two targets count alike.
     """
 
-    def __init__(
-        self, criterion: Any, teacher: nn.Module, rows: Sequence[int], weight: float, shared: SharedTrunk | None = None
-    ) -> None:
+    def __init__(self, criterion: Any, teacher: Teacher, rows: Sequence[int], weight: float) -> None:
         self.criterion = criterion
         self.teacher = teacher
         self.rows = list(rows)
         self.weight = weight
-        self.shared = shared
 
     def __getattr__(self, name: str) -> Any:
         # ultralytics calls the criterion's own methods through the wrapper (end-to-end heads' ``update()``).
@@ -53,8 +50,7 @@ class DistilledLoss:
     def __call__(self, preds: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, Any]:
         loss, items = self.criterion(preds, batch)
         with torch.no_grad():
-            outputs = self.shared.teacher_head(self.teacher) if self.shared else self.teacher(batch["img"])
-            taught = _class_logits(outputs)[:, self.rows].sigmoid()
+            taught = self.teacher.class_logits(batch["img"])[:, self.rows].sigmoid()
         learnt = _class_logits(preds)[:, self.rows]
         distance = functional.binary_cross_entropy_with_logits(learnt, taught.to(learnt.dtype), reduction="sum")
         gain = float(getattr(self.criterion.hyp, "cls", 0.5))
@@ -83,18 +79,46 @@ class SharedTrunk:
 
         return keep
 
-    def teacher_head(self, teacher: nn.Module) -> Any:
-        """The teacher's output from its first unfrozen layer on: ultralytics' ``BaseModel._predict_once`` loop
-        (which always starts at layer 0), begun at :attr:`frozen` with the kept outputs."""
-        layers: Any = teacher.model  # type: ignore[union-attr]
-        saved: dict[int, Any] = dict(self.outputs)
-        x: Any = saved[self.frozen - 1]
-        for layer in layers[self.frozen :]:
-            if layer.f != -1:
-                x = saved[layer.f] if isinstance(layer.f, int) else [x if j == -1 else saved[j] for j in layer.f]
-            x = layer(x)
+    def kept(self) -> dict[int, torch.Tensor]:
+        """The kept outputs of the last batch, by layer index."""
+        return dict(self.outputs)
+
+
+class Teacher:
+    """The starting model, frozen, scoring the old labels of each training batch as it sees it.
+
+    It computes only what distillation reads: from the first layer training changes on (the frozen layers' outputs
+    are those the model in training just computed, :class:`SharedTrunk`), and of the head only its class branch.
+    The box branch (and a segment head's masks, a pose head's keypoints) would cost a fifth of a YOLOv8s teacher
+    at 640 px for nothing.
+    """
+
+    def __init__(self, model: nn.Module, trunk: SharedTrunk | None = None) -> None:
+        self.model = model
+        self.trunk = trunk
+
+    def class_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The per-anchor class logits (batch, classes, anchors) of ``images``, the batch the model in training ran."""
+        layers: Any = self.model.model  # type: ignore[union-attr]
+        *body, head = layers
+        start = self.trunk.frozen if self.trunk else 0
+        saved: dict[int, Any] = self.trunk.kept() if self.trunk else {}
+        x: Any = saved[start - 1] if start else images
+        # ultralytics' BaseModel._predict_once loop, begun at ``start``: layer.f names the layers it reads.
+        for layer in body[start:]:
+            x = layer(_read(layer, x, saved))
             saved[layer.i] = x
-        return x
+        features = _read(head, x, saved)
+        # The one-to-many class branch (cv3): what _class_logits reads of the model in training, end-to-end heads too.
+        scores = [branch(feature).flatten(2) for branch, feature in zip(head.cv3, features, strict=True)]
+        return torch.cat(scores, dim=-1)
+
+
+def _read(layer: Any, previous: Any, saved: dict[int, Any]) -> Any:
+    """What ``layer`` takes as input: the previous layer's output, or the saved outputs its ``f`` names."""
+    if layer.f == -1:
+        return previous
+    return saved[layer.f] if isinstance(layer.f, int) else [previous if j == -1 else saved[j] for j in layer.f]
 
 
 def _inputs(layer: Any) -> list[int]:
@@ -110,20 +134,17 @@ def distil_into(rows: Sequence[int], weight: float, frozen: int = 0) -> Callable
 
     def install(trainer: Any) -> None:
         model = trainer.model
-        teacher = _frozen_copy(model)
-        shared = SharedTrunk(model, frozen) if frozen > 0 else None
-        model.criterion = DistilledLoss(model.init_criterion(), teacher, rows, weight, shared)
+        teacher = Teacher(_frozen_copy(model), SharedTrunk(model, frozen) if frozen > 0 else None)
+        model.criterion = DistilledLoss(model.init_criterion(), teacher, rows, weight)
 
     return install
 
 
 def _frozen_copy(model: nn.Module) -> nn.Module:
-    """The model as it serves (batch norm with its running statistics), but whose head returns the raw scores."""
+    """The model as it serves (batch norm with its running statistics), its weights out of training's reach."""
     teacher = copy.deepcopy(model).eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
-    head: Any = teacher.model[-1]  # type: ignore[index]
-    head.training = True  # only the head's own flag: in training mode it returns the per-anchor logits
     return teacher
 
 

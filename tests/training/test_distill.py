@@ -1,5 +1,5 @@
-"""Distillation's teacher: what it scores, and that sharing the frozen trunk with the model in training changes none of
-it."""
+"""Distillation's teacher: what it scores, and that sharing the frozen trunk with the model in training and running only
+the head's class branch change none of it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from label_studio_yolo.inference.ultralytics_process import load_yolo
-from label_studio_yolo.training.distill import SharedTrunk, _class_logits, _frozen_copy
+from label_studio_yolo.training.distill import SharedTrunk, Teacher, _class_logits, _frozen_copy
 from tests.support.photos import PEOPLE_MODEL
 
 FROZEN = 15
@@ -25,18 +25,18 @@ def in_training(model: nn.Module, frozen: int) -> nn.Module:
     return model
 
 
-def test_the_teacher_scores_as_the_served_model_and_from_the_shared_trunk_the_same() -> None:
+def test_the_teacher_scores_as_the_served_model_from_the_shared_trunk_or_the_image() -> None:
     served = load_yolo(PEOPLE_MODEL).model.float()
     teacher = _frozen_copy(served)
     student = in_training(copy.deepcopy(served), FROZEN)
-    shared = SharedTrunk(student, FROZEN)
+    from_trunk, from_image = Teacher(teacher, SharedTrunk(student, FROZEN)), Teacher(teacher)
     images = torch.rand(2, 3, 256, 256)
 
     with torch.no_grad():
         student(images)  # the batch the model in training runs; its frozen layers' outputs are kept
-        from_trunk = _class_logits(shared.teacher_head(teacher))
-        whole = _class_logits(teacher(images))
+        scores = [from_trunk.class_logits(images), from_image.class_logits(images)]
+        whole = _class_logits(teacher(images))  # the served model's whole forward pass, every branch of its head
 
-    assert from_trunk.shape == whole.shape == (2, 1, 1344)
-    assert torch.allclose(from_trunk, whole, atol=1e-5)
+    assert whole.shape == (2, 1, 1344)
+    assert all(torch.allclose(score, whole, atol=1e-5) for score in scores)
     assert not any(parameter.requires_grad for parameter in teacher.parameters())
