@@ -22,6 +22,7 @@ def test_a_batch_never_exceeds_the_images_and_settings_override_the_rules() -> N
     chosen = recipe_for(BackendSettings(train_epochs=7, train_freeze=0), train_images=15, layers_before_head_inputs=16)
     assert (chosen.epochs, chosen.freeze) == (7, 0)
     assert chosen.train_arguments()["val"] is False, "the gate scores the version; no per-epoch validation"
+    assert chosen.train_arguments()["save"] is False, "and one checkpoint is written, the last epoch's"
 
 
 def test_a_job_trains_at_the_size_its_starting_weights_know_unless_told() -> None:
