@@ -5,7 +5,7 @@ A project of composed photos (real people, a cup and a cat's head pasted on real
 ``predicted_values``) and ``Cup`` and ``Cat``, which the base never saw. Each choice runs the real training job
 (:func:`label_studio_yolo.training.job.train_annotated`) on the same annotated scenes, then the new version is
 scored per label on held-out scenes, beside the base model. Printed per choice: held-out AP50 of each label, the
-job's wall time and CPU seconds, and the gate's decision.
+job's wall time and CPU seconds (and each stage's wall / CPU seconds), and the gate's decision.
 
 Choices, each adding to the one before unless said:
 
@@ -130,6 +130,7 @@ def run_choice(
         "wall": wall,
         "cpu": cpu,
         "epochs": version.meta["recipe"]["epochs"] if "recipe" in version.meta else None,
+        "timings": version.meta.get("timings", {}),
         "gate": result["gate"],
     }
 
@@ -205,7 +206,17 @@ def _row(name: str, scores: dict[str, LabelScore], outcome: dict[str, Any] | Non
     verdict = "publish" if gate["publish"] else "refuse"
     return (
         f"{name:>16}: {labels} | {outcome['wall']:.0f} s wall, {outcome['cpu']:.0f} CPU-s, "
-        f"{outcome['epochs'] or 30} epochs | gate: {verdict} ({gate['reason']})"
+        f"{outcome['epochs'] or 30} epochs ({_stages(outcome['timings'])}) | gate: {verdict} ({gate['reason']})"
+    )
+
+
+def _stages(timings: dict[str, float]) -> str:
+    """The job's stages as wall / CPU seconds: "training 182/312 s, writing 7/7 s, ..."."""
+    stages = [key.removesuffix("_s") for key in timings if key.endswith("_s") and not key.endswith("cpu_s")]
+    return ", ".join(
+        f"{stage} {timings[f'{stage}_s']:.0f}/{timings.get(f'{stage}_cpu_s', 0):.0f} s"
+        for stage in stages
+        if stage != "total"
     )
 
 

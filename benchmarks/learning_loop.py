@@ -15,6 +15,8 @@ gate's per-label verdicts and decision.
 Usage:
     .venv/bin/python -m benchmarks.learning_loop                                   # shipped people model, 256x192
     .venv/bin/python -m benchmarks.learning_loop --base yolov8s-people.pt --size 640 480 --setting TRAIN_IMGSZ=640
+    .venv/bin/python -m benchmarks.learning_loop --train 10                   # the few-tasks case
+    .venv/bin/python -m benchmarks.learning_loop --drawn new                  # people left unboxed, as many annotate
 """
 
 from __future__ import annotations
@@ -37,7 +39,15 @@ from label_studio_yolo.training.worker import TrainingWorker
 from tests.e2e.conftest import BackendServer, backend_server
 from tests.e2e.test_label_studio_predictions import retrieve_predictions
 from tests.support.label_studio import PROJECT_ROOT, running_label_studio
-from tests.support.photo_project import CONFIG, LABELS, annotation_result, project_scenes, stored_scores, upload_scenes
+from tests.support.photo_project import (
+    CONFIG,
+    LABELS,
+    NEW_LABELS,
+    annotation_result,
+    project_scenes,
+    stored_scores,
+    upload_scenes,
+)
 from tests.support.photos import PEOPLE_MODEL, SCENE_SIZE
 from tests.support.redis_server import running_redis
 
@@ -73,7 +83,11 @@ def main() -> None:
     parser.add_argument("--held-out", type=int, default=40, help="held-out tasks")
     parser.add_argument("--size", type=int, nargs=2, default=SCENE_SIZE, metavar=("W", "H"), help="scene size")
     parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE", help="a backend setting")
+    parser.add_argument(
+        "--drawn", choices=("all", "new"), default="all", help="labels drawn: all, or only those the base never saw"
+    )
     args = parser.parse_args()
+    drawn = NEW_LABELS if args.drawn == "new" else LABELS
     size = (args.size[0], args.size[1])
     settings = dict(item.split("=", 1) for item in args.setting)
     with tempfile.TemporaryDirectory(prefix="learning-loop-") as folder, ExitStack() as stack:
@@ -86,7 +100,7 @@ def main() -> None:
         project = server.client.projects.create(title="Learning loop", label_config=CONFIG).id
         train_ids = upload_scenes(server, project, scenes["train"])
         for scene in scenes["train"]:
-            server.client.annotations.create(id=train_ids[scene.path.name], result=annotation_result(scene))
+            server.client.annotations.create(id=train_ids[scene.path.name], result=annotation_result(scene, drawn))
         held_out_ids = upload_scenes(server, project, scenes["held-out"])
         redis_url = stack.enter_context(running_redis())
         env = {
@@ -139,7 +153,10 @@ def report(
     job: dict[str, Any],
 ) -> None:
     result = job.get("result") or {}
-    print(f"\n{args.train} annotated, {args.held_out} held-out tasks of {size[0]}x{size[1]}; base {args.base.name}")
+    print(
+        f"\n{args.train} annotated ({args.drawn} labels drawn), {args.held_out} held-out tasks of {size[0]}x{size[1]}; "
+        f"base {args.base.name}"
+    )
     print(f"settings beside the defaults: {settings or 'none'}")
     print(f"{'label':>8} | held-out AP50 before -> after (objects)")
     for label in LABELS.values():
