@@ -81,6 +81,11 @@ class LocalScheduler(EventPolicy):
         with self._condition:
             return list(self._history.get(project, []))
 
+    def projects(self) -> list[int]:
+        """The projects this process has queued jobs for."""
+        with self._condition:
+            return sorted(self._history)
+
     def _record(self, project: int, entry: dict[str, Any]) -> None:
         self._history.setdefault(project, deque(maxlen=JOB_HISTORY)).appendleft(entry)
 

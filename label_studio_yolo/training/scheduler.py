@@ -92,6 +92,10 @@ class Scheduler(Protocol):
         """The project's training jobs, newest first, for status views."""
         ...
 
+    def projects(self) -> list[int]:
+        """The projects that have training jobs on record."""
+        ...
+
 
 class TrainingQueueUnavailable(RuntimeError):
     """Redis cannot be reached or did not answer in time: nothing was queued or read."""
@@ -176,6 +180,12 @@ class RedisScheduler(EventPolicy):
     def jobs(self, project: int) -> list[dict[str, Any]]:
         with self._reaching_redis():
             return redis_jobs(self.redis, project, self.queue.name)
+
+    def projects(self) -> list[int]:
+        with self._reaching_redis():
+            names = self.redis.scan_iter(match=f"{KEY_PREFIX}:project:*:jobs", count=1000)
+            found = (name.decode().removeprefix(f"{KEY_PREFIX}:project:").partition(":")[0] for name in names)
+            return sorted({int(project) for project in found if project.isdigit()})
 
     @contextmanager
     def _reaching_redis(self) -> Iterator[None]:
