@@ -25,6 +25,7 @@ from label_studio_yolo.inference.runtimes import runtime_for
 from label_studio_yolo.serving.backends import ProjectBackends
 from label_studio_yolo.serving.errors import register_error_handlers
 from label_studio_yolo.serving.guard import RequestGuard
+from label_studio_yolo.serving.page_routes import pages
 from label_studio_yolo.serving.routes import Served, serve
 from label_studio_yolo.serving.version_routes import versions
 from label_studio_yolo.settings import BackendSettings, current_settings
@@ -45,6 +46,7 @@ def create_app(model_class: type[Any]) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]  # answers keep label-studio-ml's key order
     serve(app, Served(ProjectBackends(model_class), scheduler_for(settings), model_class.__name__))
     app.register_blueprint(versions)
+    app.register_blueprint(pages)
     register_error_handlers(app, settings.max_request_bytes)
     app.wsgi_app = RequestGuard(app.wsgi_app, settings.basic_auth, settings.max_request_bytes)  # type: ignore[method-assign]
     _warn_about_settings(settings)

@@ -55,6 +55,11 @@ def _served() -> Served:
     return served
 
 
+def current_scheduler() -> Scheduler:
+    """The training scheduler of the app handling this request."""
+    return _served().scheduler
+
+
 @predictions.get("/")
 @predictions.get("/health")
 def health() -> ResponseReturnValue:
