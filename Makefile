@@ -1,6 +1,7 @@
 # The commands of the README:
 #   make run   - create .venv, install the pinned requirements, serve the backend on :9090 (gunicorn.conf.py)
-#   make test  - install the test tools and Label Studio (its own .venv-label-studio), run lint and every test
+#   make test  - install the test tools, Label Studio (its own .venv-label-studio) and, as root on Debian, Chromium
+#                for the page's browser tests; run lint and every test
 #   make audit - check the installed dependencies against known vulnerabilities (needs the network; not part of test)
 # Everything is installed with pip (it reads this machine's local torch wheels; uv/poetry would download ~3 GB).
 
@@ -18,7 +19,7 @@ THREADS ?= 16
 export YOLO_OFFLINE ?= 0
 export YOLO_CONFIG_DIR ?= $(CURDIR)/.cache/ultralytics
 
-.PHONY: run dev test lint install install-test audit clean
+.PHONY: run dev test lint install install-test browser audit clean
 
 # label-studio-ml 1.0.9 pins Flask 1.1.2 / Werkzeug 2.0.2 / Jinja2 3.0.3 (18 advisories). pip cannot override a
 # dependency's pins from a requirements file, so it is installed in a second step with --no-deps, after
@@ -56,8 +57,16 @@ lint: $(VENV)/.test
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: install-test lint
+test: install-test browser lint
 	YOLO_OFFLINE=1 $(VENV)/bin/python -m pytest
+
+# The backend page's tests drive Debian's Chromium and its driver. As root with apt-get they are installed here;
+# elsewhere this says how, and those tests fail with the same words (they are never skipped).
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "The page's browser tests need Chromium: sudo apt-get install chromium chromium-driver"; fi
 
 # make audit: pip-audit over exactly what .venv holds (runtime and test pins, and every transitive dependency).
 # - pip-audit lives in its own venv (.venv-audit), pinned, so its dependencies never mix with the runtime's.

@@ -106,6 +106,7 @@ HOW_IT_WORKS: dict[str, tuple[str, str]] = {
     "pip install --no-deps": ("make install", "the Makefile's install step for label-studio-ml (docs/security.md)"),
     "pip freeze --all": ("make audit", "what `make audit` audits (docs/security.md)"),
     "make lint": ("make test", "`make test` runs lint before the tests"),
+    "make browser": ("make test", "`make test` installs Chromium for the page's browser tests (as root) first"),
     "docker stop": ("docker compose up", "how compose stops the backend (docs/deploy.md)"),
     "docker run --cpus=2": (
         "docker compose up",
