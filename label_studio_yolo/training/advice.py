@@ -4,7 +4,7 @@ The gate says what it measured ("Person drops 0.99 -> 0.49 on 4 val objects"); t
 what the job saw while it wrote the dataset (:class:`~label_studio_yolo.training.known_objects.KnownObjects`).
 
 Example:
-    >>> advice_for(decision, removed={"Person": 7}, rules=GateRules(), val_images=6)     # doctest: +SKIP
+    >>> advice_for(decision, {"Person": 7}, GateRules(), 6, pin_hint(7, "project7-v002-1a2b3c4d"))  # doctest: +SKIP
     ('Person: YOLO finds Person in 7 training image(s) whose annotations began from its predictions and ...',)
 """
 
@@ -14,17 +14,22 @@ from collections.abc import Mapping
 
 from label_studio_yolo.training.gate import GateDecision, GateRules, Verdict
 
-PIN_HINT = "label-studio-yolo versions pin --project <id> --version <name>"
-"""How a person serves a stored version the gate refused (shown in advice)."""
+
+def pin_hint(project: int, version: str) -> str:
+    """How a person serves a stored version the gate refused (shown in advice)."""
+    return (
+        f'the page\'s "Pin this version" (/ui/projects/{project}) or '
+        f"label-studio-yolo versions pin --project {project} --version {version}"
+    )
 
 
 def advice_for(
-    decision: GateDecision, removed: Mapping[str, int], rules: GateRules, val_images: int
+    decision: GateDecision, removed: Mapping[str, int], rules: GateRules, val_images: int, pin: str
 ) -> tuple[str, ...]:
     """One line per thing to do about ``decision``.
 
     ``removed``: per label, the training images whose annotation started from a prediction and lacks an object of
-    that label the served model finds there.
+    that label the served model finds there. ``pin``: how to serve the version anyway (:func:`pin_hint`).
     """
     lines = []
     if val_images < rules.min_val_images:
@@ -39,12 +44,12 @@ def advice_for(
                 f"{label}: YOLO finds {label} in {removed[label]} training image(s) whose annotations began from its "
                 f"predictions and left some out; if they are {label}, keep those regions (or draw them) and train "
                 "again; "
-                f"if they are not, the new version is right to forget them: serve it with {PIN_HINT}"
+                f"if they are not, the new version is right to forget them: serve it with {pin}"
             )
         elif verdict.verdict is Verdict.DROPPED:
             lines.append(
                 f"{label}: annotate more images with {label} ({verdict.objects} val objects now) and train again, "
-                f"or serve the stored version anyway with {PIN_HINT}"
+                f"or serve the stored version anyway with {pin}"
             )
         elif verdict.verdict is Verdict.NOT_JUDGED:
             lines.append(f"{label}: draw {label} where it appears, so that the next versions are checked on it")

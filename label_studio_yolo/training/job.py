@@ -31,7 +31,7 @@ from label_studio_yolo.inference.weights import file_version, load_weights, load
 from label_studio_yolo.logsafe import printable
 from label_studio_yolo.media.loader import ImageLoader, MediaSettings
 from label_studio_yolo.settings import BackendSettings
-from label_studio_yolo.training.advice import advice_for
+from label_studio_yolo.training.advice import advice_for, pin_hint
 from label_studio_yolo.training.annotations import AnnotatedTask, annotated_tasks
 from label_studio_yolo.training.carry_over import carry_over
 from label_studio_yolo.training.context import JobContext, Stage, StageClock
@@ -170,10 +170,8 @@ def _train_annotated(context: JobContext, tasks: Iterable[Any]) -> dict[str, Any
         with context.clock.stage(Stage.EVALUATING):
             decision = _judge(context, best, dataset)
         removed = dict(known.removed) if known else {}
-        advice = advice_for(decision, removed, context.gate_rules, len(dataset.val_ids))
-        name = (
-            f"project{project}-v{len(context.store.versions(project)) + 1:03d}-{file_version(best).rsplit('-', 1)[-1]}"
-        )
+        name = _version_name(context, best)
+        advice = advice_for(decision, removed, context.gate_rules, len(dataset.val_ids), pin_hint(project, name))
         meta = _meta(context, name, dataset, decision)
         meta.update(
             annotations=len(annotated),

@@ -164,7 +164,7 @@ def test_people_deleted_from_predictions_stay_deleted_and_the_gate_says_what_to_
     assert removed >= 10
     advice = " ".join(result["gate"]["advice"])
     assert f"YOLO finds Person in {removed} training image(s) whose annotations began from its predictions" in advice
-    assert "label-studio-yolo versions pin" in advice
+    assert f"label-studio-yolo versions pin --project 1 --version {result['version']}" in advice, "named in full"
     held_out = held_out_scores(version.weights, OWN_LABELS, project.held_out)
     assert held_out["Person"].value < project.base["Person"].value - 2 * TOLERANCE, "the gate was right"
 
