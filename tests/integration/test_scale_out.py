@@ -129,6 +129,8 @@ def test_training_asked_of_every_replica_at_once_is_one_job_whose_version_every_
     assert len({answer["job_id"] for answer in answers}) == 1, answers
     assert sorted(answer["status"] for answer in answers) == ["folded"] * (2 * REPLICAS - 1) + ["queued"]
     assert all(len(jobs(replica, project)) == 1 for replica in cluster.replicas), "every replica sees the one job"
+    overviews = [requests.get(f"{replica.url}/ui/", timeout=10).text for replica in cluster.replicas]
+    assert all(f"Project {project}</a>" in page and "queued" in page for page in overviews), "every replica's page"
 
     with rq_workers(cluster, WORKERS):
         finished = eventually(
@@ -152,6 +154,8 @@ def test_training_asked_of_every_replica_at_once_is_one_job_whose_version_every_
     for replica in cluster.replicas:
         result = requests.post(f"{replica.url}/predict", json=body, timeout=60).json()["results"][0]
         assert result["model_version"] == published.name, "its predictions carry the new version"
+        page = requests.get(f"{replica.url}/ui/projects/{project}", timeout=10).text
+        assert f'Serves <strong class="served">{published.name}</strong>' in page, "and its page says so"
 
 
 def test_a_stopped_replica_finishes_its_request_while_the_others_answer(
