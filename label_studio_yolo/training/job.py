@@ -388,6 +388,7 @@ def _fine_tune(
     model = load_yolo(start)
     model.add_callback("on_fit_epoch_end", _epoch_progress)
     model.add_callback("on_fit_epoch_end", lambda _trainer: still_held())
+    model.add_callback("on_train_start", _channels_last_on_cpu)  # before distillation copies the model
     if distilled and settings.train_distill > 0 and TASKS[dataset.task].anchors:
         model.add_callback("on_train_start", distil_into(distilled, settings.train_distill, recipe.freeze))
     model.train(
@@ -409,6 +410,19 @@ def _fine_tune(
         raise TrainingError(f"ultralytics finished without writing {best}")
     _plot_metrics(run_dir)
     return best, run_dir
+
+
+def _channels_last_on_cpu(trainer: Any) -> None:
+    """Train on the CPU with the weights in channels-last order, which ultralytics does only on CUDA.
+
+    oneDNN's convolutions are faster on NHWC: a YOLOv8s training step at 640 px (batch 4, 2 threads) took 1.42 s
+    against 1.63-1.70 s, a yolov8n step at 256 px 100-103 ms against 108-110 ms, for the same scores (within 4e-4).
+    Parameters keep their identity, so the optimizer built before this callback still holds them.
+    """
+    import torch
+
+    if trainer.device.type == "cpu":
+        trainer.model.to(memory_format=torch.channels_last)
 
 
 def _plot_metrics(run_dir: Path) -> None:
