@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import csv
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -176,20 +177,15 @@ def _losses(version: VersionInfo) -> dict[str, list[float]]:
     results = version.path / "results.csv"
     if not results.is_file():
         return {}
-    rows = [line.split(",") for line in results.read_text(errors="replace").splitlines() if line.strip()]
-    if len(rows) < 2:
-        return {}
-    header = [name.strip() for name in rows[0]]
-    losses: dict[str, list[float]] = {}
-    for column, name in enumerate(header):
-        if name.startswith("train/") and name.endswith("_loss"):
-            losses[name.removeprefix("train/")] = [_number(row[column]) for row in rows[1:] if column < len(row)]
-    return losses
+    with results.open(newline="", errors="replace") as lines:
+        rows = [{key.strip(): value for key, value in row.items() if key} for row in csv.DictReader(lines)]
+    names = [name for name in (rows[0] if rows else {}) if name.startswith("train/") and name.endswith("_loss")]
+    return {name.removeprefix("train/"): [_number(row.get(name)) for row in rows] for name in names}
 
 
-def _number(text: str) -> float:
+def _number(text: str | None) -> float:
     try:
-        return float(text)
+        return float(text or "")
     except ValueError:
         return 0.0
 

@@ -3,8 +3,8 @@
 - ``GET /ui/``: every project with versions or jobs: the version served, its pin, the job now, the last outcome;
 - ``GET /ui/projects/<id>``: its versions, newest first, with the gate's table, reason, advice and two charts;
 - ``POST /ui/projects/<id>/pin`` (``version``), ``/unpin``, ``/rollback`` (pin the base weights), ``/train``: what
-  ``/versions/pin``, ``/versions/unpin`` and ``/train`` do, from a form (:mod:`~label_studio_yolo.serving.csrf`
-  refuses forged ones), then back to the project's page;
+  ``/versions/pin``, ``/versions/unpin`` and ``/train`` do, from a form (every post passes
+  :mod:`~label_studio_yolo.serving.csrf` first), then back to the project's page;
 - ``GET /ui/projects/<id>/versions/<name>/weights``: the version's ``best.pt``, for operators.
 
 Basic auth guards these routes as every other. Templates escape everything they show; nothing here runs on the
@@ -45,6 +45,16 @@ DONE = {
 """What a button did, shown on the page it returns to (chosen by key, so a link cannot put words on the page)."""
 
 
+@pages.before_request
+def _refuse_forged_posts() -> ResponseReturnValue | None:
+    """Every form post of the page, whichever button: refused unless it came from the page's own form."""
+    reason = forged_post_reason() if request.method == "POST" else None
+    if reason:
+        logger.warning("Page form post refused: %s", reason)
+        return render_template("ui/refused.html", reason=reason), 403
+    return None
+
+
 @pages.after_request
 def _set_token_cookie(response: Response) -> Response:
     return remember_token(response)
@@ -79,7 +89,6 @@ def project_page(project: int) -> ResponseReturnValue:
 
 @pages.post("/projects/<int:project>/pin")
 def pin(project: int) -> ResponseReturnValue:
-    _refuse_forged()
     name = request.form.get("version", "")
     if not VERSION_NAME.fullmatch(name):
         return _problem(project, "Choose one of the versions listed below.", 400)
@@ -88,13 +97,11 @@ def pin(project: int) -> ResponseReturnValue:
 
 @pages.post("/projects/<int:project>/rollback")
 def rollback(project: int) -> ResponseReturnValue:
-    _refuse_forged()
     return _pin(project, BASE, "rolled-back")
 
 
 @pages.post("/projects/<int:project>/unpin")
 def unpin(project: int) -> ResponseReturnValue:
-    _refuse_forged()
     removed = version_store().unpin(project)
     logger.info("Project %d: unpinned from the page (was %s)", project, printable(removed or "not pinned"))
     return _back(project, "unpinned")
@@ -102,7 +109,6 @@ def unpin(project: int) -> ResponseReturnValue:
 
 @pages.post("/projects/<int:project>/train")
 def train(project: int) -> ResponseReturnValue:
-    _refuse_forged()
     try:
         answer = current_scheduler().on_event(START_TRAINING, {"project": project})
     except Exception as error:  # Redis down: say so on the page, as /train answers 503
@@ -126,13 +132,6 @@ def _pin(project: int, name: str, done: str) -> ResponseReturnValue:
         return _problem(project, str(error), 404)
     logger.info("Project %d: pinned to %s from the page", project, printable(name))
     return _back(project, done)
-
-
-def _refuse_forged() -> None:
-    reason = forged_post_reason()
-    if reason:
-        logger.warning("Page form post refused: %s", reason)
-        abort(Response(render_template("ui/refused.html", reason=reason), status=403))
 
 
 def _back(project: int, done: str) -> ResponseReturnValue:
